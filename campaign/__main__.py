@@ -1,0 +1,7 @@
+"""`python -m campaign` runs the command line."""
+
+from __future__ import annotations
+
+from campaign.cli import main
+
+main()

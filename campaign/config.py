@@ -1,0 +1,120 @@
+"""Settings from the environment: prefixed names, bounds, secrets kept secret, units in names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_PLIVO_API_URL = "https://api.plivo.com"
+
+
+class SettingsError(Exception):
+    """A setting is missing or invalid; the message names the variable and the fix."""
+
+
+def _default_data_dir() -> Path:
+    return platformdirs.user_data_path("campaign")
+
+
+class Settings(BaseSettings):
+    """Every setting of the engine. Environment variable names are given beside each field."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CAMPAIGN_",
+        extra="ignore",
+        populate_by_name=True,
+        hide_input_in_errors=True,
+    )
+
+    # CAMPAIGN_DATABASE_URL: unset means the embedded PostgreSQL in CAMPAIGN_DATA_DIR.
+    database_url: str | None = None
+    # CAMPAIGN_DATA_DIR: where the embedded PostgreSQL keeps its data.
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    # CAMPAIGN_DATABASE_POOL_SIZE: connections per process.
+    database_pool_size: int = Field(default=10, ge=2, le=100)
+
+    # The Plivo account, with the names Plivo's own SDKs read.
+    plivo_auth_id: str | None = Field(
+        default=None, validation_alias=AliasChoices("PLIVO_AUTH_ID", "plivo_auth_id")
+    )
+    plivo_auth_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("PLIVO_AUTH_TOKEN", "plivo_auth_token")
+    )
+    plivo_api_url: str = Field(
+        default=DEFAULT_PLIVO_API_URL,
+        validation_alias=AliasChoices("PLIVO_API_URL", "plivo_api_url"),
+    )
+
+    # CAMPAIGN_PLIVO_CONNECT_TIMEOUT_S / CAMPAIGN_PLIVO_TIMEOUT_S: per Make-a-call request.
+    plivo_connect_timeout_s: float = Field(default=5.0, ge=0.1, le=60.0)
+    plivo_timeout_s: float = Field(default=30.0, ge=0.5, le=300.0)
+    # Retries of requests that were certainly not sent (connect errors, 503, 429).
+    plivo_retry_attempts: int = Field(default=5, ge=1, le=20)
+    plivo_retry_budget_s: float = Field(default=60.0, ge=0.1, le=3600.0)
+    plivo_backoff_initial_s: float = Field(default=0.5, ge=0.001, le=60.0)
+    plivo_backoff_max_s: float = Field(default=30.0, ge=0.001, le=600.0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("postgres://", "postgresql://")):
+            raise ValueError("must be a URL starting with postgresql://, or unset for embedded")
+        return value
+
+    @field_validator("plivo_api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL, e.g. https://api.plivo.com")
+        return value.rstrip("/")
+
+    @field_validator("plivo_auth_id")
+    @classmethod
+    def _auth_id(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.isalnum() or len(value) > 64:
+            raise ValueError("must be your Plivo Auth ID: letters and digits, e.g. MAXXXXXXXXXXXXXXXXXX")
+        return value
+
+    @field_validator("plivo_auth_token")
+    @classmethod
+    def _auth_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or value.get_secret_value() == "":
+            return None
+        return value
+
+    @property
+    def has_plivo_credentials(self) -> bool:
+        return self.plivo_auth_id is not None and self.plivo_auth_token is not None
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets a field of Settings."""
+    info = Settings.model_fields[field]
+    alias = info.validation_alias
+    if isinstance(alias, AliasChoices):
+        first = alias.choices[0]
+        if isinstance(first, str):
+            return first
+    return f"CAMPAIGN_{field.upper()}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read Settings from the environment; an invalid value raises SettingsError naming it."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        problems = []
+        for detail in error.errors(include_input=False, include_url=False):
+            field = str(detail["loc"][0]) if detail["loc"] else "?"
+            name = env_name(field) if field in Settings.model_fields else field
+            message = str(detail["msg"]).removeprefix("Value error, ")
+            problems.append(f"{name}: {message}")
+        raise SettingsError("invalid setting " + "; ".join(problems)) from None
