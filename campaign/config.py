@@ -80,7 +80,9 @@ class Settings(BaseSettings):
         if value is None or value == "":
             return None
         if not value.isalnum() or len(value) > 64:
-            raise ValueError("must be your Plivo Auth ID: letters and digits, e.g. MAXXXXXXXXXXXXXXXXXX")
+            raise ValueError(
+                "must be your Plivo Auth ID: letters and digits, e.g. MA0123456789ABCDEFGH"
+            )
         return value
 
     @field_validator("plivo_auth_token")
