@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import platformdirs
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     database_url: str | None = None
     # CAMPAIGN_DATA_DIR: where the embedded PostgreSQL keeps its data.
     data_dir: Path = Field(default_factory=_default_data_dir)
+    # CAMPAIGN_LOG_LEVEL: what is logged to stderr.
+    log_level: Literal["debug", "info", "warning", "error"] = "warning"
     # CAMPAIGN_DATABASE_POOL_SIZE: connections per process.
     database_pool_size: int = Field(default=10, ge=2, le=100)
 
@@ -57,6 +59,11 @@ class Settings(BaseSettings):
     plivo_retry_budget_s: float = Field(default=60.0, ge=0.1, le=3600.0)
     plivo_backoff_initial_s: float = Field(default=0.5, ge=0.001, le=60.0)
     plivo_backoff_max_s: float = Field(default=30.0, ge=0.001, le=600.0)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("database_url")
     @classmethod

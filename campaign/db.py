@@ -1,0 +1,242 @@
+"""Database access: the embedded PostgreSQL fallback, connection pools and the migrations runner."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import re
+import warnings
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from campaign.config import Settings
+
+logger = logging.getLogger(__name__)
+
+EMBEDDED_DATABASE = "campaign"
+# Any fixed 64-bit number: every `campaign` process takes this lock to migrate.
+MIGRATION_LOCK_KEY = 0x63616D706169676E  # "campaign"
+MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+class DatabaseError(Exception):
+    """The database cannot be used as configured; the message says why and what to do."""
+
+
+class MigrationError(DatabaseError):
+    """The migrations cannot be applied (an edited file, a database ahead of this code)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One numbered SQL file of migrations/."""
+
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+    @property
+    def filename(self) -> str:
+        return f"{self.version:04d}_{self.name}.sql"
+
+
+def _migrations_dir() -> Traversable:
+    # In a source checkout the files are read where they are edited; installed, they ship as
+    # the package `campaign.migrations` (see pyproject.toml).
+    source_tree = Path(__file__).resolve().parent.parent / "migrations"
+    if source_tree.is_dir():
+        return source_tree
+    return resources.files("campaign.migrations")
+
+
+def load_migrations(directory: Traversable | None = None) -> list[Migration]:
+    """Every migration file, in order; a badly named .sql file is an error, not skipped."""
+    folder = directory if directory is not None else _migrations_dir()
+    migrations = []
+    for entry in folder.iterdir():
+        if not entry.name.endswith(".sql"):
+            continue
+        match = MIGRATION_FILE.match(entry.name)
+        if match is None:
+            raise MigrationError(
+                f"migration file {entry.name} is not named NNNN_lowercase_words.sql; rename it"
+            )
+        migrations.append(Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8")))
+    migrations.sort(key=lambda migration: migration.version)
+    versions = [migration.version for migration in migrations]
+    if len(set(versions)) != len(versions):
+        raise MigrationError("two migration files share a number; renumber the newer one")
+    return migrations
+
+
+_SCHEMA_MIGRATIONS = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    integer PRIMARY KEY,
+    name       text NOT NULL,
+    checksum   text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+async def _applied(connection: asyncpg.Connection) -> dict[int, tuple[str, str]]:
+    exists = await connection.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    if not exists:
+        return {}
+    rows = await connection.fetch("SELECT version, name, checksum FROM schema_migrations")
+    return {row["version"]: (row["name"], row["checksum"]) for row in rows}
+
+
+def _check_applied(migrations: list[Migration], applied: dict[int, tuple[str, str]]) -> None:
+    known = {migration.version: migration for migration in migrations}
+    for version, (name, checksum) in sorted(applied.items()):
+        migration = known.get(version)
+        if migration is None:
+            raise MigrationError(
+                f"the database has migration {version:04d}_{name} that this version of campaign "
+                "does not know; upgrade campaign"
+            )
+        if migration.checksum != checksum:
+            raise MigrationError(
+                f"migration {migration.filename} was edited after it was applied; restore it "
+                "and put the change in a new migration file"
+            )
+
+
+async def migrate(connection: asyncpg.Connection) -> list[Migration]:
+    """Apply the pending migrations under an advisory lock; return the ones applied now."""
+    migrations = load_migrations()
+    await connection.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+    try:
+        await connection.execute(_SCHEMA_MIGRATIONS)
+        applied = await _applied(connection)
+        _check_applied(migrations, applied)
+        done = []
+        for migration in migrations:
+            if migration.version in applied:
+                continue
+            async with connection.transaction():
+                await connection.execute(migration.sql)
+                await connection.execute(
+                    "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                    migration.version,
+                    migration.name,
+                    migration.checksum,
+                )
+            logger.info("applied migration %s", migration.filename)
+            done.append(migration)
+        return done
+    finally:
+        await connection.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+
+
+async def pending_migrations(connection: asyncpg.Connection) -> list[Migration]:
+    """The migrations not yet applied (after checking the applied ones were not edited)."""
+    migrations = load_migrations()
+    applied = await _applied(connection)
+    _check_applied(migrations, applied)
+    return [migration for migration in migrations if migration.version not in applied]
+
+
+def _start_embedded(data_dir: Path) -> str:
+    # pgserver is imported here: it is only needed when no database URL is configured.
+    # platformdirs warns when XDG_RUNTIME_DIR is unset (servers, CI); pgserver then keeps its
+    # lock file under /tmp, which is what we want.
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+    import pgserver
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(  # type: ignore[attr-defined]  # re-exported without __all__
+        data_dir / "pgdata", cleanup_mode="stop"
+    )
+    if EMBEDDED_DATABASE not in server.psql("SELECT datname FROM pg_database;"):
+        server.psql(f"CREATE DATABASE {EMBEDDED_DATABASE};")
+    return str(server.get_uri(EMBEDDED_DATABASE))
+
+
+async def resolve_database_url(settings: Settings) -> tuple[str, bool]:
+    """The URL to connect to, and whether it is the embedded server (started if needed)."""
+    if settings.database_url is not None:
+        return settings.database_url, False
+    try:
+        url = await asyncio.to_thread(_start_embedded, settings.data_dir)
+    except Exception as error:
+        raise DatabaseError(
+            f"cannot start the embedded PostgreSQL in {settings.data_dir} ({type(error).__name__}:"
+            f" {error}); set CAMPAIGN_DATABASE_URL to use a PostgreSQL server, or "
+            "CAMPAIGN_DATA_DIR to another folder"
+        ) from None
+    return url, True
+
+
+def describe_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
+
+
+async def connect(url: str, **options: Any) -> asyncpg.Connection:
+    """One connection, with a clear error when the server cannot be reached."""
+    try:
+        return await asyncpg.connect(url, **options)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        raise DatabaseError(
+            f"cannot connect to the database at {describe_url(url)}: {error}; check "
+            "CAMPAIGN_DATABASE_URL"
+        ) from None
+
+
+async def _init_connection(connection: asyncpg.Connection) -> None:
+    # jsonb arrives and leaves as Python objects, so queries never build JSON by hand.
+    import json
+
+    await connection.set_type_codec(
+        "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+    )
+
+
+@contextlib.asynccontextmanager
+async def open_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on a database whose schema is current.
+
+    The embedded database is migrated on the spot; a configured server must have been migrated
+    with `campaign migrate`, so that upgrading the schema of a shared database stays a choice.
+    """
+    url, embedded = await resolve_database_url(settings)
+    connection = await connect(url)
+    try:
+        if embedded:
+            await migrate(connection)
+        else:
+            pending = await pending_migrations(connection)
+            if pending:
+                raise DatabaseError(
+                    f"the database at {describe_url(url)} lacks {len(pending)} migration(s) "
+                    f"(first: {pending[0].filename}); run `campaign migrate`"
+                )
+    finally:
+        await connection.close()
+    try:
+        pool = await asyncpg.create_pool(
+            url,
+            min_size=1,
+            max_size=settings.database_pool_size,
+            init=_init_connection,
+        )
+    except (OSError, asyncpg.PostgresError) as error:
+        raise DatabaseError(f"cannot connect to {describe_url(url)}: {error}") from None
+    try:
+        yield pool
+    finally:
+        await pool.close()

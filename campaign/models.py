@@ -1,0 +1,123 @@
+"""Domain types. The enums mirror the CHECK constraints of migrations/ one to one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from campaign.callparams import CAMPAIGN_CALL_PARAMETER_NAMES
+
+
+class CampaignStatus(StrEnum):
+    """Where a campaign stands; only `running` campaigns are dialled."""
+
+    DRAFT = "draft"
+    RUNNING = "running"
+    PAUSED = "paused"
+    CANCELLED = "cancelled"
+    COMPLETED = "completed"
+
+
+class ContactStatus(StrEnum):
+    """Where a contact stands in its current dial attempt."""
+
+    PENDING = "pending"  # waiting to be dialled (at next_attempt_at)
+    CLAIMED = "claimed"  # taken by a worker, not sent yet
+    SENDING = "sending"  # in a request whose reply is not recorded yet
+    FIRED = "fired"  # Plivo answered "call fired"
+    QUEUED = "queued"  # Plivo answered "call queued" (over the account's CPS; it dials later)
+    FAILED = "failed"  # rejected, invalid, or out of attempts
+    UNKNOWN = "unknown"  # the request's fate is unknown; never re-sent without reconciling
+    CANCELLED = "cancelled"  # the campaign was cancelled before this contact was dialled
+
+
+CONTACT_STATUSES: tuple[str, ...] = tuple(status.value for status in ContactStatus)
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignSpec:
+    """What a new campaign is made of: its name, caller ID, call parameters and dialing settings."""
+
+    name: str
+    from_number: str
+    answer_url: str
+    call_parameters: dict[str, object] = field(default_factory=dict)
+    calls_per_second: float | None = None
+    batch_size: int = 100
+    max_attempts: int = 3
+    status: CampaignStatus = CampaignStatus.RUNNING
+
+
+@dataclass(frozen=True, slots=True)
+class Campaign:
+    """A stored campaign."""
+
+    id: int
+    name: str
+    status: CampaignStatus
+    from_number: str
+    answer_url: str
+    call_parameters: dict[str, object]
+    calls_per_second: float | None
+    batch_size: int
+    max_attempts: int
+    status_reason: str | None
+    created_at: datetime
+
+    @classmethod
+    def from_record(cls, record: Any) -> Campaign:
+        """Build from a `campaigns` row."""
+        return cls(
+            id=record["id"],
+            name=record["name"],
+            status=CampaignStatus(record["status"]),
+            from_number=record["from"],
+            answer_url=record["answer_url"],
+            call_parameters={
+                name: record[name]
+                for name in CAMPAIGN_CALL_PARAMETER_NAMES
+                if name != "answer_url" and record[name] is not None
+            },
+            calls_per_second=record["calls_per_second"],
+            batch_size=record["batch_size"],
+            max_attempts=record["max_attempts"],
+            status_reason=record["status_reason"],
+            created_at=record["created_at"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """One row of the `campaign_progress` view."""
+
+    campaign_id: int
+    campaign: str
+    status: CampaignStatus
+    total: int
+    counts: dict[str, int]
+    created_at: datetime
+
+    @classmethod
+    def from_record(cls, record: Any) -> Progress:
+        """Build from a `campaign_progress` row."""
+        return cls(
+            campaign_id=record["campaign_id"],
+            campaign=record["campaign"],
+            status=CampaignStatus(record["status"]),
+            total=record["total"],
+            counts={status: record[status] for status in CONTACT_STATUSES},
+            created_at=record["created_at"],
+        )
+
+    def as_json(self) -> dict[str, object]:
+        """A JSON-ready dict, as `campaign status --json` prints it."""
+        return {
+            "campaign_id": self.campaign_id,
+            "campaign": self.campaign,
+            "status": self.status.value,
+            "total": self.total,
+            **self.counts,
+            "created_at": self.created_at.isoformat(),
+        }

@@ -1,0 +1,107 @@
+"""Typed async functions over the named SQL blocks of sql/queries.sql."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from functools import cache
+from importlib import resources
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from campaign.models import Campaign, CampaignSpec, Progress
+
+# A connection, whether taken from a pool or not.
+Connection = asyncpg.Connection | PoolConnectionProxy
+# Anything that runs a single query: a connection, or a pool for one-off reads.
+Executor = Connection | asyncpg.Pool
+
+_BLOCK_NAME = re.compile(r"^-- ([a-z_]+) --$", re.MULTILINE)
+
+
+def parse_queries(text: str) -> dict[str, str]:
+    """Split a file of `-- name --` blocks into {name: sql}; text before the first is a header."""
+    parts = _BLOCK_NAME.split(text)
+    queries: dict[str, str] = {}
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):
+        if name in queries:
+            raise ValueError(f"query {name} is defined twice in queries.sql")
+        queries[name] = body.strip()
+    return queries
+
+
+@cache
+def _queries() -> Mapping[str, str]:
+    return parse_queries(resources.files("campaign").joinpath("sql/queries.sql").read_text())
+
+
+def sql(name: str) -> str:
+    """The SQL of one named block."""
+    return _queries()[name]
+
+
+async def create_campaign(connection: Connection, spec: CampaignSpec) -> Campaign:
+    """Insert a campaign; a duplicate name raises asyncpg.UniqueViolationError."""
+    parameters = spec.call_parameters
+    record = await connection.fetchrow(
+        sql("create_campaign"),
+        spec.name,
+        spec.status.value,
+        spec.from_number,
+        spec.answer_url,
+        parameters.get("answer_method"),
+        parameters.get("ring_url"),
+        parameters.get("ring_method"),
+        parameters.get("hangup_url"),
+        parameters.get("hangup_method"),
+        parameters.get("fallback_url"),
+        parameters.get("fallback_method"),
+        parameters.get("caller_name"),
+        parameters.get("send_digits"),
+        parameters.get("send_on_preanswer"),
+        parameters.get("time_limit"),
+        parameters.get("hangup_on_ring"),
+        parameters.get("machine_detection"),
+        parameters.get("machine_detection_time"),
+        parameters.get("machine_detection_url"),
+        parameters.get("machine_detection_method"),
+        parameters.get("sip_headers"),
+        parameters.get("ring_timeout"),
+        spec.calls_per_second,
+        spec.batch_size,
+        spec.max_attempts,
+    )
+    return Campaign.from_record(record)
+
+
+async def campaign_by_name(
+    connection: Connection, name: str, *, for_update: bool = False
+) -> Campaign | None:
+    """The campaign called `name`, locked against concurrent changes when `for_update`."""
+    query = sql("campaign_by_name_for_update" if for_update else "campaign_by_name")
+    record = await connection.fetchrow(query, name)
+    return None if record is None else Campaign.from_record(record)
+
+
+async def progress(connection: Executor, name: str) -> Progress | None:
+    """One campaign's row of `campaign_progress`."""
+    record = await connection.fetchrow(sql("progress_by_name"), name)
+    return None if record is None else Progress.from_record(record)
+
+
+async def progress_all(connection: Executor) -> list[Progress]:
+    """Every campaign's row of `campaign_progress`, oldest first."""
+    return [Progress.from_record(record) for record in await connection.fetch(sql("progress_all"))]
+
+
+async def create_load_staging(connection: Connection) -> None:
+    """A temporary table, dropped at commit, that a load COPYs its rows into."""
+    await connection.execute(sql("create_load_staging"))
+
+
+async def insert_staged_contacts(connection: Connection, campaign_id: int) -> int:
+    """Move the staged rows into the campaign's contacts, skipping duplicates; return how many."""
+    inserted: int = await connection.fetchval(sql("insert_staged_contacts"), campaign_id)
+    await connection.execute(sql("truncate_load_staging"))
+    return inserted
