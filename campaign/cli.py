@@ -2,15 +2,386 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn, ParamSpec, TypeVar
+
 import click
 
-from campaign import __version__
+from campaign import __version__, db, queries
+from campaign.callparams import CAMPAIGN_CALL_PARAMETER_NAMES, CallParameterError
+from campaign.config import Settings, SettingsError, load_settings
+from campaign.console import LoadReporter, print_progress_table
+from campaign.demo import write_sample_csv
+from campaign.importer import (
+    CsvSource,
+    InvalidDestination,
+    LoadError,
+    LoadOptions,
+    load_csv,
+    normalise_destination,
+)
+from campaign.models import CampaignSpec, CampaignStatus
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
+    """End the command with one clear line on stderr and a non-zero exit."""
+    click.echo(f"campaign: error: {message}", err=True)
+    sys.exit(code)
+
+
+def run_command(function: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
+    """Run an async command; turn the errors a user can cause into one line and an exit code."""
+
+    @functools.wraps(function)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return asyncio.run(function(*args, **kwargs))
+        except SettingsError as error:
+            fail(str(error), EXIT_USAGE)
+        except CallParameterError as error:
+            fail(f"--{error.parameter.replace('_', '-')}: {error.message}", EXIT_USAGE)
+        except (LoadError, db.DatabaseError) as error:
+            fail(str(error))
+        except KeyboardInterrupt:
+            fail("interrupted; nothing of the unfinished step was kept", 130)
+
+    return wrapper
+
+
+def settings_from_environment() -> Settings:
+    settings = load_settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    return settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="campaign")
 def cli() -> None:
-    """Bulk-dial Plivo voice campaigns from a Postgres job table."""
+    """Bulk-dial Plivo voice campaigns from a Postgres job table.
+
+    Settings come from the environment: CAMPAIGN_DATABASE_URL (unset: an embedded PostgreSQL in
+    CAMPAIGN_DATA_DIR), PLIVO_AUTH_ID, PLIVO_AUTH_TOKEN, PLIVO_API_URL. See the README.
+    """
+
+
+@cli.command()
+@run_command
+async def migrate() -> None:
+    """Apply the database migrations that are not applied yet."""
+    settings = settings_from_environment()
+    url, _embedded = await db.resolve_database_url(settings)
+    connection = await db.connect(url)
+    try:
+        applied = await db.migrate(connection)
+    finally:
+        await connection.close()
+    for migration in applied:
+        click.echo(f"applied {migration.filename}")
+    click.echo(f"database {db.describe_url(url)} is up to date")
+
+
+def _call_parameter_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """One --kebab-case option for each optional Make-a-call parameter a campaign may set."""
+    for name in reversed(CAMPAIGN_CALL_PARAMETER_NAMES):
+        if name == "answer_url":
+            continue
+        function = click.option(
+            f"--{name.replace('_', '-')}",
+            name,
+            metavar="VALUE",
+            help=f"Plivo Make-a-call `{name}`.",
+        )(function)
+    return function
+
+
+def _region(value: str | None) -> str | None:
+    import phonenumbers  # only this check and the importer need it
+
+    if value is None:
+        return None
+    region = value.upper()
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        fail(
+            f"--default-region: {value!r} is not a region code; use two letters such as US, GB, IN",
+            EXIT_USAGE,
+        )
+    return region
+
+
+@cli.command()
+@click.argument("csv_file", metavar="FILE.csv", type=click.Path(path_type=Path))
+@click.option("--name", help="Create a new campaign with this name.")
+@click.option("--campaign", "existing", metavar="NAME", help="Add to this existing campaign.")
+@click.option(
+    "--from", "from_number", metavar="NUMBER", help="Caller ID: the number calls come from."
+)
+@click.option("--answer-url", metavar="URL", help="Plivo fetches the call's XML here on answer.")
+@_call_parameter_options
+@click.option(
+    "--calls-per-second",
+    type=click.FloatRange(min=0.01, max=1000.0),
+    help="This campaign's own cap on calls per second (the account's applies too).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 1000),
+    default=100,
+    show_default=True,
+    help="Destinations per Plivo request.",
+)
+@click.option(
+    "--max-attempts",
+    type=click.IntRange(1, 100),
+    default=3,
+    show_default=True,
+    help="Dial attempts per contact.",
+)
+@click.option(
+    "--column", metavar="HEADER", help="The header of the phone column (default: found by name)."
+)
+@click.option(
+    "--default-region",
+    metavar="CC",
+    help="Region of numbers written without a country code, e.g. US.",
+)
+@click.option(
+    "--rejects",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write rejected rows to this CSV file.",
+)
+@click.option("--paused", is_flag=True, help="Create the campaign paused instead of running.")
+@click.option("--strict", is_flag=True, help="Load nothing if any row is rejected.")
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 64),
+    help="Processes that validate numbers (default: all cores for large files).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@run_command
+async def load(
+    csv_file: Path,
+    name: str | None,
+    existing: str | None,
+    from_number: str | None,
+    answer_url: str | None,
+    calls_per_second: float | None,
+    batch_size: int,
+    max_attempts: int,
+    column: str | None,
+    default_region: str | None,
+    rejects: Path | None,
+    paused: bool,
+    strict: bool,
+    jobs: int | None,
+    as_json: bool,
+    **call_parameters: str | None,
+) -> None:
+    """Load FILE.csv into a new campaign (--name …) or an existing one (--campaign NAME)."""
+    settings = settings_from_environment()
+    target = _load_target(
+        name,
+        existing,
+        from_number,
+        answer_url,
+        call_parameters,
+        calls_per_second,
+        batch_size,
+        max_attempts,
+        paused,
+    )
+    options = LoadOptions(
+        column=column, default_region=_region(default_region), jobs=jobs, strict=strict
+    )
+    source = CsvSource(csv_file)
+    try:
+        with LoadReporter(source.size_bytes, rejects) as reporter:
+            async with db.open_pool(settings) as pool:
+                summary = await load_csv(pool, source, target, options, reporter)
+    finally:
+        source.close()
+    if as_json:
+        click.echo(json.dumps(summary.as_json()))
+        return
+    campaign = summary.campaign
+    click.echo(f"campaign {campaign.name} (id {campaign.id}): {campaign.status}")
+    click.echo(
+        f"rows read {summary.rows_read}, loaded {summary.loaded}, "
+        f"duplicates {summary.duplicates}, rejected {summary.rejected}"
+    )
+
+
+def _load_target(
+    name: str | None,
+    existing: str | None,
+    from_number: str | None,
+    answer_url: str | None,
+    call_parameters: dict[str, str | None],
+    calls_per_second: float | None,
+    batch_size: int,
+    max_attempts: int,
+    paused: bool,
+) -> CampaignSpec | str:
+    """The campaign a load goes into, from the options, with every parameter checked."""
+    given = {key: value for key, value in call_parameters.items() if value is not None}
+    if existing is not None:
+        if name is not None:
+            fail(
+                "give either --name (a new campaign) or --campaign (an existing one), not both",
+                EXIT_USAGE,
+            )
+        settings_given = [f"--{key.replace('_', '-')}" for key in given]
+        settings_given += [
+            flag
+            for flag, value in (
+                ("--from", from_number),
+                ("--answer-url", answer_url),
+                ("--calls-per-second", calls_per_second),
+            )
+            if value is not None
+        ]
+        if settings_given:
+            fail(
+                f"{', '.join(settings_given)}: a load into an existing campaign cannot "
+                "change its settings",
+                EXIT_USAGE,
+            )
+        return existing
+    if name is None:
+        fail("give --name NAME to create a campaign, or --campaign NAME to add to one", EXIT_USAGE)
+    if not name.strip() or len(name) > 200:
+        fail("--name: must be 1 to 200 characters", EXIT_USAGE)
+    if from_number is None:
+        fail(
+            "--from: a new campaign needs the caller ID number, e.g. --from +14155550100",
+            EXIT_USAGE,
+        )
+    if answer_url is None:
+        fail("--answer-url: a new campaign needs the URL of its Plivo XML", EXIT_USAGE)
+    try:
+        caller_id = normalise_destination(from_number, None)
+    except InvalidDestination as error:
+        fail(f"--from: {from_number!r}: {error}; write it as +<country code><number>", EXIT_USAGE)
+    if caller_id.startswith("sip:"):
+        fail("--from: must be a phone number, not a SIP URI", EXIT_USAGE)
+    from campaign.callparams import validate_call_parameters
+
+    parameters = validate_call_parameters({"answer_url": answer_url, **given})
+    return CampaignSpec(
+        name=name,
+        from_number=caller_id,
+        answer_url=str(parameters.pop("answer_url")),
+        call_parameters=parameters,
+        calls_per_second=calls_per_second,
+        batch_size=batch_size,
+        max_attempts=max_attempts,
+        status=CampaignStatus.PAUSED if paused else CampaignStatus.RUNNING,
+    )
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@run_command
+async def status(name: str | None, as_json: bool) -> None:
+    """Show campaigns (or the one called NAME) with their contacts' counts by status."""
+    settings = settings_from_environment()
+    async with db.open_pool(settings) as pool:
+        if name is None:
+            rows = await queries.progress_all(pool)
+        else:
+            row = await queries.progress(pool, name)
+            if row is None:
+                fail(f"no campaign named {name!r}; `campaign list` shows the campaigns")
+            rows = [row]
+    if as_json:
+        payload: Any = rows[0].as_json() if name is not None else [row.as_json() for row in rows]
+        click.echo(json.dumps(payload))
+        return
+    print_progress_table(rows)
+
+
+@cli.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@run_command
+async def list_campaigns(as_json: bool) -> None:
+    """List every campaign with its status and counts."""
+    settings = settings_from_environment()
+    async with db.open_pool(settings) as pool:
+        rows = await queries.progress_all(pool)
+    if as_json:
+        click.echo(json.dumps([row.as_json() for row in rows]))
+        return
+    if not rows:
+        click.echo("no campaigns yet; create one with `campaign load FILE.csv --name …`")
+        return
+    print_progress_table(rows)
+
+
+@cli.command()
+@click.option(
+    "--csv",
+    "csv_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Load this CSV instead of a generated one.",
+)
+@click.option(
+    "--rows",
+    type=click.IntRange(1, 1_000_000),
+    default=50,
+    show_default=True,
+    help="Rows of the generated CSV.",
+)
+@click.option("--name", help="Campaign name (default: demo-<time>).")
+@run_command
+async def demo(csv_file: Path | None, rows: int, name: str | None) -> None:
+    """Load a sample CSV into a new campaign on the embedded defaults and show it."""
+    settings = settings_from_environment()
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    campaign_name = name or f"demo-{stamp}"
+    if csv_file is None:
+        csv_file = settings.data_dir / "demo" / f"{campaign_name}.csv"
+        write_sample_csv(csv_file, rows)
+        click.echo(f"wrote {rows} sample rows to {csv_file}")
+    spec = CampaignSpec(
+        name=campaign_name,
+        from_number="+14155550100",
+        answer_url="https://example.com/answer.xml",
+        call_parameters={"answer_method": "GET"},
+        batch_size=100,
+    )
+    source = CsvSource(csv_file)
+    try:
+        with LoadReporter(source.size_bytes, None) as reporter:
+            async with db.open_pool(settings) as pool:
+                summary = await load_csv(
+                    pool, source, spec, LoadOptions(default_region="US"), reporter
+                )
+                progress_row = await queries.progress(pool, campaign_name)
+    finally:
+        source.close()
+    click.echo(
+        f"campaign {campaign_name} (id {summary.campaign.id}): rows read {summary.rows_read}, "
+        f"loaded {summary.loaded}, duplicates {summary.duplicates}, rejected {summary.rejected}"
+    )
+    assert progress_row is not None
+    print_progress_table([progress_row])
 
 
 # --- simulator (campaign/simulator.py) ---------------------------------------------------------
