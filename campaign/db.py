@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 from typing import Any
 
 import asyncpg
@@ -115,9 +116,12 @@ def _check_applied(migrations: list[Migration], applied: dict[int, tuple[str, st
             )
 
 
-async def migrate(connection: asyncpg.Connection) -> list[Migration]:
+async def migrate(
+    connection: asyncpg.Connection, migrations: list[Migration] | None = None
+) -> list[Migration]:
     """Apply the pending migrations under an advisory lock; return the ones applied now."""
-    migrations = load_migrations()
+    if migrations is None:
+        migrations = load_migrations()
     await connection.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
     try:
         await connection.execute(_SCHEMA_MIGRATIONS)
@@ -179,6 +183,12 @@ async def resolve_database_url(settings: Settings) -> tuple[str, bool]:
             "CAMPAIGN_DATA_DIR to another folder"
         ) from None
     return url, True
+
+
+def with_database(url: str, database: str) -> str:
+    """The same server's URL for another database (query options such as host= are kept)."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + database))
 
 
 def describe_url(url: str) -> str:

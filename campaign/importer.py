@@ -82,7 +82,7 @@ def normalise_destination(raw: str, default_region: str | None) -> str:
         number = phonenumbers.parse(value, default_region)
     except NumberParseException as error:
         if error.error_type == NumberParseException.INVALID_COUNTRY_CODE:
-            if default_region is None and not value.startswith("+"):
+            if default_region is None and re.fullmatch(r"[0-9][0-9 .\-]*", value):
                 # Plivo's own format is the country code and number without a `+`.
                 return normalise_destination("+" + value, None)
             if value.startswith("+"):
@@ -104,8 +104,10 @@ def normalise_destination(raw: str, default_region: str | None) -> str:
     e164 = phonenumbers.format_number(number, PhoneNumberFormat.E164)
     if reason == ValidationResult.TOO_SHORT:
         raise InvalidDestination("too short for a number of its country")
-    if reason in (ValidationResult.TOO_LONG, ValidationResult.INVALID_LENGTH):
-        raise InvalidDestination(f"wrong length for its country ({e164})")
+    if reason == ValidationResult.TOO_LONG:
+        raise InvalidDestination("too long for a number of its country")
+    if reason == ValidationResult.INVALID_LENGTH:
+        raise InvalidDestination(f"wrong length for a number of its country ({e164})")
     if reason == ValidationResult.INVALID_COUNTRY_CODE:
         raise InvalidDestination("unknown country code")
     raise InvalidDestination(f"not an assigned number range ({e164})")

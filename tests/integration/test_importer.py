@@ -1,0 +1,262 @@
+"""Loading CSV files into Postgres: every quirk of real files, duplicates, all-or-nothing."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from campaign import queries
+from campaign.importer import (
+    CsvSource,
+    LoadError,
+    LoadOptions,
+    LoadSummary,
+    Rejected,
+    load_csv,
+)
+from campaign.models import CampaignSpec, CampaignStatus
+
+SPEC = CampaignSpec(
+    name="reminders",
+    from_number="+14155550100",
+    answer_url="https://example.com/answer.xml",
+    call_parameters={"answer_method": "GET", "time_limit": 300},
+)
+
+
+@dataclass
+class Recorder:
+    """A LoadObserver that keeps what it is told."""
+
+    rejects: list[Rejected] = field(default_factory=list)
+    progress: list[int] = field(default_factory=list)
+
+    def rejected(self, row: Rejected) -> None:
+        self.rejects.append(row)
+
+    def progressed(self, bytes_read: int) -> None:
+        self.progress.append(bytes_read)
+
+
+async def load(
+    pool: asyncpg.Pool,
+    path: Path,
+    content: bytes | str,
+    target: CampaignSpec | str = SPEC,
+    options: LoadOptions | None = None,
+) -> tuple[LoadSummary, Recorder]:
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    recorder = Recorder()
+    source = CsvSource(path)
+    try:
+        summary = await load_csv(
+            pool, source, target, options or LoadOptions(default_region="US"), recorder
+        )
+    finally:
+        source.close()
+    return summary, recorder
+
+
+async def contacts(pool: asyncpg.Pool) -> list[tuple[str, str, int, dict[str, str]]]:
+    rows = await pool.fetch(
+        "SELECT destination, raw_destination, line_number, fields FROM contacts ORDER BY id"
+    )
+    return [tuple(row.values()) for row in rows]  # type: ignore[misc]
+
+
+async def test_load_creates_campaign_with_its_parameters(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """A load creates the running campaign with the given Make-a-call parameters and contacts."""
+    summary, _ = await load(pool, tmp_path / "a.csv", "phone\n+14155550123\n(415) 555-0124\n")
+    row = await pool.fetchrow("SELECT * FROM campaigns")
+    assert row is not None
+    assert (row["name"], row["status"], row["from"], row["answer_method"], row["time_limit"]) == (
+        "reminders",
+        "running",
+        "+14155550100",
+        "GET",
+        300,
+    )
+    assert (summary.rows_read, summary.loaded, summary.duplicates, summary.rejected) == (2, 2, 0, 0)
+    assert [c[0] for c in await contacts(pool)] == ["+14155550123", "+14155550124"]
+    statuses = await pool.fetch("SELECT DISTINCT status, attempts FROM contacts")
+    assert [tuple(r.values()) for r in statuses] == [("pending", 0)]
+
+
+async def test_bom_crlf_quotes_extra_columns_and_blank_lines(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """UTF-8 BOM, CRLF, quoted fields (with commas and newlines), extra columns, blank lines."""
+    content = (
+        "\ufeffName,Phone Number,Note\r\n"
+        '"Smith, Ada","+1 (415) 555-0123","line one\r\nline two"\r\n'
+        "\r\n"
+        ",,\r\n"
+        'Zoë,415.555.0124,"say ""hi"""\r\n'
+    ).encode()
+    summary, recorder = await load(pool, tmp_path / "quirks.csv", content)
+    assert recorder.rejects == []
+    assert summary.loaded == 2
+    assert await contacts(pool) == [
+        (
+            "+14155550123",
+            "+1 (415) 555-0123",
+            2,
+            {"Name": "Smith, Ada", "Note": "line one\r\nline two"},
+        ),
+        ("+14155550124", "415.555.0124", 6, {"Name": "Zoë", "Note": 'say "hi"'}),
+    ]
+
+
+async def test_one_column_without_header(pool: asyncpg.Pool, tmp_path: Path) -> None:
+    """A bare list of numbers, first line included, is loaded with line numbers from 1."""
+    summary, _ = await load(pool, tmp_path / "bare.csv", "+14155550123\n+14155550124\n")
+    assert summary.loaded == 2
+    assert [(c[0], c[2]) for c in await contacts(pool)] == [
+        ("+14155550123", 1),
+        ("+14155550124", 2),
+    ]
+
+
+async def test_rejects_are_reported_with_line_value_and_reason(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """Each bad row is reported with its line number, raw value and reason; good rows load."""
+    content = "phone\n+14155550123\nhello\n\n555-01\n+14155550100\n"
+    summary, recorder = await load(pool, tmp_path / "r.csv", content)
+    assert summary.loaded == 1
+    assert summary.rejected == 3
+    assert [(r.line_number, r.raw_value) for r in recorder.rejects] == [
+        (3, "hello"),
+        (5, "555-01"),
+        (6, "+14155550100"),
+    ]
+    assert "from number" in recorder.rejects[2].reason
+
+
+async def test_duplicates_within_file_and_against_campaign(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """The same person written twice loads once; a second file adds only new people."""
+    first, _ = await load(
+        pool, tmp_path / "1.csv", "phone\n+14155550123\n(415) 555-0123\n+14155550124\n"
+    )
+    assert (first.loaded, first.duplicates) == (2, 1)
+    second, _ = await load(
+        pool, tmp_path / "2.csv", "phone\n415-555-0124\n+14155550125\n", target="reminders"
+    )
+    assert (second.loaded, second.duplicates) == (1, 1)
+    assert second.campaign.name == "reminders"
+    assert [c[0] for c in await contacts(pool)] == [
+        "+14155550123",
+        "+14155550124",
+        "+14155550125",
+    ]
+    first_row = await pool.fetchrow(
+        "SELECT line_number FROM contacts WHERE destination = $1", "+14155550123"
+    )
+    assert first_row is not None and first_row["line_number"] == 2  # the first occurrence wins
+
+
+async def test_nothing_usable_leaves_nothing_behind(pool: asyncpg.Pool, tmp_path: Path) -> None:
+    """A file with no dialable row fails and creates no campaign."""
+    with pytest.raises(LoadError, match="none of its 2 rows"):
+        await load(pool, tmp_path / "bad.csv", "phone\nnope\n123\n")
+    assert await pool.fetchval("SELECT count(*) FROM campaigns") == 0
+
+
+async def test_failure_midway_rolls_everything_back(pool: asyncpg.Pool, tmp_path: Path) -> None:
+    """Bytes that are not UTF-8 deep in the file undo the rows loaded before them."""
+    good = "".join(f"+1415555{index:04d}\n" for index in range(100, 9100))
+    content = b"phone\n" + good.encode() + b"+1415\xff5550123\n"
+    with pytest.raises(LoadError, match="not UTF-8"):
+        await load(pool, tmp_path / "latin1.csv", content)
+    assert await pool.fetchval("SELECT count(*) FROM campaigns") == 0
+    assert await pool.fetchval("SELECT count(*) FROM contacts") == 0
+
+
+async def test_strict_refuses_any_rejected_row(pool: asyncpg.Pool, tmp_path: Path) -> None:
+    """With strict, one bad row fails the whole load and names its line."""
+    with pytest.raises(LoadError, match="line 3"):
+        await load(
+            pool,
+            tmp_path / "s.csv",
+            "phone\n+14155550123\nnope\n",
+            options=LoadOptions(default_region="US", strict=True),
+        )
+    assert await pool.fetchval("SELECT count(*) FROM campaigns") == 0
+
+
+async def test_existing_name_and_missing_campaign(pool: asyncpg.Pool, tmp_path: Path) -> None:
+    """A taken name, or adding to a campaign that does not exist, fails with the fix."""
+    await load(pool, tmp_path / "a.csv", "phone\n+14155550123\n")
+    with pytest.raises(LoadError, match="exists already; add to it with --campaign"):
+        await load(pool, tmp_path / "b.csv", "phone\n+14155550124\n")
+    with pytest.raises(LoadError, match="no campaign named 'other'"):
+        await load(pool, tmp_path / "c.csv", "phone\n+14155550124\n", target="other")
+    assert await pool.fetchval("SELECT count(*) FROM contacts") == 1
+
+
+async def test_missing_and_empty_files(pool: asyncpg.Pool, tmp_path: Path) -> None:
+    """A missing file and an empty file each fail with one line naming the file."""
+    with pytest.raises(LoadError, match="no such file"):
+        CsvSource(tmp_path / "absent.csv")
+    with pytest.raises(LoadError, match="no rows"):
+        await load(pool, tmp_path / "empty.csv", "\n\n")
+    assert await pool.fetchval("SELECT count(*) FROM campaigns") == 0
+
+
+async def test_paused_campaign_and_progress_view(pool: asyncpg.Pool, tmp_path: Path) -> None:
+    """A paused campaign is stored paused; campaign_progress counts its contacts by status."""
+    spec = CampaignSpec(
+        name="later",
+        from_number="+14155550100",
+        answer_url="https://example.com/a",
+        status=CampaignStatus.PAUSED,
+    )
+    await load(pool, tmp_path / "p.csv", "phone\n+14155550123\n+14155550124\n", target=spec)
+    progress = await queries.progress(pool, "later")
+    assert progress is not None
+    assert progress.status == CampaignStatus.PAUSED
+    assert progress.total == 2
+    assert progress.counts["pending"] == 2
+    assert sum(progress.counts.values()) == 2
+
+
+@pytest.mark.slow
+async def test_parallel_validation_matches_inline(pool: asyncpg.Pool, tmp_path: Path) -> None:
+    """Validating in worker processes loads exactly what validating inline loads, in order."""
+    path = tmp_path / "many.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["phone", "n"])
+        for index in range(12_000):
+            value = f"(415) 555-{index % 10_000:04d}" if index % 97 else "bogus"
+            writer.writerow([value, index])
+    content = path.read_bytes()
+    spec_b = CampaignSpec(name="inline", from_number="+14155550100", answer_url="https://e.com/a")
+    parallel, parallel_log = await load(
+        pool, path, content, options=LoadOptions(default_region="US", jobs=2)
+    )
+    inline, inline_log = await load(
+        pool,
+        tmp_path / "again.csv",
+        content,
+        target=spec_b,
+        options=LoadOptions(default_region="US", jobs=1),
+    )
+    assert (parallel.loaded, parallel.duplicates, parallel.rejected) == (
+        inline.loaded,
+        inline.duplicates,
+        inline.rejected,
+    )
+    assert parallel_log.rejects == inline_log.rejects
+    orders = await pool.fetch(
+        "SELECT campaign_id, array_agg(destination ORDER BY id) AS d FROM contacts GROUP BY 1"
+    )
+    assert orders[0]["d"] == orders[1]["d"]

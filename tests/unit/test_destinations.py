@@ -1,0 +1,127 @@
+"""Reading destinations: number normalisation, SIP URIs, and finding the phone column."""
+
+from __future__ import annotations
+
+import pytest
+
+from campaign.importer import (
+    CsvLayout,
+    InvalidDestination,
+    LoadError,
+    SourceRow,
+    normalise_destination,
+    validate_rows,
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "e164"),
+    [
+        ("+1 415 555 0123", None, "+14155550123"),
+        ("(415) 555-0123", "US", "+14155550123"),
+        ("415.555.0123", "US", "+14155550123"),
+        ("1-415-555-0123", "US", "+14155550123"),
+        ("14155550123", None, "+14155550123"),
+        ("  +44 20 7946 0000 ", "US", "+442079460000"),
+        ("020 7946 0000", "GB", "+442079460000"),
+        ("+91 98765 43210", None, "+919876543210"),
+    ],
+)
+def test_numbers_become_e164(raw: str, region: str | None, e164: str) -> None:
+    """Numbers in national or international formats are stored as E.164 with a leading +."""
+    assert normalise_destination(raw, region) == e164
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("sip:john1234@phone.plivo.com", "sip:john1234@phone.plivo.com"),
+        ("SIP:alice@example.com:5060", "sip:alice@example.com:5060"),
+    ],
+)
+def test_sip_uris_are_kept(raw: str, expected: str) -> None:
+    """SIP destinations are kept as they are (only the scheme is lower-cased)."""
+    assert normalise_destination(raw, None) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "reason"),
+    [
+        ("", "US", "empty"),
+        ("   ", "US", "empty"),
+        ("not a number", "US", "not a phone number"),
+        ("555-01", "US", "too short"),
+        ("(415) 555-0123", None, "no country code"),
+        ("+999 1234567", None, "unknown country code"),
+        ("+1 415 555 01234567", None, "too long"),
+        ("+1 099 555 0123", None, "not an assigned number range"),
+        ("sip:nobody", None, "SIP URI"),
+        ("sip:a<b@example.com", None, "SIP URI"),
+        ("+14155550123<+14155550124", None, "separator"),
+    ],
+)
+def test_invalid_destinations_say_why(raw: str, region: str | None, reason: str) -> None:
+    """Each rejected value carries a reason a person can act on."""
+    with pytest.raises(InvalidDestination) as raised:
+        normalise_destination(raw, region)
+    assert reason in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("header", "index"),
+    [
+        (["name", "Phone"], 1),
+        (["Mobile Number", "name"], 0),
+        (["id", "TO", "city"], 1),
+        (["destination", "phone"], 0),
+        (["first-name", "cell phone"], 1),
+        (["MSISDN"], 0),
+    ],
+)
+def test_phone_column_found_by_header(header: list[str], index: int) -> None:
+    """The phone column is found by its header name in any case, spaces or hyphens."""
+    layout = CsvLayout.detect(header, None, "f.csv")
+    assert layout.phone_index == index
+    assert layout.header == tuple(header)
+
+
+def test_column_option_names_the_phone_column() -> None:
+    """--column picks the column even when another header looks like a phone column."""
+    layout = CsvLayout.detect(["phone", "Work Number"], "work number", "f.csv")
+    assert layout.phone_index == 1
+
+
+def test_unknown_column_lists_the_headers() -> None:
+    """--column naming a missing header fails with the headers the file has."""
+    with pytest.raises(LoadError, match=r"no column 'fax' in the header \(name, phone\)"):
+        CsvLayout.detect(["name", "phone"], "fax", "f.csv")
+
+
+def test_no_phone_column_asks_for_column_option() -> None:
+    """A multi-column file with no recognisable phone header asks for --column."""
+    with pytest.raises(LoadError, match="--column"):
+        CsvLayout.detect(["name", "city"], None, "f.csv")
+
+
+def test_one_column_without_header_is_all_data() -> None:
+    """A one-column file whose first row is a number has no header."""
+    assert CsvLayout.detect(["+14155550123"], None, "f.csv") == CsvLayout(0, None)
+    assert CsvLayout.detect(["Numbers"], None, "f.csv") == CsvLayout(0, ("Numbers",))
+
+
+def test_validate_rows_keeps_other_columns_and_rejects_from_number() -> None:
+    """Other columns go to fields by header; the campaign's own from number is rejected."""
+    layout = CsvLayout(1, ("name", "phone", "slot"))
+    rows = [
+        SourceRow(2, ["Ada", "(415) 555-0123", "10:00"]),
+        SourceRow(3, ["Bob", "+1 415 555 0100", "11:00"]),
+        SourceRow(4, ["Cy"]),
+        SourceRow(5, ["Di", "+1 415 555 0124", "12:00", "extra"]),
+    ]
+    valid, rejected = validate_rows(rows, layout, "US", "+14155550100")
+    assert valid[0] == (2, "(415) 555-0123", "+14155550123", '{"name": "Ada", "slot": "10:00"}')
+    assert valid[1][3] == '{"name": "Di", "slot": "12:00", "column4": "extra"}'
+    assert [(row.line_number, row.reason) for row in rejected] == [
+        (3, "is the campaign's own from number"),
+        (4, "empty phone number"),
+    ]
