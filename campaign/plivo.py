@@ -495,11 +495,14 @@ class PlivoClient:
     ) -> None:
         self._session = session
         self._config = config
-        self._auth = aiohttp.BasicAuth(config.auth_id, config.auth_token)
         self._timeout = aiohttp.ClientTimeout(
             total=config.timeout_s, connect=config.connect_timeout_s
         )
-        self._headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        self._headers = {
+            "User-Agent": USER_AGENT,
+            "Accept": "application/json",
+            "Authorization": aiohttp.encode_basic_auth(config.auth_id, config.auth_token),
+        }
 
     @property
     def config(self) -> PlivoClientConfig:
@@ -569,7 +572,6 @@ class PlivoClient:
             async with self._session.post(
                 url,
                 data=payload,
-                auth=self._auth,
                 headers={**self._headers, "Content-Type": "application/json"},
                 timeout=self._timeout,
                 allow_redirects=False,
@@ -605,7 +607,6 @@ class PlivoClient:
             async with self._session.get(
                 url,
                 params=dict(query),
-                auth=self._auth,
                 headers=self._headers,
                 timeout=self._timeout,
                 allow_redirects=False,
@@ -700,7 +701,6 @@ class PlivoClient:
         try:
             async with self._session.delete(
                 url,
-                auth=self._auth,
                 headers=self._headers,
                 timeout=self._timeout,
                 allow_redirects=False,
