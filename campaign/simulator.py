@@ -333,9 +333,9 @@ class PlivoSimulator:
         self.ledger = Ledger()
         self._sequence = itertools.count(1)
         self._faults_injected = 0
-        # Calls-per-second token bucket; a negative balance is calls promised to future slots.
-        self._cps_tokens = self._config.calls_per_second
-        self._cps_refilled_at = clock()
+        # The latest calls-per-second slot handed out (maybe in the future) and its dials.
+        self._slot_start_s = -math.inf
+        self._slot_used = 0
         self._recent_requests: deque[float] = deque()
         # Queued calls by request_uuid, and their dial times in a heap (lazily cleaned).
         self._queue: dict[str, SimulatedCall] = {}
@@ -376,14 +376,23 @@ class PlivoSimulator:
         return self._outcome_names[min(index, len(self._outcome_names) - 1)]
 
     def _dial_slot(self, now: float) -> float:
-        """When the next call may be dialled under the account's calls per second."""
+        """When the next call may be dialled under the account's calls per second.
+
+        Slots are whole seconds of the clock (or 1/cps seconds when cps < 1), each holding at
+        most `calls_per_second` dials, so the ledger's per-second counts never exceed the limit.
+        A call that does not fit is promised the first slot with room (it is queued until then).
+        """
         cps = self._config.calls_per_second
-        self._cps_tokens = min(cps, self._cps_tokens + (now - self._cps_refilled_at) * cps)
-        self._cps_refilled_at = now
-        self._cps_tokens -= 1.0
-        if self._cps_tokens >= 0.0:
-            return now
-        return now + (-self._cps_tokens) / cps
+        window_s = max(1.0, 1.0 / cps)
+        capacity = max(1, math.floor(cps * window_s))
+        current = math.floor(now / window_s) * window_s
+        if self._slot_start_s < current:
+            self._slot_start_s, self._slot_used = current, 0
+        if self._slot_used >= capacity:
+            self._slot_start_s += window_s
+            self._slot_used = 0
+        self._slot_used += 1
+        return max(now, self._slot_start_s)
 
     def _over_request_rate(self, now: float) -> float | None:
         """Seconds until a request is allowed again, or None when this one is within the rate."""
