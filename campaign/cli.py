@@ -6,12 +6,14 @@ import asyncio
 import functools
 import json
 import logging
+import signal
 import sys
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, ParamSpec, TypeVar
 
+import asyncpg
 import click
 
 from campaign import __version__, db, queries
@@ -28,6 +30,9 @@ from campaign.importer import (
     normalise_destination,
 )
 from campaign.models import CampaignSpec, CampaignStatus
+from campaign.operations import cancel_queued_calls
+from campaign.plivo import PlivoClient, PlivoClientConfig, new_plivo_session
+from campaign.worker import Worker, WorkerConfig, WorkerReport
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -384,6 +389,129 @@ async def demo(csv_file: Path | None, rows: int, name: str | None) -> None:
     print_progress_table([progress_row])
 
 
+async def _dial(
+    settings: Settings, pool: asyncpg.Pool, *, drain: bool, stop: asyncio.Event | None
+) -> WorkerReport:
+    """Run a worker on `pool` with the settings' Plivo account until stopped or drained."""
+    async with new_plivo_session(connection_limit=settings.worker_concurrency * 2) as session:
+        client = PlivoClient(session, PlivoClientConfig.from_settings(settings))
+        worker = Worker(pool, client, WorkerConfig.from_settings(settings))
+        return await worker.run(drain=drain, stop=stop)
+
+
+def _stop_on_signals() -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT: stop claiming, finish what is in flight, exit 0."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signal_number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signal_number, stop.set)
+    return stop
+
+
+@cli.command()
+@click.option("--drain", is_flag=True, help="Exit once no running campaign has work left.")
+@run_command
+async def worker(drain: bool) -> None:
+    """Dial the pending contacts of running campaigns, as a long-lived service.
+
+    Run as many as you like, on as many hosts: they share the account's limits through
+    Postgres. SIGTERM or Ctrl-C stops claiming, lets requests in flight finish, and exits 0.
+    """
+    settings = settings_from_environment()
+    if not settings.has_plivo_credentials:
+        fail(
+            "PLIVO_AUTH_ID and PLIVO_AUTH_TOKEN are not set: the worker dials through your "
+            "Plivo account (to try the engine without one, run `campaign demo`, or point "
+            "PLIVO_API_URL at `campaign simulator`)",
+            EXIT_USAGE,
+        )
+    stop = _stop_on_signals()
+    async with db.open_pool(settings, min_connections=settings.worker_concurrency + 2) as pool:
+        report = await _dial(settings, pool, drain=drain, stop=stop)
+    if drain:
+        click.echo(f"drained: {report.summary()}")
+
+
+async def _change_status(
+    name: str, new_status: CampaignStatus, allowed_from: tuple[CampaignStatus, ...]
+) -> None:
+    settings = settings_from_environment()
+    async with (
+        db.open_pool(settings) as pool,
+        pool.acquire() as connection,
+        connection.transaction(),
+    ):
+        campaign = await queries.set_campaign_status(connection, name, new_status, allowed_from)
+        if campaign is None:
+            existing = await queries.campaign_by_name(connection, name)
+            if existing is None:
+                fail(f"no campaign named {name!r}; `campaign list` shows the campaigns")
+            fail(
+                f"campaign {name!r} is {existing.status}; only a campaign that is "
+                f"{' or '.join(allowed_from)} can be set {new_status}"
+            )
+        if new_status == CampaignStatus.RUNNING:
+            await queries.notify_work(connection, campaign.id)
+    click.echo(f"campaign {name}: {new_status}")
+
+
+@cli.command()
+@click.argument("name")
+@run_command
+async def pause(name: str) -> None:
+    """Stop dialling campaign NAME (every worker stops within a second; calls in flight end)."""
+    await _change_status(
+        name, CampaignStatus.PAUSED, (CampaignStatus.RUNNING, CampaignStatus.DRAFT)
+    )
+
+
+@cli.command()
+@click.argument("name")
+@run_command
+async def resume(name: str) -> None:
+    """Resume dialling a paused campaign NAME."""
+    await _change_status(
+        name, CampaignStatus.RUNNING, (CampaignStatus.PAUSED, CampaignStatus.DRAFT)
+    )
+
+
+@cli.command()
+@click.argument("name")
+@click.option(
+    "--cancel-queued",
+    is_flag=True,
+    help="Also cancel the calls Plivo still holds queued for this campaign (needs credentials).",
+)
+@run_command
+async def cancel(name: str, cancel_queued: bool) -> None:
+    """Cancel campaign NAME: contacts not dialled yet become `cancelled`."""
+    settings = settings_from_environment()
+    if cancel_queued and not settings.has_plivo_credentials:
+        fail("--cancel-queued: set PLIVO_AUTH_ID and PLIVO_AUTH_TOKEN to reach Plivo", EXIT_USAGE)
+    allowed = (CampaignStatus.RUNNING, CampaignStatus.PAUSED, CampaignStatus.DRAFT)
+    async with db.open_pool(settings) as pool:
+        async with pool.acquire() as connection, connection.transaction():
+            campaign = await queries.set_campaign_status(
+                connection, name, CampaignStatus.CANCELLED, allowed
+            )
+            if campaign is None:
+                existing = await queries.campaign_by_name(connection, name)
+                if existing is None:
+                    fail(f"no campaign named {name!r}; `campaign list` shows the campaigns")
+                if existing.status != CampaignStatus.CANCELLED or not cancel_queued:
+                    fail(f"campaign {name!r} is {existing.status} and cannot be cancelled")
+                campaign = existing
+            cancelled = await queries.cancel_contacts(connection, campaign.id)
+        click.echo(f"campaign {name}: cancelled ({cancelled} contacts not dialled)")
+        if cancel_queued:
+            async with new_plivo_session() as session:
+                client = PlivoClient(session, PlivoClientConfig.from_settings(settings))
+                removed, gone = await cancel_queued_calls(pool, client, campaign, settings)
+            click.echo(
+                f"cancelled {removed} calls queued at Plivo ({gone} had left the queue already)"
+            )
+
+
 # --- simulator (campaign/simulator.py) ---------------------------------------------------------
 
 
@@ -452,6 +580,11 @@ def _rate(name: str, what: str) -> Callable[[Callable[..., Any]], Callable[..., 
     default=True,
     show_default=True,
     help="Fetch answer_url and send ring/hangup callbacks.",
+)
+@click.option(
+    "--callbacks-to-any-host",
+    is_flag=True,
+    help="Also send callbacks to hosts other than loopback (default: loopback only).",
 )
 @_rate("unavailable-rate", "get 503 (not placed)")
 @_rate("rate-limited-rate", "get 429 (not placed)")

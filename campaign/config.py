@@ -6,7 +6,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_PLIVO_API_URL = "https://api.plivo.com"
@@ -59,6 +66,45 @@ class Settings(BaseSettings):
     plivo_retry_budget_s: float = Field(default=60.0, ge=0.1, le=3600.0)
     plivo_backoff_initial_s: float = Field(default=0.5, ge=0.001, le=60.0)
     plivo_backoff_max_s: float = Field(default=30.0, ge=0.001, le=600.0)
+
+    # The Plivo account's limits, shared by every worker through Postgres. 0 turns a limit off
+    # (for simulators and benchmarks only: Plivo always has both).
+    # CAMPAIGN_ACCOUNT_CPS: outbound calls per second of the account (Plivo's default is 2).
+    account_cps: float = Field(default=2.0, ge=0.0, le=100_000.0)
+    # CAMPAIGN_API_REQUESTS_PER_WINDOW / CAMPAIGN_API_WINDOW_S: Plivo's 300 requests per 5 s.
+    api_requests_per_window: int = Field(default=300, ge=0, le=1_000_000)
+    api_window_s: float = Field(default=5.0, gt=0.0, le=3600.0)
+
+    # The worker. CAMPAIGN_WORKER_ID: how this worker names itself in leases (default host:pid).
+    worker_id: str | None = Field(default=None, min_length=1, max_length=200)
+    # Batches in flight at once per worker process.
+    worker_concurrency: int = Field(default=4, ge=1, le=64)
+    # How long a claimed or sending contact stays with a worker that stopped answering. Must
+    # outlast one request with its retries (CAMPAIGN_PLIVO_TIMEOUT_S + ..._RETRY_BUDGET_S).
+    worker_lease_s: float = Field(default=180.0, ge=1.0, le=86_400.0)
+    # How often an idle worker looks for work when no notification wakes it.
+    worker_poll_interval_s: float = Field(default=1.0, ge=0.01, le=300.0)
+    # Contacts whose request was not sent wait this long, doubling per attempt, up to the max.
+    worker_backoff_s: float = Field(default=30.0, ge=0.0, le=86_400.0)
+    worker_backoff_max_s: float = Field(default=3600.0, ge=0.0, le=604_800.0)
+    # A batch carries at most this many seconds' worth of calls, so calls are spread smoothly.
+    worker_pace_window_s: float = Field(default=0.1, ge=0.001, le=60.0)
+    # On SIGTERM, how long requests in flight may take to finish before the worker gives up.
+    worker_stop_timeout_s: float = Field(default=30.0, ge=0.1, le=3600.0)
+    # `campaign reconcile`: how long after a request a call absent from Plivo's look-ups is
+    # taken as never placed.
+    reconcile_after_s: float = Field(default=900.0, ge=0.0, le=604_800.0)
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_request(self) -> Settings:
+        needed = self.plivo_timeout_s + self.plivo_retry_budget_s
+        if self.worker_lease_s <= needed:
+            raise ValueError(
+                f"CAMPAIGN_WORKER_LEASE_S ({self.worker_lease_s:g}) must be longer than one request"
+                f" with its retries, CAMPAIGN_PLIVO_TIMEOUT_S + CAMPAIGN_PLIVO_RETRY_BUDGET_S "
+                f"({needed:g}); raise it or lower those"
+            )
+        return self
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -122,8 +168,11 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as error:
         problems = []
         for detail in error.errors(include_input=False, include_url=False):
-            field = str(detail["loc"][0]) if detail["loc"] else "?"
-            name = env_name(field) if field in Settings.model_fields else field
             message = str(detail["msg"]).removeprefix("Value error, ")
+            if not detail["loc"]:  # a rule across settings: its message names them
+                problems.append(message)
+                continue
+            field = str(detail["loc"][0])
+            name = env_name(field) if field in Settings.model_fields else field
             problems.append(f"{name}: {message}")
         raise SettingsError("invalid setting " + "; ".join(problems)) from None

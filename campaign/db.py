@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
@@ -217,7 +217,7 @@ async def _init_connection(connection: asyncpg.Connection) -> None:
 
 
 @contextlib.asynccontextmanager
-async def open_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+async def open_pool(settings: Settings, *, min_connections: int = 0) -> AsyncIterator[asyncpg.Pool]:
     """A pool on a database whose schema is current.
 
     The embedded database is migrated on the spot; a configured server must have been migrated
@@ -241,7 +241,8 @@ async def open_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
         pool = await asyncpg.create_pool(
             url,
             min_size=1,
-            max_size=settings.database_pool_size,
+            # A worker holds one connection per batch in flight, plus one to LISTEN.
+            max_size=max(settings.database_pool_size, min_connections),
             init=_init_connection,
         )
     except (OSError, asyncpg.PostgresError) as error:

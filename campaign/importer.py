@@ -422,6 +422,11 @@ async def load_csv(
             finally:
                 for future in in_flight:
                     future.cancel()
+        if summary.loaded > 0:
+            if campaign.status == CampaignStatus.COMPLETED:
+                # New contacts reopen a campaign that had finished.
+                await queries.reopen_campaign(connection, campaign.id)
+            await queries.notify_work(connection, campaign.id)
         if summary.loaded + summary.duplicates == 0:
             raise LoadError(
                 f"{source.path}: none of its {summary.rows_read} rows is a number that can be "

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import cache
 from importlib import resources
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from campaign.models import Campaign, CampaignSpec, Progress
+from campaign.models import Campaign, CampaignSpec, CampaignStatus, Progress
 
 # A connection, whether taken from a pool or not.
 Connection = asyncpg.Connection | PoolConnectionProxy
@@ -105,3 +105,32 @@ async def insert_staged_contacts(connection: Connection, campaign_id: int) -> in
     inserted: int = await connection.fetchval(sql("insert_staged_contacts"), campaign_id)
     await connection.execute(sql("truncate_load_staging"))
     return inserted
+
+
+async def notify_work(connection: Connection, campaign_id: int) -> None:
+    """Wake the workers (delivered when the surrounding transaction commits)."""
+    await connection.execute(sql("notify_work"), campaign_id)
+
+
+async def set_campaign_status(
+    connection: Connection,
+    name: str,
+    status: CampaignStatus,
+    allowed_from: Sequence[CampaignStatus],
+) -> Campaign | None:
+    """Move campaign `name` to `status` if it is in one of `allowed_from`; None otherwise."""
+    record = await connection.fetchrow(
+        sql("set_campaign_status"), name, status.value, [state.value for state in allowed_from]
+    )
+    return None if record is None else Campaign.from_record(record)
+
+
+async def cancel_contacts(connection: Connection, campaign_id: int) -> int:
+    """Cancel the campaign's contacts not dialled yet; return how many."""
+    cancelled: int = await connection.fetchval(sql("cancel_contacts"), campaign_id)
+    return cancelled
+
+
+async def reopen_campaign(connection: Connection, campaign_id: int) -> None:
+    """A completed campaign that got new contacts to dial runs again."""
+    await connection.execute(sql("reopen_campaign"), campaign_id)

@@ -18,6 +18,7 @@ import asyncio
 import bisect
 import contextlib
 import heapq
+import ipaddress
 import itertools
 import json
 import math
@@ -30,6 +31,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -61,6 +63,21 @@ FAULTS_ALL = (*FAULTS, "reset_after_placing")
 NUMBER_PATTERN = re.compile(r"^\+?[1-9][0-9]{6,14}$")
 SIP_URI_PATTERN = re.compile(r"^sip:[^@\s<>]+@[^@\s<>]+$")
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+class _CallbackRefused(Exception):
+    """A callback the simulator will not send."""
+
+
+def is_loopback_url(url: str) -> bool:
+    """Whether a URL's host is this machine (127.0.0.0/8, ::1 or localhost)."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def is_valid_destination(destination: str) -> bool:
@@ -99,6 +116,8 @@ class SimulatorConfig:
     answer_after_s: float = 0.005
     talk_s: float = 0.01
     send_callbacks: bool = True
+    # Callbacks go only to loopback hosts unless this is set.
+    callbacks_to_any_host: bool = False
     callback_timeout_s: float = 5.0
     # Faults, each with its own rate; at most one fault per request.
     unavailable_rate: float = 0.0
@@ -869,6 +888,12 @@ class PlivoSimulator:
         http_status: int | None = None
         error: str | None = None
         try:
+            if not self._config.callbacks_to_any_host and not is_loopback_url(url):
+                # A fake Plivo must not send requests into the world on a user's behalf.
+                raise _CallbackRefused(
+                    "not sent: the simulator calls back only to loopback hosts "
+                    "(--callbacks-to-any-host allows others)"
+                )
             timeout = aiohttp.ClientTimeout(total=self._config.callback_timeout_s)
             if method == "GET":
                 request = session.get(url, params=parameters, headers=headers, timeout=timeout)
@@ -877,6 +902,8 @@ class PlivoSimulator:
             async with request as response:
                 await response.read()
                 http_status = response.status
+        except _CallbackRefused as refused:
+            error = str(refused)
         except (aiohttp.ClientError, TimeoutError, OSError) as failure:
             error = f"{type(failure).__name__}: {failure}"
         self.ledger.callbacks.append(

@@ -48,3 +48,185 @@ SELECT count(*) FROM inserted;
 
 -- truncate_load_staging --
 TRUNCATE load_staging;
+
+-- notify_work --
+-- Wakes every worker: a campaign was loaded, resumed, or got contacts to dial.
+SELECT pg_notify('campaign_work', $1::bigint::text);
+
+-- dialable_campaigns --
+-- Running campaigns with contacts due now, with what a request needs.
+SELECT c.*
+FROM campaigns c
+WHERE c.status = 'running'
+  AND EXISTS (
+      SELECT 1 FROM contacts t
+      WHERE t.campaign_id = c.id AND t.status = 'pending' AND t.next_attempt_at <= now()
+  )
+ORDER BY c.id;
+
+-- claim_dial_batch --
+SELECT contact_id, destination, send_at, db_now
+FROM claim_dial_batch($1, $2, $3, $4, $5, $6, $7, $8, $9);
+
+-- write_ahead --
+-- Record the request and mark its contacts sending, in one statement, before it is sent. Only
+-- contacts still claimed by this worker in a campaign still running are taken; the rest are
+-- not sent.
+WITH request AS (
+    SELECT nextval(pg_get_serial_sequence('dial_requests', 'id')) AS id
+), sending AS (
+    UPDATE contacts c
+    SET status = 'sending', attempts = c.attempts + 1, dial_request_id = (SELECT id FROM request),
+        lease_expires_at = now() + make_interval(secs => $4), updated_at = now()
+    WHERE c.id = ANY ($1::bigint[])
+      AND c.status = 'claimed'
+      AND c.worker_id = $2
+      AND EXISTS (SELECT 1 FROM campaigns k WHERE k.id = $3 AND k.status = 'running')
+    RETURNING c.id, c.destination
+), logged AS (
+    INSERT INTO dial_requests (id, campaign_id, worker_id, destinations, sent_at)
+    SELECT (SELECT id FROM request), $3, $2, array_agg(destination ORDER BY id), now()
+    FROM sending
+    HAVING count(*) > 0
+    RETURNING id
+)
+SELECT (SELECT id FROM logged) AS dial_request_id, s.id AS contact_id, s.destination
+FROM sending s
+ORDER BY s.id;
+
+-- release_claims --
+-- Give back contacts claimed but not sent (a paused campaign, a stopping worker).
+UPDATE contacts
+SET status = 'pending', worker_id = NULL, lease_expires_at = NULL, updated_at = now()
+WHERE id = ANY ($1::bigint[]) AND status = 'claimed' AND worker_id = $2;
+
+-- record_reply --
+-- Plivo accepted the request: per contact fired, queued, or failed (an invalid number).
+WITH reply AS (
+    SELECT *
+    FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[])
+         AS r(contact_id, status, request_uuid, error)
+), recorded AS (
+    UPDATE contacts c
+    SET status = r.status, request_uuid = r.request_uuid, api_id = $6, plivo_message = $7,
+        http_status = $8, last_error = r.error, worker_id = NULL, lease_expires_at = NULL,
+        updated_at = now()
+    FROM reply r
+    WHERE c.id = r.contact_id AND c.dial_request_id = $1 AND c.status IN ('sending', 'unknown')
+    RETURNING 1
+)
+UPDATE dial_requests
+SET replied_at = now(), latency_ms = $9, outcome = $10, http_status = $8, api_id = $6,
+    plivo_message = $7, request_uuids = $11, uuids_mapped = $12, attempts = $13
+WHERE id = $1
+RETURNING (SELECT count(*) FROM recorded) AS recorded;
+
+-- record_failure --
+-- The request failed as a whole; $3 is the failure class:
+--   not_sent: back to pending after a back-off, or failed once out of attempts;
+--   account_problem: back to pending untouched (the attempt is not counted), campaign paused;
+--   rejected: failed; unknown: unknown, never sent again without reconciling.
+WITH recorded AS (
+    UPDATE contacts c
+    SET status = CASE
+            WHEN $3 = 'not_sent' AND c.attempts >= k.max_attempts THEN 'failed'
+            WHEN $3 IN ('not_sent', 'account_problem') THEN 'pending'
+            WHEN $3 = 'rejected' THEN 'failed'
+            ELSE 'unknown'
+        END,
+        attempts = CASE WHEN $3 = 'account_problem' THEN greatest(c.attempts - 1, 0)
+                        ELSE c.attempts END,
+        next_attempt_at = CASE
+            WHEN $3 = 'not_sent'
+            THEN now() + make_interval(secs => least($6 * power(2, greatest(c.attempts - 1, 0)), $7))
+            ELSE c.next_attempt_at END,
+        http_status = $4, last_error = $5, worker_id = NULL, lease_expires_at = NULL,
+        updated_at = now()
+    FROM campaigns k
+    WHERE c.dial_request_id = $1 AND c.id = ANY ($2::bigint[]) AND k.id = c.campaign_id
+      AND c.status IN ('sending', 'unknown')
+    RETURNING c.status
+), paused AS (
+    UPDATE campaigns k
+    SET status = 'paused', status_reason = $5, updated_at = now()
+    FROM dial_requests d
+    WHERE $3 = 'account_problem' AND d.id = $1 AND k.id = d.campaign_id AND k.status = 'running'
+    RETURNING k.id
+)
+UPDATE dial_requests
+SET replied_at = now(), latency_ms = $8, outcome = $3, http_status = $4, error = $5,
+    attempts = $9
+WHERE id = $1
+RETURNING (SELECT count(*) FROM recorded) AS recorded, (SELECT count(*) FROM paused) AS paused;
+
+-- complete_finished --
+-- Every running campaign with nothing left to dial (nothing pending, claimed or sending) is done.
+UPDATE campaigns k
+SET status = 'completed', status_reason = NULL, updated_at = now()
+WHERE k.status = 'running'
+  AND NOT EXISTS (
+      SELECT 1 FROM contacts t
+      WHERE t.campaign_id = k.id AND t.status IN ('pending', 'claimed', 'sending')
+  )
+RETURNING k.name;
+
+-- complete_if_done --
+-- A running campaign with nothing left to dial (nothing pending, claimed or sending) is done.
+UPDATE campaigns k
+SET status = 'completed', status_reason = NULL, updated_at = now()
+WHERE k.id = $1 AND k.status = 'running'
+  AND NOT EXISTS (
+      SELECT 1 FROM contacts t
+      WHERE t.campaign_id = k.id AND t.status IN ('pending', 'claimed', 'sending')
+  )
+RETURNING k.id;
+
+-- recover_expired_leases --
+SELECT recover_expired_leases();
+
+-- work_left --
+-- Whether any running campaign still has contacts to dial or in a worker's hands (a lease of a
+-- worker that died counts until it runs out and is recovered).
+SELECT EXISTS (
+    SELECT 1
+    FROM contacts t JOIN campaigns k ON k.id = t.campaign_id
+    WHERE k.status = 'running' AND t.status IN ('pending', 'claimed', 'sending')
+) OR EXISTS (
+    SELECT 1 FROM contacts t WHERE t.status IN ('claimed', 'sending')
+) AS work_left;
+
+-- set_campaign_status --
+-- pause / resume / cancel: $2 is the new status, allowed from the statuses in $3.
+UPDATE campaigns
+SET status = $2, status_reason = NULL, updated_at = now()
+WHERE name = $1 AND status = ANY ($3::text[])
+RETURNING *;
+
+-- cancel_contacts --
+-- Contacts of a cancelled campaign that were not dialled yet. Claimed ones are taken from the
+-- worker holding them: its write-ahead finds them no longer claimed and does not send them.
+WITH cancelled AS (
+    UPDATE contacts
+    SET status = 'cancelled', worker_id = NULL, lease_expires_at = NULL, updated_at = now()
+    WHERE campaign_id = $1 AND status IN ('pending', 'claimed')
+    RETURNING 1
+)
+SELECT count(*) FROM cancelled;
+
+-- queued_contacts --
+-- Contacts Plivo may still hold queued, with the request to cancel.
+SELECT id, destination, request_uuid FROM contacts
+WHERE campaign_id = $1 AND status = 'queued' AND request_uuid IS NOT NULL
+ORDER BY id;
+
+-- mark_cancelled_at_plivo --
+UPDATE contacts
+SET status = 'cancelled', last_error = 'cancelled while queued at Plivo', updated_at = now()
+WHERE id = ANY ($1::bigint[]) AND status = 'queued';
+
+-- reopen_campaign --
+UPDATE campaigns SET status = 'running', updated_at = now()
+WHERE id = $1 AND status = 'completed';
+
+-- reserve_request_slot --
+SELECT reserve_request_slot($1, $2);

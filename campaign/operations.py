@@ -1,0 +1,59 @@
+"""Operator actions that talk to Plivo outside the worker's batches: cancelling queued calls."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import asyncpg
+
+from campaign import queries
+from campaign.config import Settings
+from campaign.models import Campaign
+from campaign.plivo import PlivoClient
+
+logger = logging.getLogger(__name__)
+
+
+class RequestPacer:
+    """Waits for a slot of the account's API request limit, shared with every worker."""
+
+    def __init__(self, pool: asyncpg.Pool, settings: Settings, auth_id: str) -> None:
+        self._pool = pool
+        self._name = f"account:{auth_id}:requests"
+        self._rate = (
+            settings.api_requests_per_window / settings.api_window_s
+            if settings.api_requests_per_window > 0
+            else None
+        )
+
+    async def wait(self) -> None:
+        if self._rate is None:
+            return
+        delay_s: float = await self._pool.fetchval(
+            queries.sql("reserve_request_slot"), self._name, self._rate
+        )
+        if delay_s > 0:
+            await asyncio.sleep(delay_s)
+
+
+async def cancel_queued_calls(
+    pool: asyncpg.Pool, client: PlivoClient, campaign: Campaign, settings: Settings
+) -> tuple[int, int]:
+    """Cancel at Plivo the calls of `campaign` it still holds queued; (cancelled, already gone)."""
+    pacer = RequestPacer(pool, settings, client.config.auth_id)
+    rows = await pool.fetch(queries.sql("queued_contacts"), campaign.id)
+    # One request can hold many contacts of an unsettled batch: cancel each request once.
+    by_request: dict[str, list[int]] = {}
+    for row in rows:
+        by_request.setdefault(row["request_uuid"], []).append(row["id"])
+    cancelled = gone = 0
+    for request_uuid, contact_ids in by_request.items():
+        await pacer.wait()
+        if await client.cancel_queued_call(request_uuid):
+            await pool.execute(queries.sql("mark_cancelled_at_plivo"), contact_ids)
+            cancelled += len(contact_ids)
+        else:
+            gone += len(contact_ids)
+    logger.info("campaign %s: %d queued calls cancelled at Plivo", campaign.name, cancelled)
+    return cancelled, gone
