@@ -20,7 +20,7 @@ from campaign import __version__, db, queries
 from campaign.callparams import CAMPAIGN_CALL_PARAMETER_NAMES, CallParameterError
 from campaign.config import Settings, SettingsError, load_settings
 from campaign.console import LoadReporter, print_progress_table
-from campaign.demo import write_sample_csv
+from campaign.demo import run_demo, write_sample_csv
 from campaign.importer import (
     CsvSource,
     InvalidDestination,
@@ -356,7 +356,11 @@ async def list_campaigns(as_json: bool) -> None:
 @click.option("--name", help="Campaign name (default: demo-<time>).")
 @run_command
 async def demo(csv_file: Path | None, rows: int, name: str | None) -> None:
-    """Load a sample CSV into a new campaign on the embedded defaults and show it."""
+    """Run a whole campaign on embedded defaults: load a CSV, dial it through the simulator.
+
+    The database is the embedded PostgreSQL unless CAMPAIGN_DATABASE_URL is set; Plivo is the
+    built-in simulator, run inside this command (never your account, even if PLIVO_* are set).
+    """
     settings = settings_from_environment()
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     campaign_name = name or f"demo-{stamp}"
@@ -364,38 +368,38 @@ async def demo(csv_file: Path | None, rows: int, name: str | None) -> None:
         csv_file = settings.data_dir / "demo" / f"{campaign_name}.csv"
         write_sample_csv(csv_file, rows)
         click.echo(f"wrote {rows} sample rows to {csv_file}")
-    spec = CampaignSpec(
-        name=campaign_name,
-        from_number="+14155550100",
-        answer_url="https://example.com/answer.xml",
-        call_parameters={"answer_method": "GET"},
-        batch_size=100,
-    )
     source = CsvSource(csv_file)
     try:
         with LoadReporter(source.size_bytes, None) as reporter:
-            async with db.open_pool(settings) as pool:
-                summary = await load_csv(
-                    pool, source, spec, LoadOptions(default_region="US"), reporter
-                )
-                progress_row = await queries.progress(pool, campaign_name)
+            result = await run_demo(settings, source, campaign_name, reporter)
     finally:
         source.close()
+    summary = result.load
     click.echo(
         f"campaign {campaign_name} (id {summary.campaign.id}): rows read {summary.rows_read}, "
         f"loaded {summary.loaded}, duplicates {summary.duplicates}, rejected {summary.rejected}"
     )
-    assert progress_row is not None
-    print_progress_table([progress_row])
+    click.echo(
+        f"dialled {result.dialled} destinations through the Plivo simulator in "
+        f"{result.elapsed_s:.1f} s, at most {result.max_calls_per_second} calls in one second "
+        f"(account limit {result.calls_per_second:g}/s)"
+    )
+    print_progress_table([result.progress])
 
 
 async def _dial(
-    settings: Settings, pool: asyncpg.Pool, *, drain: bool, stop: asyncio.Event | None
+    settings: Settings,
+    pool: asyncpg.Pool,
+    *,
+    drain: bool,
+    stop: asyncio.Event | None,
+    campaign_ids: tuple[int, ...] | None,
 ) -> WorkerReport:
     """Run a worker on `pool` with the settings' Plivo account until stopped or drained."""
     async with new_plivo_session(connection_limit=settings.worker_concurrency * 2) as session:
         client = PlivoClient(session, PlivoClientConfig.from_settings(settings))
-        worker = Worker(pool, client, WorkerConfig.from_settings(settings))
+        config = WorkerConfig.from_settings(settings, campaign_ids=campaign_ids)
+        worker = Worker(pool, client, config)
         return await worker.run(drain=drain, stop=stop)
 
 
@@ -410,8 +414,15 @@ def _stop_on_signals() -> asyncio.Event:
 
 @cli.command()
 @click.option("--drain", is_flag=True, help="Exit once no running campaign has work left.")
+@click.option(
+    "--campaign",
+    "campaign_names",
+    metavar="NAME",
+    multiple=True,
+    help="Dial only this campaign (repeatable; default: every running campaign).",
+)
 @run_command
-async def worker(drain: bool) -> None:
+async def worker(drain: bool, campaign_names: tuple[str, ...]) -> None:
     """Dial the pending contacts of running campaigns, as a long-lived service.
 
     Run as many as you like, on as many hosts: they share the account's limits through
@@ -427,7 +438,14 @@ async def worker(drain: bool) -> None:
         )
     stop = _stop_on_signals()
     async with db.open_pool(settings, min_connections=settings.worker_concurrency + 2) as pool:
-        report = await _dial(settings, pool, drain=drain, stop=stop)
+        campaign_ids: tuple[int, ...] | None = None
+        if campaign_names:
+            found = [await queries.campaign_by_name(pool, name) for name in campaign_names]
+            missing = [name for name, match in zip(campaign_names, found, strict=True) if not match]
+            if missing:
+                fail(f"--campaign: no campaign named {missing[0]!r}; `campaign list` shows them")
+            campaign_ids = tuple(match.id for match in found if match is not None)
+        report = await _dial(settings, pool, drain=drain, stop=stop, campaign_ids=campaign_ids)
     if drain:
         click.echo(f"drained: {report.summary()}")
 

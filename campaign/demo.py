@@ -4,9 +4,21 @@ from __future__ import annotations
 
 import csv
 import random
+import secrets
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import phonenumbers
+from pydantic import SecretStr
+
+from campaign import db, queries
+from campaign.config import Settings
+from campaign.importer import CsvSource, LoadObserver, LoadOptions, LoadSummary, load_csv
+from campaign.models import CampaignSpec, Progress
+from campaign.plivo import PlivoClient, PlivoClientConfig, new_plivo_session
+from campaign.simulator import SimulatorConfig, running_simulator
+from campaign.worker import Worker, WorkerConfig
 
 FIRST_NAMES = ("Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken")
 
@@ -46,3 +58,75 @@ def write_sample_csv(path: Path, rows: int, seed: int = 7) -> None:
                 value = _written_as(numbers[index - 1], rng)
             day = 1 + index % 28
             writer.writerow([rng.choice(FIRST_NAMES), value, f"2026-12-{day:02d} 10:00"])
+
+
+@dataclass(frozen=True, slots=True)
+class DemoResult:
+    """What `campaign demo` did."""
+
+    load: LoadSummary
+    progress: Progress
+    dialled: int
+    max_calls_per_second: int
+    calls_per_second: float
+    elapsed_s: float
+
+
+DEMO_CALLS_PER_SECOND = 20.0
+
+
+async def run_demo(
+    settings: Settings, source: CsvSource, campaign_name: str, observer: LoadObserver
+) -> DemoResult:
+    """Load `source` into a new campaign and dial it, drained, through an in-process simulator."""
+    started = time.monotonic()
+    # The demo's own fake account: a fresh token, the simulator's limits, quick calls.
+    account = SimulatorConfig(
+        auth_id="MADEMO00000000000000",
+        auth_token=secrets.token_urlsafe(16),
+        calls_per_second=DEMO_CALLS_PER_SECOND,
+        ring_after_s=0.05,
+        answer_after_s=0.2,
+        talk_s=0.5,
+    )
+    async with running_simulator(account) as simulator:
+        demo_settings = settings.model_copy(
+            update={
+                "plivo_auth_id": account.auth_id,
+                "plivo_auth_token": SecretStr(account.auth_token),
+                "plivo_api_url": simulator.base_url,
+                "account_cps": DEMO_CALLS_PER_SECOND,
+                "worker_poll_interval_s": 0.2,
+            }
+        )
+        spec = CampaignSpec(
+            name=campaign_name,
+            from_number="+14155550100",
+            answer_url=f"{simulator.base_url}/demo/answer.xml",
+            call_parameters={"answer_method": "GET"},
+            batch_size=100,
+        )
+        async with db.open_pool(
+            demo_settings, min_connections=demo_settings.worker_concurrency + 2
+        ) as pool:
+            summary = await load_csv(pool, source, spec, LoadOptions(default_region="US"), observer)
+            async with new_plivo_session() as session:
+                client = PlivoClient(session, PlivoClientConfig.from_settings(demo_settings))
+                # Only the demo's campaign: others in the same database are not the demo's to dial.
+                config = WorkerConfig.from_settings(
+                    demo_settings, campaign_ids=(summary.campaign.id,)
+                )
+                worker = Worker(pool, client, config)
+                await worker.run(drain=True)
+            progress = await queries.progress(pool, campaign_name)
+        ledger = simulator.ledger
+        per_second = ledger.calls_per_second()
+    assert progress is not None  # the campaign was created above
+    return DemoResult(
+        load=summary,
+        progress=progress,
+        dialled=sum(per_second.values()),
+        max_calls_per_second=max(per_second.values(), default=0),
+        calls_per_second=DEMO_CALLS_PER_SECOND,
+        elapsed_s=time.monotonic() - started,
+    )

@@ -71,9 +71,13 @@ class WorkerConfig:
     account_cps: float = 2.0
     api_requests_per_window: int = 300
     api_window_s: float = 5.0
+    # Dial only these campaigns (None: every running campaign).
+    campaign_ids: tuple[int, ...] | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> WorkerConfig:
+    def from_settings(
+        cls, settings: Settings, *, campaign_ids: tuple[int, ...] | None = None
+    ) -> WorkerConfig:
         if settings.plivo_auth_id is None:
             raise ValueError("PLIVO_AUTH_ID is not set")
         return cls(
@@ -89,6 +93,7 @@ class WorkerConfig:
             account_cps=settings.account_cps,
             api_requests_per_window=settings.api_requests_per_window,
             api_window_s=settings.api_window_s,
+            campaign_ids=campaign_ids,
         )
 
     def limiters(self, campaign: Campaign) -> tuple[list[str], list[float], list[str], list[float]]:
@@ -160,6 +165,11 @@ class Worker:
         self._idle: set[int] = set()
         self._completion_checked_at = -1e9
         self._in_flight: dict[int, tuple[int, list[int]]] = {}
+
+    @property
+    def _campaign_filter(self) -> list[int] | None:
+        ids = self._config.campaign_ids
+        return None if ids is None else list(ids)
 
     @property
     def report(self) -> WorkerReport:
@@ -252,7 +262,9 @@ class Worker:
         async with self._refresh_lock:
             stale = time.monotonic() - self._campaigns_read_at > self._config.poll_interval_s
             if stale or not self._campaigns:
-                records = await self._pool.fetch(queries.sql("dialable_campaigns"))
+                records = await self._pool.fetch(
+                    queries.sql("dialable_campaigns"), self._campaign_filter
+                )
                 self._campaigns = [Campaign.from_record(record) for record in records]
                 self._campaigns_read_at = time.monotonic()
             if not self._campaigns:
@@ -302,7 +314,8 @@ class Worker:
         if not now_or_never and now - self._completion_checked_at < self._config.poll_interval_s:
             return
         self._completion_checked_at = now
-        for record in await self._pool.fetch(queries.sql("complete_finished")):
+        finished = await self._pool.fetch(queries.sql("complete_finished"), self._campaign_filter)
+        for record in finished:
             logger.info("campaign %s completed", record["name"])
 
     async def _drain_done(self) -> bool:
@@ -310,7 +323,7 @@ class Worker:
         if len(self._idle) < self._config.concurrency or self._in_flight:
             return False
         await self._pool.fetchval(queries.sql("recover_expired_leases"))
-        work_left: bool = await self._pool.fetchval(queries.sql("work_left"))
+        work_left: bool = await self._pool.fetchval(queries.sql("work_left"), self._campaign_filter)
         if not work_left:
             await self._complete_finished(now_or_never=True)
         return not work_left

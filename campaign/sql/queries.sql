@@ -54,10 +54,12 @@ TRUNCATE load_staging;
 SELECT pg_notify('campaign_work', $1::bigint::text);
 
 -- dialable_campaigns --
--- Running campaigns with contacts due now, with what a request needs.
+-- Running campaigns with contacts due now, with what a request needs ($1: only these ids, or
+-- NULL for all).
 SELECT c.*
 FROM campaigns c
 WHERE c.status = 'running'
+  AND ($1::bigint[] IS NULL OR c.id = ANY ($1::bigint[]))
   AND EXISTS (
       SELECT 1 FROM contacts t
       WHERE t.campaign_id = c.id AND t.status = 'pending' AND t.next_attempt_at <= now()
@@ -160,10 +162,12 @@ WHERE id = $1
 RETURNING (SELECT count(*) FROM recorded) AS recorded, (SELECT count(*) FROM paused) AS paused;
 
 -- complete_finished --
--- Every running campaign with nothing left to dial (nothing pending, claimed or sending) is done.
+-- Every running campaign (of $1, or all when NULL) with nothing left to dial (nothing pending,
+-- claimed or sending) is done.
 UPDATE campaigns k
 SET status = 'completed', status_reason = NULL, updated_at = now()
 WHERE k.status = 'running'
+  AND ($1::bigint[] IS NULL OR k.id = ANY ($1::bigint[]))
   AND NOT EXISTS (
       SELECT 1 FROM contacts t
       WHERE t.campaign_id = k.id AND t.status IN ('pending', 'claimed', 'sending')
@@ -187,12 +191,16 @@ SELECT recover_expired_leases();
 -- work_left --
 -- Whether any running campaign still has contacts to dial or in a worker's hands (a lease of a
 -- worker that died counts until it runs out and is recovered).
+-- $1: only these campaign ids, or NULL for all.
 SELECT EXISTS (
     SELECT 1
     FROM contacts t JOIN campaigns k ON k.id = t.campaign_id
     WHERE k.status = 'running' AND t.status IN ('pending', 'claimed', 'sending')
+      AND ($1::bigint[] IS NULL OR k.id = ANY ($1::bigint[]))
 ) OR EXISTS (
-    SELECT 1 FROM contacts t WHERE t.status IN ('claimed', 'sending')
+    SELECT 1 FROM contacts t
+    WHERE t.status IN ('claimed', 'sending')
+      AND ($1::bigint[] IS NULL OR t.campaign_id = ANY ($1::bigint[]))
 ) AS work_left;
 
 -- set_campaign_status --
