@@ -76,7 +76,7 @@ async def create_campaign(connection: Connection, spec: CampaignSpec) -> Campaig
 
 
 async def campaign_by_name(
-    connection: Connection, name: str, *, for_update: bool = False
+    connection: Executor, name: str, *, for_update: bool = False
 ) -> Campaign | None:
     """The campaign called `name`, locked against concurrent changes when `for_update`."""
     query = sql("campaign_by_name_for_update" if for_update else "campaign_by_name")

@@ -204,7 +204,7 @@ def test_migrate_reports_up_to_date(campaign_command: list[str], cli_env: dict[s
 
 @pytest.mark.slow
 def test_demo_runs_on_embedded_defaults(campaign_command: list[str], tmp_path: Path) -> None:
-    """With no database URL, `campaign demo` starts the embedded PostgreSQL and loads a sample."""
+    """With nothing configured, `campaign demo` loads a sample and dials it through the simulator."""
     env = {
         key: value
         for key, value in os.environ.items()
@@ -216,5 +216,7 @@ def test_demo_runs_on_embedded_defaults(campaign_command: list[str], tmp_path: P
     assert (
         "campaign demo (id 1): rows read 30, loaded 24, duplicates 3, rejected 3" in result.stdout
     )
+    assert "dialled 24 destinations through the Plivo simulator" in result.stdout
     again = run(campaign_command, env, "status", "demo", "--json")
-    assert json.loads(again.stdout)["pending"] == 24
+    progress = json.loads(again.stdout)
+    assert (progress["status"], progress["fired"], progress["pending"]) == ("completed", 24, 0)

@@ -11,12 +11,29 @@ from campaign.callparams import (
     validate_call_parameters,
 )
 
-SEED_TABLE = (
-    "answer_url answer_method ring_url ring_method hangup_url hangup_method fallback_url "
-    "fallback_method caller_name send_digits send_on_preanswer time_limit hangup_on_ring "
-    "machine_detection machine_detection_time machine_detection_url machine_detection_method "
-    "sip_headers ring_timeout parent_call_uuid error_if_parent_not_found"
-).split()
+SEED_TABLE = [
+    "answer_url",
+    "answer_method",
+    "ring_url",
+    "ring_method",
+    "hangup_url",
+    "hangup_method",
+    "fallback_url",
+    "fallback_method",
+    "caller_name",
+    "send_digits",
+    "send_on_preanswer",
+    "time_limit",
+    "hangup_on_ring",
+    "machine_detection",
+    "machine_detection_time",
+    "machine_detection_url",
+    "machine_detection_method",
+    "sip_headers",
+    "ring_timeout",
+    "parent_call_uuid",
+    "error_if_parent_not_found",
+]
 
 
 def test_every_optional_parameter_of_the_seed_is_known() -> None:
