@@ -204,7 +204,7 @@ def test_migrate_reports_up_to_date(campaign_command: list[str], cli_env: dict[s
 
 @pytest.mark.slow
 def test_demo_runs_on_embedded_defaults(campaign_command: list[str], tmp_path: Path) -> None:
-    """With nothing configured, `campaign demo` loads a sample and dials it through the simulator."""
+    """With nothing configured, `campaign demo` loads a sample and dials it via the simulator."""
     env = {
         key: value
         for key, value in os.environ.items()
