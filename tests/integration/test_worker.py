@@ -1,0 +1,351 @@
+"""The dialing worker against real Postgres and the simulator over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+from plivo_fixtures import AUTH_ID, client_config, simulator_config
+
+from campaign import queries
+from campaign.models import CampaignSpec, CampaignStatus
+from campaign.plivo import PlivoClient
+from campaign.simulator import RunningSimulator, running_simulator
+from campaign.worker import Worker, WorkerConfig, WorkerReport
+
+FROM = "+14155550100"
+
+
+async def make_campaign(
+    pool: asyncpg.Pool,
+    destinations: Sequence[str],
+    *,
+    name: str = "test",
+    batch_size: int = 100,
+    max_attempts: int = 3,
+    calls_per_second: float | None = None,
+) -> int:
+    """A running campaign with these destinations as pending contacts, in this order."""
+    spec = CampaignSpec(
+        name=name,
+        from_number=FROM,
+        answer_url="https://example.com/answer.xml",
+        batch_size=batch_size,
+        max_attempts=max_attempts,
+        calls_per_second=calls_per_second,
+    )
+    async with pool.acquire() as connection:
+        campaign = await queries.create_campaign(connection, spec)
+        await connection.executemany(
+            "INSERT INTO contacts (campaign_id, destination, raw_destination, line_number) "
+            "VALUES ($1, $2, $2, $3)",
+            [(campaign.id, d, line) for line, d in enumerate(destinations, start=2)],
+        )
+    return campaign.id
+
+
+def numbers(count: int, first: int = 14155551000) -> list[str]:
+    return [f"+{first + index}" for index in range(count)]
+
+
+def worker_config(**changes: Any) -> WorkerConfig:
+    values: dict[str, Any] = {
+        "worker_id": "test-worker",
+        "auth_id": AUTH_ID,
+        "concurrency": 2,
+        "lease_s": 30.0,
+        "poll_interval_s": 0.05,
+        "backoff_s": 60.0,
+        "pace_window_s": 0.1,
+        "stop_timeout_s": 5.0,
+        "account_cps": 0.0,
+        "api_requests_per_window": 0,
+        **changes,
+    }
+    return WorkerConfig(**values)
+
+
+@contextlib.asynccontextmanager
+async def simulator(**changes: Any) -> AsyncIterator[RunningSimulator]:
+    async with running_simulator(simulator_config(**changes)) as running:
+        yield running
+
+
+async def drain(
+    pool: asyncpg.Pool, base_url: str, config: WorkerConfig | None = None, **client: Any
+) -> WorkerReport:
+    """Run a worker until no running campaign has work left."""
+    async with aiohttp.ClientSession() as session:
+        plivo = PlivoClient(session, client_config(base_url, **client))
+        worker = Worker(pool, plivo, config or worker_config())
+        return await asyncio.wait_for(worker.run(drain=True), timeout=30)
+
+
+async def statuses(pool: asyncpg.Pool) -> dict[str, str]:
+    rows = await pool.fetch("SELECT destination, status FROM contacts ORDER BY id")
+    return {row["destination"]: row["status"] for row in rows}
+
+
+async def test_batches_join_destinations_and_map_uuids(pool: asyncpg.Pool) -> None:
+    """Contacts go out in `<` batches of at most batch_size; each gets its own request_uuid."""
+    destinations = numbers(7)
+    campaign_id = await make_campaign(pool, destinations, batch_size=3)
+    async with simulator() as plivo:
+        report = await drain(pool, plivo.base_url)
+        ledger = plivo.ledger
+    sizes = sorted(request.destinations for request in ledger.make_call_requests())
+    assert sizes == [1, 3, 3]
+    assert report.outcomes == {"fired": 7}
+    dialled = {f"+{call.destination.lstrip('+')}": call.request_uuid for call in ledger.dials}
+    rows = await pool.fetch(
+        "SELECT destination, status, request_uuid, api_id, http_status, attempts FROM contacts"
+    )
+    for row in rows:
+        assert row["status"] == "fired"
+        assert row["request_uuid"] == dialled[row["destination"]]
+        assert row["api_id"] is not None
+        assert row["http_status"] == 201
+        assert row["attempts"] == 1
+    requests = await pool.fetch("SELECT * FROM dial_requests ORDER BY id")
+    assert [len(r["destinations"]) for r in requests] == [3, 3, 1]
+    assert requests[0]["destinations"] == destinations[:3]
+    assert all(r["outcome"] == "fired" and r["uuids_mapped"] for r in requests)
+    assert all(len(r["request_uuids"]) == len(r["destinations"]) for r in requests)
+    campaign = await pool.fetchrow("SELECT status FROM campaigns WHERE id = $1", campaign_id)
+    assert campaign is not None
+    assert campaign["status"] == "completed"
+
+
+async def test_queued_over_account_cps(pool: asyncpg.Pool) -> None:
+    """A request Plivo answers `calls queued` (over its CPS) records its contacts `queued`."""
+    await make_campaign(pool, numbers(4), batch_size=4)
+    async with simulator(calls_per_second=1.0) as plivo:
+        await drain(pool, plivo.base_url)
+    assert set((await statuses(pool)).values()) == {"queued"}
+    request = await pool.fetchrow("SELECT outcome, plivo_message FROM dial_requests")
+    assert request is not None
+    assert (request["outcome"], request["plivo_message"]) == ("queued", "calls queued")
+
+
+async def test_invalid_numbers_fail_the_rest_fire(pool: asyncpg.Pool) -> None:
+    """A destination Plivo lists in invalid_numbers fails; its batch-mates fire."""
+    await make_campaign(pool, ["+14155551000", "+999123", "+14155551001"])
+    async with simulator() as plivo:
+        await drain(pool, plivo.base_url)
+    rows = await pool.fetch("SELECT destination, status, last_error FROM contacts ORDER BY id")
+    assert [(r["destination"], r["status"]) for r in rows] == [
+        ("+14155551000", "fired"),
+        ("+999123", "failed"),
+        ("+14155551001", "fired"),
+    ]
+    assert rows[1]["last_error"] == "Plivo refused the number as invalid"
+
+
+async def test_not_sent_goes_back_to_pending_then_fails(pool: asyncpg.Pool) -> None:
+    """503s past the retry budget: nothing dialled; pending with a back-off, then failed."""
+    await make_campaign(pool, numbers(2), max_attempts=2)
+    async with simulator(unavailable_rate=1.0) as plivo:
+        await drain(pool, plivo.base_url, worker_config(backoff_s=0.2), retry_attempts=2)
+        ledger = plivo.ledger
+        assert ledger.dials == []
+        assert len(ledger.make_call_requests()) == 4  # 2 attempts x 2 rounds, no more
+    rows = await pool.fetch("SELECT status, attempts, last_error, http_status FROM contacts")
+    assert [(r["status"], r["attempts"], r["http_status"]) for r in rows] == [
+        ("failed", 2, 503),
+        ("failed", 2, 503),
+    ]
+    outcomes = await pool.fetch("SELECT outcome, attempts FROM dial_requests ORDER BY id")
+    assert [(r["outcome"], r["attempts"]) for r in outcomes] == [("not_sent", 2)] * 2
+
+
+async def test_back_off_before_the_next_attempt(pool: asyncpg.Pool) -> None:
+    """After a request that was not sent, the contacts wait the back-off before the next try."""
+    await make_campaign(pool, numbers(1))
+    async with simulator(unavailable_rate=1.0, fault_budget=2) as plivo:
+        async with aiohttp.ClientSession() as session:
+            plivo_client = PlivoClient(session, client_config(plivo.base_url, retry_attempts=2))
+            worker = Worker(pool, plivo_client, worker_config(backoff_s=30.0))
+            stop = asyncio.Event()
+            task = asyncio.create_task(worker.run(stop=stop))
+            for _ in range(100):
+                if (await statuses(pool)) == {"+14155551000": "pending"} and worker.report.batches:
+                    break
+                await asyncio.sleep(0.05)
+            stop.set()
+            await task
+        row = await pool.fetchrow(
+            "SELECT status, attempts, next_attempt_at - now() AS wait FROM contacts"
+        )
+        assert row is not None
+        assert (row["status"], row["attempts"]) == ("pending", 1)
+        assert 25 < row["wait"].total_seconds() <= 30
+        assert plivo.ledger.dials == []
+
+
+@pytest.mark.parametrize(
+    ("fault", "client"),
+    [
+        ({"error_after_placing_rate": 1.0}, {}),
+        ({"reset_after_placing_rate": 1.0}, {}),
+        ({"hang_after_placing_rate": 1.0, "hang_s": 5.0}, {"timeout_s": 0.5}),
+    ],
+    ids=["500", "reset", "timeout"],
+)
+async def test_fate_unknown_is_never_resent(
+    pool: asyncpg.Pool, fault: dict[str, Any], client: dict[str, Any]
+) -> None:
+    """500 / reset / time-out after placing: contacts `unknown`, dialled once, request sent once."""
+    await make_campaign(pool, numbers(3))
+    async with simulator(**fault) as plivo:
+        report = await drain(pool, plivo.base_url, **client)
+        ledger = plivo.ledger
+        assert len(ledger.make_call_requests()) == 1
+        assert sorted(ledger.dial_counts().values()) == [1, 1, 1]
+    assert report.outcomes == {"unknown": 3}
+    assert set((await statuses(pool)).values()) == {"unknown"}
+    request = await pool.fetchrow("SELECT outcome, replied_at FROM dial_requests")
+    assert request is not None
+    assert request["outcome"] == "unknown"
+
+
+async def test_account_problem_pauses_the_campaign(pool: asyncpg.Pool) -> None:
+    """401: the campaign is paused with the reason; its contacts are pending and untouched."""
+    campaign_id = await make_campaign(pool, numbers(2))
+    async with simulator() as plivo:
+        await drain(pool, plivo.base_url, auth_token="wrong-token")
+        assert plivo.ledger.dials == []
+        assert len(plivo.ledger.make_call_requests()) == 1
+    campaign = await pool.fetchrow(
+        "SELECT status, status_reason FROM campaigns WHERE id = $1", campaign_id
+    )
+    assert campaign is not None
+    assert campaign["status"] == "paused"
+    assert "401" in campaign["status_reason"]
+    rows = await pool.fetch("SELECT status, attempts FROM contacts")
+    assert [(r["status"], r["attempts"]) for r in rows] == [("pending", 0)] * 2
+
+
+async def test_rejected_request_fails_its_contacts(pool: asyncpg.Pool) -> None:
+    """A 400 (every destination invalid) fails the batch with Plivo's error kept."""
+    await make_campaign(pool, ["+999123"])
+    async with simulator() as plivo:
+        await drain(pool, plivo.base_url)
+    row = await pool.fetchrow("SELECT status, last_error, http_status FROM contacts")
+    assert row is not None
+    assert (row["status"], row["http_status"]) == ("failed", 400)
+    assert row["last_error"]
+
+
+async def test_rate_limited_then_sent_once(pool: asyncpg.Pool) -> None:
+    """A 429 then success: the request is retried and every destination dialled exactly once."""
+    await make_campaign(pool, numbers(5))
+    async with simulator(rate_limited_rate=1.0, fault_budget=2) as plivo:
+        await drain(pool, plivo.base_url)
+        assert sorted(plivo.ledger.dial_counts().values()) == [1] * 5
+    assert set((await statuses(pool)).values()) == {"fired"}
+
+
+async def test_account_cps_paces_batches(pool: asyncpg.Pool) -> None:
+    """With an account limit of 10/s, no clock second sees more than 10 calls, none queued."""
+    await make_campaign(pool, numbers(25))
+    async with simulator(calls_per_second=10.0) as plivo:
+        await drain(pool, plivo.base_url, worker_config(account_cps=10.0, concurrency=3))
+        ledger = plivo.ledger
+    assert max(ledger.calls_per_second().values()) <= 10
+    assert not any(call.queued for call in ledger.dials)
+    # Paced: batches of one pace window (10/s x 0.1 s = 1 call), not 10 at each second's start.
+    assert {request.destinations for request in ledger.make_call_requests()} == {1}
+    assert set((await statuses(pool)).values()) == {"fired"}
+
+
+async def test_campaign_cps_caps_below_the_account(pool: asyncpg.Pool) -> None:
+    """A campaign's own calls_per_second holds even when the account allows more."""
+    await make_campaign(pool, numbers(12), calls_per_second=4.0)
+    async with simulator() as plivo:
+        await drain(pool, plivo.base_url, worker_config(account_cps=100.0))
+        per_second = plivo.ledger.calls_per_second()
+    assert max(per_second.values()) <= 4
+    assert sum(per_second.values()) == 12
+
+
+async def test_paused_campaign_is_not_dialled(pool: asyncpg.Pool) -> None:
+    """A paused campaign's contacts stay pending; only running campaigns are dialled."""
+    await make_campaign(pool, numbers(2), name="on")
+    paused = await make_campaign(pool, numbers(2, first=14155552000), name="off")
+    await pool.execute("UPDATE campaigns SET status = 'paused' WHERE id = $1", paused)
+    async with simulator() as plivo:
+        await drain(pool, plivo.base_url)
+    rows = await pool.fetch("SELECT campaign_id, status FROM contacts ORDER BY id")
+    assert [r["status"] for r in rows if r["campaign_id"] == paused] == ["pending", "pending"]
+    assert [r["status"] for r in rows if r["campaign_id"] != paused] == ["fired", "fired"]
+
+
+async def test_drain_waits_for_a_dead_workers_lease(pool: asyncpg.Pool) -> None:
+    """Contacts leased by a dead worker count as work: drain recovers and dials or settles them."""
+    await make_campaign(pool, numbers(2))
+    await pool.execute(
+        "UPDATE contacts SET status = 'claimed', worker_id = 'dead', "
+        "lease_expires_at = now() + interval '0.5 seconds' WHERE destination = '+14155551000'"
+    )
+    await pool.execute(
+        "UPDATE contacts SET status = 'sending', worker_id = 'dead', "
+        "lease_expires_at = now() + interval '0.5 seconds' WHERE destination = '+14155551001'"
+    )
+    async with simulator() as plivo:
+        await drain(pool, plivo.base_url)
+        assert plivo.ledger.dial_counts() == {"+14155551000": 1}
+    assert await statuses(pool) == {"+14155551000": "fired", "+14155551001": "unknown"}
+    leased = "SELECT count(*) FROM contacts WHERE status IN ('claimed', 'sending')"
+    assert await pool.fetchval(leased) == 0
+
+
+async def test_notification_wakes_an_idle_worker(pool: asyncpg.Pool) -> None:
+    """With a 30 s poll, a NOTIFY (as `campaign load` sends) wakes the worker at once."""
+    async with simulator() as plivo, aiohttp.ClientSession() as session:
+        plivo_client = PlivoClient(session, client_config(plivo.base_url))
+        worker = Worker(pool, plivo_client, worker_config(poll_interval_s=30.0))
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop=stop))
+        await asyncio.sleep(0.3)  # idle, waiting on its 30 s poll
+        campaign_id = await make_campaign(pool, numbers(1))
+        async with pool.acquire() as connection:
+            await queries.notify_work(connection, campaign_id)
+        for _ in range(100):
+            if plivo.ledger.dials:
+                break
+            await asyncio.sleep(0.05)
+        stop.set()
+        await task
+        assert len(plivo.ledger.dials) == 1
+
+
+async def test_cancelled_claims_are_not_sent(pool: asyncpg.Pool) -> None:
+    """Contacts taken from a worker between claim and send (cancel) are never sent."""
+    campaign_id = await make_campaign(pool, numbers(3))
+    async with simulator() as plivo, aiohttp.ClientSession() as session:
+        plivo_client = PlivoClient(session, client_config(plivo.base_url))
+        # A slow account: the first batch is claimed now and sent a second later at the earliest.
+        await pool.execute(
+            "INSERT INTO rate_limiters (name, next_slot_at) "
+            "VALUES ($1, extract(epoch FROM now()) + 1.0)",
+            f"account:{AUTH_ID}:calls",
+        )
+        worker = Worker(pool, plivo_client, worker_config(account_cps=1.0, concurrency=1))
+        task = asyncio.create_task(worker.run(drain=True))
+        for _ in range(100):
+            if await pool.fetchval("SELECT count(*) FROM contacts WHERE status = 'claimed'"):
+                break
+            await asyncio.sleep(0.01)
+        async with pool.acquire() as connection:
+            await queries.set_campaign_status(
+                connection, "test", CampaignStatus.CANCELLED, [CampaignStatus.RUNNING]
+            )
+            await queries.cancel_contacts(connection, campaign_id)
+        await asyncio.wait_for(task, 10)
+        assert plivo.ledger.dials == []
+    assert set((await statuses(pool)).values()) == {"cancelled"}
