@@ -530,6 +530,63 @@ async def cancel(name: str, cancel_queued: bool) -> None:
             )
 
 
+# --- reconcile (campaign/reconcile.py) ---------------------------------------------------------
+
+RECONCILE_FAILURES_SHOWN = 10
+
+
+@cli.command("reconcile")
+@click.argument("campaign_name", metavar="[CAMPAIGN]", required=False)
+@click.option(
+    "--dry-run", is_flag=True, help="Ask Plivo and report what would change; change nothing."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@run_command
+async def reconcile_command(campaign_name: str | None, dry_run: bool, as_json: bool) -> None:
+    """Settle `unknown` contacts (of every campaign, or CAMPAIGN) by looking their calls up.
+
+    For each, Plivo is asked whether a call to its destination exists since its request was
+    sent (queued, live, or in the call records). Found: the contact takes that outcome. Not
+    found once the request is CAMPAIGN_RECONCILE_AFTER_S old: dialled again (pending), or
+    failed when out of attempts. A contact whose look-ups failed stays unknown.
+    """
+    from campaign.reconcile import UnknownCampaign, reconcile_unknown_contacts
+
+    settings = settings_from_environment()
+    if not settings.has_plivo_credentials:
+        fail(
+            "PLIVO_AUTH_ID and PLIVO_AUTH_TOKEN are not set: reconcile looks calls up in your "
+            "Plivo account",
+            EXIT_USAGE,
+        )
+    async with db.open_pool(settings) as pool, new_plivo_session() as session:
+        client = PlivoClient(session, PlivoClientConfig.from_settings(settings))
+        try:
+            report = await reconcile_unknown_contacts(
+                pool, client, settings, campaign_name, dry_run=dry_run
+            )
+        except UnknownCampaign as error:
+            fail(str(error))
+    if as_json:
+        click.echo(json.dumps(report.as_json()))
+    else:
+        click.echo(report.summary())
+        failures = report.lookup_failures
+        for failure in failures[:RECONCILE_FAILURES_SHOWN]:
+            click.echo(
+                f"look-up failed: contact {failure.contact_id} ({failure.destination}) of "
+                f"campaign {failure.campaign}: {failure.error}",
+                err=True,
+            )
+        if len(failures) > RECONCILE_FAILURES_SHOWN:
+            click.echo(
+                f"… and {len(failures) - RECONCILE_FAILURES_SHOWN} more (--json lists them all)",
+                err=True,
+            )
+    if report.account_problem is not None:
+        fail(f"look-ups stopped: {report.account_problem}")
+
+
 # --- simulator (campaign/simulator.py) ---------------------------------------------------------
 
 

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import aiohttp
 from tenacity import (
@@ -432,6 +433,16 @@ class CallRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class QueuedCall:
+    """A call Plivo still holds in its queue (over the account's CPS), from its details."""
+
+    request_uuid: str
+    call_uuid: str | None
+    from_number: str
+    to_number: str
+
+
+@dataclass(frozen=True, slots=True)
 class CallRecordPage:
     """A page of call detail records and the total Plivo reports for the query."""
 
@@ -639,6 +650,26 @@ class PlivoClient:
         """The request_uuids Plivo still holds in its queue (over the account's CPS)."""
         reply = await self._get_json("/Call/", {"status": "queued"}, "queued-calls look-up")
         return [str(item) for item in reply.get("calls") or []]
+
+    async def queued_call(self, request_uuid: str) -> QueuedCall | None:
+        """One queued call's details (its `to` and `from`); None once it is no longer queued.
+
+        Plivo answers 404 for a call that left the queue (dialled or cancelled); a wrong auth id
+        would also give 404, but then the queued-calls list, read first, has failed already.
+        """
+        path = f"/Call/{quote(request_uuid, safe='')}/"
+        try:
+            reply = await self._get_json(path, {"status": "queued"}, "queued-call look-up")
+        except AccountProblem as error:
+            if error.http_status == 404:
+                return None
+            raise
+        return QueuedCall(
+            request_uuid=str(reply.get("request_uuid") or request_uuid),
+            call_uuid=_optional_text(reply.get("call_uuid")),
+            from_number=str(reply.get("from") or ""),
+            to_number=str(reply.get("to") or ""),
+        )
 
     async def live_calls(self, to_number: str | None = None) -> list[str]:
         """The call_uuids of calls in progress, optionally only those to `to_number`."""

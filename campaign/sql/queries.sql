@@ -238,3 +238,90 @@ WHERE id = $1 AND status = 'completed';
 
 -- reserve_request_slot --
 SELECT reserve_request_slot($1, $2);
+
+-- unknown_contacts --
+-- `campaign reconcile`: contacts whose latest request has an unknown fate, of every campaign or
+-- only campaign $1, as of $2 (NULL: the database's clock). look_up_since is when their call
+-- may have started (the request's sent_at); uncertain_since is what "long enough ago" counts
+-- from. Without a request row (never expected) the look-ups reach back to the contact's creation
+-- and the wait counts from its last change: the widest search and the longest wait.
+-- not_found_status is what the contact becomes if Plivo has no call for it.
+SELECT t.id AS contact_id, k.id AS campaign_id, k.name AS campaign, k."from" AS from_number,
+       t.destination, t.dial_request_id, t.attempts, k.max_attempts,
+       coalesce(d.sent_at, t.created_at) AS look_up_since,
+       coalesce(d.sent_at, t.updated_at) AS uncertain_since,
+       coalesce($2::timestamptz, clock_timestamp()) AS checked_at,
+       CASE WHEN k.status = 'cancelled' THEN 'cancelled'
+            WHEN t.attempts >= k.max_attempts THEN 'failed'
+            ELSE 'pending' END AS not_found_status
+FROM campaigns k
+CROSS JOIN LATERAL (
+    SELECT * FROM contacts c WHERE c.campaign_id = k.id AND c.status = 'unknown'
+) t
+LEFT JOIN dial_requests d ON d.id = t.dial_request_id
+WHERE $1::bigint IS NULL OR k.id = $1
+ORDER BY t.id;
+
+-- known_request_uuids --
+-- Which of the request_uuids in $1 already belong to a contact (its own, or one of an unsettled
+-- request's): a queued call with one of them cannot be an unknown contact's.
+SELECT c.request_uuid AS request_uuid
+FROM contacts c JOIN unnest($1::text[]) AS q(request_uuid) ON q.request_uuid = c.request_uuid
+UNION
+SELECT q.request_uuid
+FROM dial_requests d
+JOIN unnest($1::text[]) AS q(request_uuid) ON q.request_uuid = ANY (d.request_uuids)
+WHERE d.uuids_mapped = false;
+
+-- reconcile_found --
+-- Contacts Plivo has a call for take its outcome (queued or fired), in one statement. A contact
+-- that changed since it was read (a late reply, another reconcile, a new attempt) is left alone.
+WITH found AS (
+    SELECT *
+    FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[])
+         AS f(contact_id, dial_request_id, status, request_uuid, call_uuid, plivo_message)
+)
+UPDATE contacts c
+SET status = f.status, request_uuid = coalesce(f.request_uuid, c.request_uuid),
+    call_uuid = f.call_uuid, plivo_message = f.plivo_message, last_error = NULL,
+    worker_id = NULL, lease_expires_at = NULL, updated_at = now()
+FROM found f
+WHERE c.id = f.contact_id AND c.status = 'unknown'
+  AND c.dial_request_id IS NOT DISTINCT FROM f.dial_request_id
+RETURNING c.id AS contact_id, c.status;
+
+-- reconcile_not_found --
+-- Contacts whose request is long past and for which no look-up found a call: Plivo never placed
+-- it. They are dialled again (pending, due now; their attempts stay counted), or failed when out
+-- of attempts, or cancelled with their campaign. A completed campaign that gets contacts to dial
+-- again runs again. One row per campaign and new status, with whether the campaign reopened.
+WITH requeued AS (
+    UPDATE contacts c
+    SET status = CASE WHEN k.status = 'cancelled' THEN 'cancelled'
+                      WHEN c.attempts >= k.max_attempts THEN 'failed'
+                      ELSE 'pending' END,
+        next_attempt_at = CASE WHEN k.status <> 'cancelled' AND c.attempts < k.max_attempts
+                               THEN now() ELSE c.next_attempt_at END,
+        last_error = CASE
+            WHEN k.status <> 'cancelled' AND c.attempts >= k.max_attempts
+            THEN format('no call found at Plivo for the request whose outcome was unknown, and '
+                        'out of attempts (%s of %s)', c.attempts, k.max_attempts)
+            ELSE c.last_error END,
+        plivo_message = 'reconciled: no call found at Plivo',
+        worker_id = NULL, lease_expires_at = NULL, updated_at = now()
+    FROM campaigns k, unnest($1::bigint[], $2::bigint[]) AS r(contact_id, dial_request_id)
+    WHERE c.id = r.contact_id AND k.id = c.campaign_id AND c.status = 'unknown'
+      AND c.dial_request_id IS NOT DISTINCT FROM r.dial_request_id
+    RETURNING c.campaign_id, c.status
+), reopened AS (
+    UPDATE campaigns k
+    SET status = 'running', status_reason = NULL, updated_at = now()
+    WHERE k.status = 'completed'
+      AND k.id IN (SELECT q.campaign_id FROM requeued q WHERE q.status = 'pending')
+    RETURNING k.id, k.name
+)
+SELECT q.campaign_id, q.status, count(*)::integer AS contacts,
+       (SELECT o.name FROM reopened o WHERE o.id = q.campaign_id) AS reopened_campaign
+FROM requeued q
+GROUP BY q.campaign_id, q.status
+ORDER BY q.campaign_id, q.status;
