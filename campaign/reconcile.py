@@ -475,6 +475,12 @@ async def _apply(
             report.found.update(ContactStatus(row["status"]) for row in rows)
             report.changed_meanwhile += len(calls) - len(rows)
         if not_found:
+            # Hold the campaigns' rows first, as a load does: a worker completing a campaign
+            # takes the same lock, so it cannot miss the contacts made pending here.
+            await connection.execute(
+                queries.sql("lock_campaigns_of_contacts"),
+                [contact.contact_id for contact in not_found],
+            )
             rows = await connection.fetch(
                 queries.sql("reconcile_not_found"),
                 [contact.contact_id for contact in not_found],

@@ -284,11 +284,7 @@ class Worker:
                 if batch is None:
                     if campaign is not None:
                         self._exhausted(campaign)
-                        completed = await self._pool.fetch(
-                            queries.sql("complete_if_done"), campaign.id
-                        )
-                        if completed:
-                            logger.info("campaign %s completed", campaign.name)
+                        await self._complete_finished(campaign_ids=[campaign.id])
                         continue
                     self._idle.add(index)
                     await self._complete_finished()
@@ -308,15 +304,34 @@ class Worker:
                 logger.error("database error in dispatcher %d: %s; retrying", index, error)
                 await self._sleep(self._config.poll_interval_s)
 
-    async def _complete_finished(self, *, now_or_never: bool = False) -> None:
-        """Mark campaigns with nothing left to dial completed (once per poll, per worker)."""
+    async def _complete_finished(
+        self, *, campaign_ids: list[int] | None = None, now_or_never: bool = False
+    ) -> None:
+        """Mark campaigns with nothing left to dial completed.
+
+        Unless asked for given campaigns or `now_or_never`, at most once per poll interval.
+        """
         now = time.monotonic()
-        if not now_or_never and now - self._completion_checked_at < self._config.poll_interval_s:
-            return
-        self._completion_checked_at = now
-        finished = await self._pool.fetch(queries.sql("complete_finished"), self._campaign_filter)
-        for record in finished:
-            logger.info("campaign %s completed", record["name"])
+        if campaign_ids is None:
+            if (
+                not now_or_never
+                and now - self._completion_checked_at < self._config.poll_interval_s
+            ):
+                return
+            self._completion_checked_at = now
+            campaign_ids = self._campaign_filter
+        async with self._pool.acquire() as connection, connection.transaction():
+            locked = await connection.fetch(queries.sql("lock_finished_campaigns"), campaign_ids)
+            if locked:
+                finished = await connection.fetch(
+                    queries.sql("complete_finished"), [record["id"] for record in locked]
+                )
+                for record in finished:
+                    logger.info("campaign %s completed", record["name"])
+            for record in await connection.fetch(queries.sql("reopen_unfinished"), campaign_ids):
+                logger.warning(
+                    "campaign %s had contacts left to dial; running again", record["name"]
+                )
 
     async def _drain_done(self) -> bool:
         """True when every dispatcher is idle and no running campaign has work left."""

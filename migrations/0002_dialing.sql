@@ -38,13 +38,16 @@ CREATE TABLE dial_requests (
 CREATE INDEX dial_requests_campaign ON dial_requests (campaign_id, sent_at);
 CREATE INDEX dial_requests_unmapped ON dial_requests (campaign_id) WHERE uuids_mapped = false;
 
--- Global rate limits, shared by every worker: each limiter hands out time slots on a grid of
--- 1/rate seconds; next_slot_at is the first slot not yet taken (seconds since the epoch, on the
--- database's clock).
+-- Global rate limits, shared by every worker. Each limiter spaces what it hands out by 1/rate
+-- seconds (next_slot_at: the earliest time of the next grant, seconds since the epoch on the
+-- database's clock); a limiter of calls also counts the calls granted in the current clock
+-- second (window_second, window_used) so that no clock second ever holds more than the rate.
 CREATE TABLE rate_limiters (
-    name         text PRIMARY KEY,
-    next_slot_at double precision NOT NULL DEFAULT 0,
-    updated_at   timestamptz NOT NULL DEFAULT now()
+    name          text PRIMARY KEY,
+    next_slot_at  double precision NOT NULL DEFAULT 0,
+    window_second bigint NOT NULL DEFAULT 0,
+    window_used   integer NOT NULL DEFAULT 0,
+    updated_at    timestamptz NOT NULL DEFAULT now()
 );
 
 -- Leases that ran out: a contact claimed but never sent goes back to pending; one that was
@@ -67,12 +70,12 @@ $$;
 -- round trip. Returns the contacts claimed (leased to p_worker_id) and when to send them.
 --
 -- p_call_limiters / p_call_rates: limiters counted in calls (the account's CPS, the campaign's
--- own); a batch takes one slot per destination and fits in one clock second of each, so no
--- clock second ever holds more calls than the rate. p_request_limiters / p_request_rates:
--- limiters counted in API requests (300 per 5 s = 60 per second); a batch takes one slot.
--- p_pace_window_s caps a batch to the calls of that many seconds, so calls go out smoothly
--- across each second instead of in a burst at its start. Slots are only taken for contacts
--- actually claimed.
+-- own): a batch of n destinations takes n calls, all in the clock second it is sent in, and
+-- never more than ceil(rate) calls land in one clock second. p_request_limiters /
+-- p_request_rates: limiters counted in API requests (300 per 5 s: one per 1/60 s); a batch
+-- takes one. p_pace_window_s caps a batch to the calls of that many seconds, so calls go out
+-- smoothly across each second instead of in a burst at its start. The limits are charged only
+-- for contacts actually claimed.
 CREATE FUNCTION claim_dial_batch(
     p_campaign_id        bigint,
     p_worker_id          text,
@@ -87,14 +90,18 @@ CREATE FUNCTION claim_dial_batch(
 LANGUAGE plpgsql AS $$
 DECLARE
     v_now      double precision := extract(epoch FROM clock_timestamp());
-    v_names    text[] := p_call_limiters || p_request_limiters;
-    v_rates    double precision[] := p_call_rates || p_request_rates;
+    v_names    text[] := coalesce(p_call_limiters, '{}') || coalesce(p_request_limiters, '{}');
+    v_rates    double precision[] := coalesce(p_call_rates, '{}') || coalesce(p_request_rates, '{}');
     v_calls    integer := coalesce(array_length(p_call_limiters, 1), 0);
     v_count    integer := coalesce(array_length(v_names, 1), 0);
+    v_next     double precision[];
+    v_window   bigint[];
+    v_used     integer[];
     v_at       double precision := v_now;
-    v_next     double precision;
     v_granted  integer := least(p_wanted, 1000);
-    v_room     integer;
+    v_in_use   integer;
+    v_cap      integer;
+    v_moved    boolean;
     v_claimed  integer;
     v_ids      bigint[];
     v_dests    text[];
@@ -105,24 +112,31 @@ BEGIN
         INSERT INTO rate_limiters (name) SELECT unnest(v_names) ON CONFLICT (name) DO NOTHING;
         -- Locked in name order, so that workers never deadlock on each other.
         PERFORM 1 FROM rate_limiters WHERE name = ANY (v_names) ORDER BY name FOR UPDATE;
+        SELECT array_agg(r.next_slot_at ORDER BY u.ord), array_agg(r.window_second ORDER BY u.ord),
+               array_agg(r.window_used ORDER BY u.ord)
+        INTO v_next, v_window, v_used
+        FROM unnest(v_names) WITH ORDINALITY AS u(name, ord)
+        JOIN rate_limiters r ON r.name = u.name;
         FOR i IN 1 .. v_count LOOP
-            SELECT r.next_slot_at INTO v_next FROM rate_limiters r WHERE r.name = v_names[i];
-            v_at := greatest(v_at, v_next);
+            v_at := greatest(v_at, v_next[i]);
         END LOOP;
-        -- The earliest time that is a slot of every limiter's grid (a few rounds settle it).
-        FOR v_round IN 1 .. 8 LOOP
-            v_next := v_at;
-            FOR i IN 1 .. v_count LOOP
-                v_next := greatest(v_next, ceil(v_at * v_rates[i] - 1e-6) / v_rates[i]);
+        -- A call limiter whose clock second is full pushes the batch to the next second.
+        FOR v_round IN 1 .. 3 LOOP
+            v_moved := false;
+            FOR i IN 1 .. v_calls LOOP
+                v_cap := ceil(v_rates[i] - 1e-9)::integer;
+                v_in_use := CASE WHEN v_window[i] = floor(v_at) THEN v_used[i] ELSE 0 END;
+                IF v_in_use >= v_cap THEN
+                    v_at := floor(v_at) + 1;
+                    v_moved := true;
+                END IF;
             END LOOP;
-            EXIT WHEN v_next <= v_at + 1e-9;
-            v_at := v_next;
+            EXIT WHEN NOT v_moved;
         END LOOP;
         FOR i IN 1 .. v_calls LOOP
-            -- Slots of this limiter left in the clock second of v_at, and the pacing cap.
-            v_room := (ceil((floor(v_at) + 1) * v_rates[i] - 1e-6)
-                       - ceil(v_at * v_rates[i] - 1e-6))::integer;
-            v_granted := least(v_granted, greatest(v_room, 1),
+            v_cap := ceil(v_rates[i] - 1e-9)::integer;
+            v_in_use := CASE WHEN v_window[i] = floor(v_at) THEN v_used[i] ELSE 0 END;
+            v_granted := least(v_granted, greatest(v_cap - v_in_use, 1),
                                greatest(floor(v_rates[i] * p_pace_window_s)::integer, 1));
         END LOOP;
     END IF;
@@ -155,11 +169,19 @@ BEGIN
     v_claimed := coalesce(array_length(v_ids, 1), 0);
     IF v_claimed > 0 AND v_count > 0 THEN
         FOR i IN 1 .. v_count LOOP
-            UPDATE rate_limiters r
-            SET next_slot_at = ceil(v_at * v_rates[i] - 1e-6) / v_rates[i]
-                               + (CASE WHEN i <= v_calls THEN v_claimed ELSE 1 END) / v_rates[i],
-                updated_at = now()
-            WHERE r.name = v_names[i];
+            IF i <= v_calls THEN
+                UPDATE rate_limiters r
+                SET next_slot_at = v_at + v_claimed / v_rates[i],
+                    window_used = CASE WHEN r.window_second = floor(v_at)
+                                       THEN r.window_used + v_claimed ELSE v_claimed END,
+                    window_second = floor(v_at),
+                    updated_at = now()
+                WHERE r.name = v_names[i];
+            ELSE
+                UPDATE rate_limiters r
+                SET next_slot_at = v_at + 1 / v_rates[i], updated_at = now()
+                WHERE r.name = v_names[i];
+            END IF;
         END LOOP;
     END IF;
 
@@ -180,7 +202,6 @@ DECLARE
 BEGIN
     INSERT INTO rate_limiters (name) VALUES (p_name) ON CONFLICT (name) DO NOTHING;
     SELECT greatest(next_slot_at, v_now) INTO v_at FROM rate_limiters WHERE name = p_name FOR UPDATE;
-    v_at := ceil(v_at * p_rate - 1e-6) / p_rate;
     UPDATE rate_limiters SET next_slot_at = v_at + 1 / p_rate, updated_at = now() WHERE name = p_name;
     RETURN greatest(v_at - v_now, 0);
 END;

@@ -161,29 +161,41 @@ SET replied_at = now(), latency_ms = $8, outcome = $3, http_status = $4, error =
 WHERE id = $1
 RETURNING (SELECT count(*) FROM recorded) AS recorded, (SELECT count(*) FROM paused) AS paused;
 
--- complete_finished --
--- Every running campaign (of $1, or all when NULL) with nothing left to dial (nothing pending,
--- claimed or sending) is done.
-UPDATE campaigns k
-SET status = 'completed', status_reason = NULL, updated_at = now()
+-- lock_finished_campaigns --
+-- Step 1 of completing campaigns (in one transaction with step 2): lock the running campaigns
+-- (of $1, or all when NULL) that look finished. A load or reconcile adding contacts holds the
+-- same row lock, so once we have it, their contacts are committed or not yet begun.
+SELECT k.id
+FROM campaigns k
 WHERE k.status = 'running'
   AND ($1::bigint[] IS NULL OR k.id = ANY ($1::bigint[]))
   AND NOT EXISTS (
       SELECT 1 FROM contacts t
       WHERE t.campaign_id = k.id AND t.status IN ('pending', 'claimed', 'sending')
   )
-RETURNING k.name;
+FOR UPDATE OF k;
 
--- complete_if_done --
--- A running campaign with nothing left to dial (nothing pending, claimed or sending) is done.
+-- complete_finished --
+-- Step 2: with a fresh snapshot, complete those of $1 with nothing left to dial (nothing
+-- pending, claimed or sending).
 UPDATE campaigns k
 SET status = 'completed', status_reason = NULL, updated_at = now()
-WHERE k.id = $1 AND k.status = 'running'
+WHERE k.id = ANY ($1::bigint[]) AND k.status = 'running'
   AND NOT EXISTS (
       SELECT 1 FROM contacts t
       WHERE t.campaign_id = k.id AND t.status IN ('pending', 'claimed', 'sending')
   )
-RETURNING k.id;
+RETURNING k.name;
+
+-- reopen_unfinished --
+-- A completed campaign that has contacts to dial again (a race with a load or reconcile that
+-- the locking above should prevent, or a manual change) runs again.
+UPDATE campaigns k
+SET status = 'running', updated_at = now()
+WHERE k.status = 'completed'
+  AND ($1::bigint[] IS NULL OR k.id = ANY ($1::bigint[]))
+  AND EXISTS (SELECT 1 FROM contacts t WHERE t.campaign_id = k.id AND t.status = 'pending')
+RETURNING k.name;
 
 -- recover_expired_leases --
 SELECT recover_expired_leases();
@@ -325,3 +337,10 @@ SELECT q.campaign_id, q.status, count(*)::integer AS contacts,
 FROM requeued q
 GROUP BY q.campaign_id, q.status
 ORDER BY q.campaign_id, q.status;
+
+-- lock_campaigns_of_contacts --
+-- Lock the campaigns of these contacts (in id order), before making contacts dialable again.
+SELECT k.id FROM campaigns k
+WHERE k.id IN (SELECT c.campaign_id FROM contacts c WHERE c.id = ANY ($1::bigint[]))
+ORDER BY k.id
+FOR UPDATE;
