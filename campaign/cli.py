@@ -29,7 +29,7 @@ from campaign.importer import (
     load_csv,
     normalise_destination,
 )
-from campaign.models import CampaignSpec, CampaignStatus
+from campaign.models import Campaign, CampaignSpec, CampaignStatus
 from campaign.operations import cancel_queued_calls
 from campaign.plivo import PlivoClient, PlivoClientConfig, new_plivo_session
 from campaign.worker import Worker, WorkerConfig, WorkerReport
@@ -450,6 +450,27 @@ async def worker(drain: bool, campaign_names: tuple[str, ...]) -> None:
         click.echo(f"drained: {report.summary()}")
 
 
+async def _set_status(
+    connection: queries.Connection,
+    name: str,
+    new_status: CampaignStatus,
+    allowed_from: tuple[CampaignStatus, ...],
+) -> Campaign:
+    """Move campaign `name` to `new_status` (a no-op if it is there already), or fail clearly."""
+    campaign = await queries.set_campaign_status(connection, name, new_status, allowed_from)
+    if campaign is not None:
+        return campaign
+    existing = await queries.campaign_by_name(connection, name)
+    if existing is None:
+        fail(f"no campaign named {name!r}; `campaign list` shows the campaigns")
+    if existing.status == new_status:
+        return existing
+    fail(
+        f"campaign {name!r} is {existing.status}; only a campaign that is "
+        f"{' or '.join(allowed_from)} can be set {new_status}"
+    )
+
+
 async def _change_status(
     name: str, new_status: CampaignStatus, allowed_from: tuple[CampaignStatus, ...]
 ) -> None:
@@ -459,15 +480,7 @@ async def _change_status(
         pool.acquire() as connection,
         connection.transaction(),
     ):
-        campaign = await queries.set_campaign_status(connection, name, new_status, allowed_from)
-        if campaign is None:
-            existing = await queries.campaign_by_name(connection, name)
-            if existing is None:
-                fail(f"no campaign named {name!r}; `campaign list` shows the campaigns")
-            fail(
-                f"campaign {name!r} is {existing.status}; only a campaign that is "
-                f"{' or '.join(allowed_from)} can be set {new_status}"
-            )
+        campaign = await _set_status(connection, name, new_status, allowed_from)
         if new_status == CampaignStatus.RUNNING:
             await queries.notify_work(connection, campaign.id)
     click.echo(f"campaign {name}: {new_status}")
@@ -509,16 +522,7 @@ async def cancel(name: str, cancel_queued: bool) -> None:
     allowed = (CampaignStatus.RUNNING, CampaignStatus.PAUSED, CampaignStatus.DRAFT)
     async with db.open_pool(settings) as pool:
         async with pool.acquire() as connection, connection.transaction():
-            campaign = await queries.set_campaign_status(
-                connection, name, CampaignStatus.CANCELLED, allowed
-            )
-            if campaign is None:
-                existing = await queries.campaign_by_name(connection, name)
-                if existing is None:
-                    fail(f"no campaign named {name!r}; `campaign list` shows the campaigns")
-                if existing.status != CampaignStatus.CANCELLED or not cancel_queued:
-                    fail(f"campaign {name!r} is {existing.status} and cannot be cancelled")
-                campaign = existing
+            campaign = await _set_status(connection, name, CampaignStatus.CANCELLED, allowed)
             cancelled = await queries.cancel_contacts(connection, campaign.id)
         click.echo(f"campaign {name}: cancelled ({cancelled} contacts not dialled)")
         if cancel_queued:

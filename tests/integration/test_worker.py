@@ -14,6 +14,7 @@ from plivo_fixtures import AUTH_ID, client_config, simulator_config
 
 from campaign import queries
 from campaign.models import CampaignSpec, CampaignStatus
+from campaign.operations import cancel_queued_calls
 from campaign.plivo import PlivoClient
 from campaign.simulator import RunningSimulator, running_simulator
 from campaign.worker import Worker, WorkerConfig, WorkerReport
@@ -353,3 +354,24 @@ async def test_cancelled_claims_are_not_sent(pool: asyncpg.Pool) -> None:
         await asyncio.wait_for(task, 10)
         assert plivo.ledger.dials == []
     assert set((await statuses(pool)).values()) == {"cancelled"}
+
+
+async def test_cancel_queued_calls_at_plivo(pool: asyncpg.Pool, settings: Any) -> None:
+    """`cancel --cancel-queued`: calls Plivo still holds queued are cancelled there, and here."""
+    campaign_id = await make_campaign(pool, numbers(4), batch_size=4)
+    async with simulator(calls_per_second=0.1) as plivo:
+        await drain(pool, plivo.base_url)
+        assert set((await statuses(pool)).values()) == {"queued"}
+        async with aiohttp.ClientSession() as session:
+            plivo_client = PlivoClient(session, client_config(plivo.base_url))
+            campaign = await queries.campaign_by_name(pool, "test")
+            assert campaign is not None
+            cancelled, gone = await cancel_queued_calls(pool, plivo_client, campaign, settings)
+        ledger = plivo.ledger
+        # The first call left the queue at once (one slot per 10 s); the other three were held.
+        assert (cancelled, gone) == (3, 1)
+        assert len(ledger.cancelled) == 3
+    rows = await pool.fetch(
+        "SELECT status, last_error FROM contacts WHERE campaign_id = $1 ORDER BY id", campaign_id
+    )
+    assert sorted(r["status"] for r in rows) == ["cancelled", "cancelled", "cancelled", "queued"]
