@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
 import signal
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, ParamSpec, TypeVar
@@ -29,14 +31,19 @@ from campaign.importer import (
     load_csv,
     normalise_destination,
 )
+from campaign.metrics import Metrics
 from campaign.models import Campaign, CampaignSpec, CampaignStatus
 from campaign.operations import cancel_queued_calls
 from campaign.plivo import PlivoClient, PlivoClientConfig, new_plivo_session
+from campaign.web import WebConfig, serving
 from campaign.worker import Worker, WorkerConfig, WorkerReport
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
+logger = logging.getLogger("campaign")
+
+DEFAULT_HTTP_PORT = 8080
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
@@ -171,6 +178,21 @@ def _region(value: str | None) -> str | None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write rejected rows to this CSV file.",
 )
+@click.option(
+    "--track-calls",
+    is_flag=True,
+    help="Send ring/hangup callbacks to this engine (CAMPAIGN_PUBLIC_URL) to record outcomes.",
+)
+@click.option(
+    "--redial-on",
+    metavar="STATUSES",
+    help="Dial again calls that end busy, no-answer, timeout or failed, e.g. busy,no-answer.",
+)
+@click.option(
+    "--redial-delays",
+    metavar="DURATIONS",
+    help="Delays before attempt 2, 3, … (the last repeats), e.g. 10m,1h,4h (s, m, h, d).",
+)
 @click.option("--paused", is_flag=True, help="Create the campaign paused instead of running.")
 @click.option("--strict", is_flag=True, help="Load nothing if any row is rejected.")
 @click.option(
@@ -192,6 +214,9 @@ async def load(
     column: str | None,
     default_region: str | None,
     rejects: Path | None,
+    track_calls: bool,
+    redial_on: str | None,
+    redial_delays: str | None,
     paused: bool,
     strict: bool,
     jobs: int | None,
@@ -211,6 +236,14 @@ async def load(
         max_attempts,
         paused,
     )
+    if isinstance(target, CampaignSpec):
+        target = _with_call_tracking(target, settings, track_calls, redial_on, redial_delays)
+    elif track_calls or redial_on or redial_delays:
+        fail(
+            "--track-calls/--redial-on/--redial-delays: a load into an existing campaign cannot "
+            "change its settings",
+            EXIT_USAGE,
+        )
     options = LoadOptions(
         column=column, default_region=_region(default_region), jobs=jobs, strict=strict
     )
@@ -230,6 +263,73 @@ async def load(
         f"rows read {summary.rows_read}, loaded {summary.loaded}, "
         f"duplicates {summary.duplicates}, rejected {summary.rejected}"
     )
+
+
+REDIALABLE_STATUSES = ("busy", "no-answer", "timeout", "failed")
+DURATION_UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_durations(text: str) -> tuple[int, ...]:
+    """`10m,1h,4h` → (600, 3600, 14400); a bare number is seconds. ValueError names the bad one."""
+    durations = []
+    for item in text.split(","):
+        value = item.strip().lower()
+        unit = value[-1:] if value[-1:] in DURATION_UNITS_S else "s"
+        number = value[:-1] if value[-1:] in DURATION_UNITS_S else value
+        if not number.isdigit():
+            raise ValueError(f"{item.strip()!r} is not a duration such as 90s, 10m, 1h or 2d")
+        durations.append(int(number) * DURATION_UNITS_S[unit])
+    return tuple(durations)
+
+
+def _with_call_tracking(
+    spec: CampaignSpec,
+    settings: Settings,
+    track_calls: bool,
+    redial_on: str | None,
+    redial_delays: str | None,
+) -> CampaignSpec:
+    """The campaign with its callbacks pointed at this engine and its redial rules, checked."""
+    statuses: tuple[str, ...] = ()
+    if redial_on:
+        statuses = tuple(dict.fromkeys(part.strip() for part in redial_on.split(",")))
+        unknown = [status for status in statuses if status not in REDIALABLE_STATUSES]
+        if unknown:
+            fail(
+                f"--redial-on: {unknown[0]!r} is not a call status that can be redialled; use "
+                f"some of {','.join(REDIALABLE_STATUSES)}",
+                EXIT_USAGE,
+            )
+    delays: tuple[int, ...] = ()
+    if redial_delays:
+        try:
+            delays = parse_durations(redial_delays)
+        except ValueError as error:
+            fail(f"--redial-delays: {error}", EXIT_USAGE)
+    if statuses and not track_calls:
+        fail("--redial-on: redials need the calls' outcomes; add --track-calls", EXIT_USAGE)
+    if delays and not statuses:
+        fail("--redial-delays: say which calls to redial with --redial-on", EXIT_USAGE)
+    base_url = None
+    if track_calls:
+        if settings.public_url is None:
+            fail(
+                "--track-calls: set CAMPAIGN_PUBLIC_URL to the URL Plivo reaches this engine at "
+                "(where `campaign serve` or a worker with CAMPAIGN_HTTP_PORT listens)",
+                EXIT_USAGE,
+            )
+        own = [
+            f"--{name.replace('_', '-')}"
+            for name in ("ring_url", "hangup_url", "machine_detection_url")
+            if spec.call_parameters.get(name) is not None
+        ]
+        if own:
+            fail(
+                f"{own[0]}: --track-calls sets it to this engine's endpoint; give one or the other",
+                EXIT_USAGE,
+            )
+        base_url = settings.public_url
+    return replace(spec, redial_on=statuses, redial_delays_s=delays, track_calls_at=base_url)
 
 
 def _load_target(
@@ -387,9 +487,67 @@ async def demo(csv_file: Path | None, rows: int, name: str | None) -> None:
     print_progress_table([result.progress])
 
 
+def _require_token_for_callbacks(settings: Settings) -> None:
+    if settings.plivo_auth_token is None:
+        fail(
+            "PLIVO_AUTH_TOKEN is not set: callbacks are verified with it (X-Plivo-Signature-V3),"
+            " so without it every callback would be refused",
+            EXIT_USAGE,
+        )
+
+
+@contextlib.asynccontextmanager
+async def _maybe_serving(
+    settings: Settings, pool: asyncpg.Pool, metrics: Metrics
+) -> AsyncIterator[None]:
+    """Serve callbacks, /healthz and /metrics beside the worker when CAMPAIGN_HTTP_PORT is set."""
+    if settings.http_port is None:
+        yield
+        return
+    _require_token_for_callbacks(settings)
+    config = WebConfig.from_settings(settings)
+    async with serving(pool, metrics, config, settings.http_host, settings.http_port):
+        yield
+
+
+@cli.command()
+@click.option("--host", help="Listen address (default CAMPAIGN_HTTP_HOST, 127.0.0.1).")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), help="Port (default CAMPAIGN_HTTP_PORT, 8080)."
+)
+@run_command
+async def serve(host: str | None, port: int | None) -> None:
+    """Serve Plivo's callbacks (/plivo/ring, /plivo/hangup, /plivo/machine), /healthz, /metrics.
+
+    Callbacks are checked against PLIVO_AUTH_TOKEN and CAMPAIGN_PUBLIC_URL (the URL Plivo
+    calls, as it signs it). Runs until SIGTERM or Ctrl-C.
+    """
+    settings = settings_from_environment()
+    _require_token_for_callbacks(settings)
+    if settings.public_url is None:
+        logger.warning(
+            "CAMPAIGN_PUBLIC_URL is not set: signatures are checked against the URL as this "
+            "server sees it, which fails behind a proxy"
+        )
+    stop = _stop_on_signals()
+    async with (
+        db.open_pool(settings, min_connections=12) as pool,
+        serving(
+            pool,
+            Metrics(),
+            WebConfig.from_settings(settings),
+            host or settings.http_host,
+            port or settings.http_port or DEFAULT_HTTP_PORT,
+        ) as url,
+    ):
+        click.echo(f"serving callbacks, /healthz and /metrics on {url}")
+        await stop.wait()
+
+
 async def _dial(
     settings: Settings,
     pool: asyncpg.Pool,
+    metrics: Metrics,
     *,
     drain: bool,
     stop: asyncio.Event | None,
@@ -399,7 +557,7 @@ async def _dial(
     async with new_plivo_session(connection_limit=settings.worker_concurrency * 2) as session:
         client = PlivoClient(session, PlivoClientConfig.from_settings(settings))
         config = WorkerConfig.from_settings(settings, campaign_ids=campaign_ids)
-        worker = Worker(pool, client, config)
+        worker = Worker(pool, client, config, metrics)
         return await worker.run(drain=drain, stop=stop)
 
 
@@ -437,7 +595,11 @@ async def worker(drain: bool, campaign_names: tuple[str, ...]) -> None:
             EXIT_USAGE,
         )
     stop = _stop_on_signals()
-    async with db.open_pool(settings, min_connections=settings.worker_concurrency + 2) as pool:
+    metrics = Metrics()
+    async with (
+        db.open_pool(settings, min_connections=settings.worker_concurrency + 4) as pool,
+        _maybe_serving(settings, pool, metrics),
+    ):
         campaign_ids: tuple[int, ...] | None = None
         if campaign_names:
             found = [await queries.campaign_by_name(pool, name) for name in campaign_names]
@@ -445,7 +607,9 @@ async def worker(drain: bool, campaign_names: tuple[str, ...]) -> None:
             if missing:
                 fail(f"--campaign: no campaign named {missing[0]!r}; `campaign list` shows them")
             campaign_ids = tuple(match.id for match in found if match is not None)
-        report = await _dial(settings, pool, drain=drain, stop=stop, campaign_ids=campaign_ids)
+        report = await _dial(
+            settings, pool, metrics, drain=drain, stop=stop, campaign_ids=campaign_ids
+        )
     if drain:
         click.echo(f"drained: {report.summary()}")
 

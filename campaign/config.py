@@ -95,6 +95,24 @@ class Settings(BaseSettings):
     # taken as never placed.
     reconcile_after_s: float = Field(default=900.0, ge=0.0, le=604_800.0)
 
+    # Callbacks and operations: served by `campaign serve`, and by `campaign worker` when
+    # CAMPAIGN_HTTP_PORT is set. CAMPAIGN_PUBLIC_URL is the base URL Plivo reaches them at.
+    http_host: str = Field(default="127.0.0.1", min_length=1)
+    http_port: int | None = Field(default=None, ge=1, le=65535)
+    public_url: str | None = None
+    # How long a fired call that may be redialled waits for its hangup callback before the
+    # campaign can complete without it.
+    callback_wait_s: float = Field(default=3600.0, ge=0.0, le=604_800.0)
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be the http(s) URL Plivo reaches this service at")
+        return value.rstrip("/")
+
     @model_validator(mode="after")
     def _lease_outlasts_a_request(self) -> Settings:
         needed = self.plivo_timeout_s + self.plivo_retry_budget_s

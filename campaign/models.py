@@ -48,6 +48,11 @@ class CampaignSpec:
     batch_size: int = 100
     max_attempts: int = 3
     status: CampaignStatus = CampaignStatus.RUNNING
+    # Final call statuses dialled again, and the delays before attempt 2, 3, … (last repeats).
+    redial_on: tuple[str, ...] = ()
+    redial_delays_s: tuple[int, ...] = ()
+    # Point ring/hangup (and machine detection) callbacks at this engine, served at this URL.
+    track_calls_at: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +70,9 @@ class Campaign:
     max_attempts: int
     status_reason: str | None
     created_at: datetime
+    redial_on: tuple[str, ...] = ()
+    redial_delays_s: tuple[int, ...] = ()
+    track_calls: bool = False
 
     @classmethod
     def from_record(cls, record: Any) -> Campaign:
@@ -85,6 +93,9 @@ class Campaign:
             max_attempts=record["max_attempts"],
             status_reason=record["status_reason"],
             created_at=record["created_at"],
+            redial_on=tuple(record["redial_on"]),
+            redial_delays_s=tuple(record["redial_delays_s"]),
+            track_calls=record["track_calls"],
         )
 
 

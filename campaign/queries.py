@@ -71,7 +71,13 @@ async def create_campaign(connection: Connection, spec: CampaignSpec) -> Campaig
         spec.calls_per_second,
         spec.batch_size,
         spec.max_attempts,
+        list(spec.redial_on),
+        list(spec.redial_delays_s),
     )
+    if spec.track_calls_at is not None and record is not None:
+        record = await connection.fetchrow(
+            sql("track_campaign_calls"), record["id"], spec.track_calls_at
+        )
     return Campaign.from_record(record)
 
 

@@ -24,6 +24,7 @@ import asyncpg
 
 from campaign import queries
 from campaign.config import Settings
+from campaign.metrics import Metrics
 from campaign.models import Campaign
 from campaign.plivo import (
     AccountProblem,
@@ -71,6 +72,8 @@ class WorkerConfig:
     account_cps: float = 2.0
     api_requests_per_window: int = 300
     api_window_s: float = 5.0
+    # How long a redialable call waits for its hangup before its campaign may complete.
+    callback_wait_s: float = 3600.0
     # Dial only these campaigns (None: every running campaign).
     campaign_ids: tuple[int, ...] | None = None
 
@@ -93,6 +96,7 @@ class WorkerConfig:
             account_cps=settings.account_cps,
             api_requests_per_window=settings.api_requests_per_window,
             api_window_s=settings.api_window_s,
+            callback_wait_s=settings.callback_wait_s,
             campaign_ids=campaign_ids,
         )
 
@@ -150,8 +154,15 @@ def call_parameters(campaign: Campaign) -> dict[str, object]:
 class Worker:
     """Dials the pending contacts of running campaigns until stopped (or drained)."""
 
-    def __init__(self, pool: asyncpg.Pool, client: PlivoClient, config: WorkerConfig) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        client: PlivoClient,
+        config: WorkerConfig,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._pool = pool
+        self._metrics = metrics or Metrics()
         self._client = client
         self._config = config
         self._report = WorkerReport()
@@ -321,10 +332,13 @@ class Worker:
             self._completion_checked_at = now
             campaign_ids = self._campaign_filter
         async with self._pool.acquire() as connection, connection.transaction():
-            locked = await connection.fetch(queries.sql("lock_finished_campaigns"), campaign_ids)
+            wait_s = self._config.callback_wait_s
+            locked = await connection.fetch(
+                queries.sql("lock_finished_campaigns"), campaign_ids, wait_s
+            )
             if locked:
                 finished = await connection.fetch(
-                    queries.sql("complete_finished"), [record["id"] for record in locked]
+                    queries.sql("complete_finished"), [record["id"] for record in locked], wait_s
                 )
                 for record in finished:
                     logger.info("campaign %s completed", record["name"])
@@ -338,7 +352,9 @@ class Worker:
         if len(self._idle) < self._config.concurrency or self._in_flight:
             return False
         await self._pool.fetchval(queries.sql("recover_expired_leases"))
-        work_left: bool = await self._pool.fetchval(queries.sql("work_left"), self._campaign_filter)
+        work_left: bool = await self._pool.fetchval(
+            queries.sql("work_left"), self._campaign_filter, self._config.callback_wait_s
+        )
         if not work_left:
             await self._complete_finished(now_or_never=True)
         return not work_left
@@ -373,6 +389,7 @@ class Worker:
     async def _dial(self, index: int, batch: ClaimedBatch) -> None:
         # Wait for the batch's slot, on the database's clock as measured at the claim.
         delay_s = batch.send_at_s - batch.db_now_s - (time.monotonic() - batch.claimed_at_monotonic)
+        self._metrics.rate_limit_wait.observe(max(delay_s, 0.0))
         if delay_s > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), delay_s)
@@ -422,6 +439,7 @@ class Worker:
         destinations: list[str],
     ) -> None:
         started = time.monotonic()
+        self._metrics.destinations.inc(len(destinations))
         try:
             result = await self._client.make_call(call_parameters(campaign), destinations)
         except PlivoError as error:
@@ -471,7 +489,7 @@ class Worker:
             result.attempts,
         )
         counts = Counter(statuses)
-        self._count(counts)
+        self._count("queued" if result.queued else "fired", counts, latency_ms)
         logger.info(
             "campaign %s: batch of %d: %s; %d ms%s",
             campaign.name,
@@ -510,7 +528,7 @@ class Worker:
             latency_ms,
             error.attempts,
         )
-        self._count(Counter({outcome: len(contact_ids)}))
+        self._count(outcome, Counter({outcome: len(contact_ids)}), latency_ms)
         if outcome == "account_problem":
             self._exhausted(campaign)
             logger.error(
@@ -576,6 +594,9 @@ class Worker:
                 )
         self._in_flight.clear()
 
-    def _count(self, counts: Counter[str]) -> None:
+    def _count(self, outcome: str, counts: Counter[str], latency_ms: int | None) -> None:
+        self._metrics.requests.labels(outcome).inc()
+        if latency_ms is not None:
+            self._metrics.request_latency.observe(latency_ms / 1000)
         self._report.batches += 1
         self._report.outcomes.update(counts)

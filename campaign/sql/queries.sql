@@ -7,11 +7,24 @@ INSERT INTO campaigns (
     hangup_method, fallback_url, fallback_method, caller_name, send_digits, send_on_preanswer,
     time_limit, hangup_on_ring, machine_detection, machine_detection_time, machine_detection_url,
     machine_detection_method, sip_headers, ring_timeout, calls_per_second, batch_size,
-    max_attempts
+    max_attempts, redial_on, redial_delays_s
 ) VALUES (
     $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
-    $21, $22, $23, $24, $25
+    $21, $22, $23, $24, $25, $26, $27
 )
+RETURNING *;
+
+-- track_campaign_calls --
+-- Point a campaign's ring and hangup callbacks (and machine detection's, when it is on) at
+-- this engine: $2 is the public base URL; the campaign id rides in the query string.
+UPDATE campaigns
+SET track_calls = true,
+    ring_url = $2 || '/plivo/ring?campaign=' || id,
+    hangup_url = $2 || '/plivo/hangup?campaign=' || id,
+    machine_detection_url = CASE WHEN machine_detection IS NOT NULL
+                                 THEN $2 || '/plivo/machine?campaign=' || id END,
+    updated_at = now()
+WHERE id = $1
 RETURNING *;
 
 -- campaign_by_name --
@@ -163,28 +176,21 @@ RETURNING (SELECT count(*) FROM recorded) AS recorded, (SELECT count(*) FROM pau
 
 -- lock_finished_campaigns --
 -- Step 1 of completing campaigns (in one transaction with step 2): lock the running campaigns
--- (of $1, or all when NULL) that look finished. A load or reconcile adding contacts holds the
--- same row lock, so once we have it, their contacts are committed or not yet begun.
+-- (of $1, or all when NULL) that look finished ($2: how long a redialable call waits for its
+-- hangup). A load or reconcile adding contacts holds the same row lock, so once we have it,
+-- their contacts are committed or not yet begun.
 SELECT k.id
 FROM campaigns k
 WHERE k.status = 'running'
   AND ($1::bigint[] IS NULL OR k.id = ANY ($1::bigint[]))
-  AND NOT EXISTS (
-      SELECT 1 FROM contacts t
-      WHERE t.campaign_id = k.id AND t.status IN ('pending', 'claimed', 'sending')
-  )
+  AND NOT campaign_has_work(k.id, $2)
 FOR UPDATE OF k;
 
 -- complete_finished --
--- Step 2: with a fresh snapshot, complete those of $1 with nothing left to dial (nothing
--- pending, claimed or sending).
+-- Step 2: with a fresh snapshot, complete those of $1 with nothing left to dial.
 UPDATE campaigns k
 SET status = 'completed', status_reason = NULL, updated_at = now()
-WHERE k.id = ANY ($1::bigint[]) AND k.status = 'running'
-  AND NOT EXISTS (
-      SELECT 1 FROM contacts t
-      WHERE t.campaign_id = k.id AND t.status IN ('pending', 'claimed', 'sending')
-  )
+WHERE k.id = ANY ($1::bigint[]) AND k.status = 'running' AND NOT campaign_has_work(k.id, $2)
 RETURNING k.name;
 
 -- reopen_unfinished --
@@ -201,14 +207,14 @@ RETURNING k.name;
 SELECT recover_expired_leases();
 
 -- work_left --
--- Whether any running campaign still has contacts to dial or in a worker's hands (a lease of a
--- worker that died counts until it runs out and is recovered).
--- $1: only these campaign ids, or NULL for all.
+-- Whether any running campaign (of $1, or all when NULL) still has contacts to dial, in a
+-- worker's hands (a lease of a worker that died counts until it runs out and is recovered), or
+-- waiting for a hangup it may redial ($2: for how long at most).
 SELECT EXISTS (
-    SELECT 1
-    FROM contacts t JOIN campaigns k ON k.id = t.campaign_id
-    WHERE k.status = 'running' AND t.status IN ('pending', 'claimed', 'sending')
+    SELECT 1 FROM campaigns k
+    WHERE k.status = 'running'
       AND ($1::bigint[] IS NULL OR k.id = ANY ($1::bigint[]))
+      AND campaign_has_work(k.id, $2)
 ) OR EXISTS (
     SELECT 1 FROM contacts t
     WHERE t.status IN ('claimed', 'sending')
@@ -344,3 +350,7 @@ SELECT k.id FROM campaigns k
 WHERE k.id IN (SELECT c.campaign_id FROM contacts c WHERE c.id = ANY ($1::bigint[]))
 ORDER BY k.id
 FOR UPDATE;
+
+-- record_call_event --
+SELECT result, contact_id, next_attempt_at
+FROM record_call_event($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15);

@@ -1,0 +1,176 @@
+"""Plivo's ring, hangup and machine-detection callbacks: checked, parsed, recorded once.
+
+Parsing is pure (`parse_callback`); recording is one round trip (the `record_call_event` SQL
+function), idempotent because Plivo retries: the same callback twice is recorded once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+import asyncpg
+
+from campaign import queries
+from campaign.metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+CALLBACK_PATHS = {"ring": "/plivo/ring", "hangup": "/plivo/hangup", "machine": "/plivo/machine"}
+CAMPAIGN_PARAMETER = "campaign"
+HANGUP_STATUSES = frozenset({"completed", "busy", "no-answer", "failed", "timeout", "cancel"})
+PLIVO_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+class CallbackError(ValueError):
+    """A callback we cannot use (no campaign, no destination); answered 400, nothing changed."""
+
+
+class RecordResult(StrEnum):
+    """What recording a callback did."""
+
+    RECORDED = "recorded"
+    REDIAL = "redial"
+    DUPLICATE = "duplicate"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class CallEvent:
+    """One callback, reduced to what the contacts table records."""
+
+    campaign_id: int
+    event: str
+    destination: str
+    request_uuid: str | None
+    call_uuid: str | None
+    call_status: str | None
+    hangup_cause: str | None
+    hangup_cause_code: int | None
+    duration_s: int | None
+    bill_duration_s: int | None
+    answered_at: datetime | None
+    ended_at: datetime | None
+    machine: bool | None
+    payload: dict[str, str]
+
+    @property
+    def dedupe_key(self) -> str:
+        """Equal for a callback and Plivo's retries of it, different for any other callback."""
+        canonical = json.dumps([self.event, sorted(self.payload.items())], separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def callback_url(public_url: str, event: str, campaign_id: int) -> str:
+    """The URL a tracked campaign gives Plivo for `event` callbacks."""
+    return f"{public_url}{CALLBACK_PATHS[event]}?{CAMPAIGN_PARAMETER}={campaign_id}"
+
+
+def _text(payload: Mapping[str, str], key: str) -> str | None:
+    value = payload.get(key, "").strip()
+    return value or None
+
+
+def _integer(payload: Mapping[str, str], key: str) -> int | None:
+    value = _text(payload, key)
+    if value is None:
+        return None
+    try:
+        return int(float(value))
+    except ValueError:
+        return None
+
+
+def _time(payload: Mapping[str, str], key: str) -> datetime | None:
+    value = _text(payload, key)
+    if value is None:
+        return None
+    try:
+        # Plivo sends times as "2020-04-08 11:34:33" in UTC.
+        return datetime.strptime(value[:19], PLIVO_TIME_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def destination_of(to: str) -> str:
+    """A callback's `To` as contacts store it: E.164 with its `+`, or the SIP URI as is."""
+    value = to.strip()
+    if value.lower().startswith("sip:"):
+        return "sip:" + value[4:]
+    return value if value.startswith("+") else f"+{value}"
+
+
+def parse_callback(event: str, query: Mapping[str, str], payload: Mapping[str, str]) -> CallEvent:
+    """Build a CallEvent from a callback's query string (our campaign id) and Plivo's fields."""
+    campaign = query.get(CAMPAIGN_PARAMETER, "")
+    if not campaign.isdigit():
+        raise CallbackError(f"the callback URL has no ?{CAMPAIGN_PARAMETER}=<id>")
+    to = _text(payload, "To")
+    if to is None:
+        raise CallbackError("the callback has no To")
+    call_status = _text(payload, "CallStatus")
+    if event == "hangup" and call_status not in HANGUP_STATUSES:
+        raise CallbackError(f"a hangup callback with CallStatus {call_status!r}")
+    machine_text = _text(payload, "Machine")
+    return CallEvent(
+        campaign_id=int(campaign),
+        event=event,
+        destination=destination_of(to),
+        request_uuid=_text(payload, "RequestUUID"),
+        call_uuid=_text(payload, "CallUUID"),
+        call_status=call_status,
+        hangup_cause=_text(payload, "HangupCause") or _text(payload, "HangupCauseName"),
+        hangup_cause_code=_integer(payload, "HangupCauseCode"),
+        duration_s=_integer(payload, "Duration"),
+        bill_duration_s=_integer(payload, "BillDuration"),
+        answered_at=_time(payload, "AnswerTime"),
+        ended_at=_time(payload, "EndTime"),
+        machine=None if machine_text is None else machine_text.lower() == "true",
+        payload=dict(payload),
+    )
+
+
+class CallbackRecorder:
+    """Records callbacks into the contacts table, counting them in the metrics."""
+
+    def __init__(self, pool: asyncpg.Pool, metrics: Metrics) -> None:
+        self._pool = pool
+        self._metrics = metrics
+
+    async def record(self, event: CallEvent) -> RecordResult:
+        """Record one callback; UNKNOWN (nothing changed) when it matches no contact's call."""
+        row = await self._pool.fetchrow(
+            queries.sql("record_call_event"),
+            event.campaign_id,
+            event.event,
+            event.destination,
+            event.request_uuid,
+            event.call_uuid,
+            event.call_status,
+            event.payload,
+            event.dedupe_key,
+            event.hangup_cause,
+            event.hangup_cause_code,
+            event.duration_s,
+            event.bill_duration_s,
+            event.answered_at,
+            event.ended_at,
+            event.machine,
+        )
+        result = RecordResult(row["result"]) if row is not None else RecordResult.UNKNOWN
+        self._metrics.callbacks.labels(event.event, result.value).inc()
+        if result == RecordResult.REDIAL:
+            self._metrics.redials.inc()
+        if result == RecordResult.UNKNOWN:
+            logger.warning(
+                "%s callback for an unknown call (campaign %d, request_uuid %s): ignored",
+                event.event,
+                event.campaign_id,
+                event.request_uuid,
+            )
+        return result

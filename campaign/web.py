@@ -1,0 +1,185 @@
+"""The HTTP side: Plivo's callbacks (signed), /healthz and /metrics, as one aiohttp app."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import asyncpg
+from aiohttp import web
+
+from campaign import queries
+from campaign.callbacks import (
+    CALLBACK_PATHS,
+    CallbackError,
+    CallbackRecorder,
+    parse_callback,
+)
+from campaign.config import Settings
+from campaign.metrics import Metrics
+from campaign.signature import SIGNATURE_V3_HEADER, SIGNATURE_V3_NONCE_HEADER, validate_signature_v3
+
+logger = logging.getLogger(__name__)
+
+# Plivo's callbacks are a few hundred bytes; anything much larger is not one.
+CALLBACK_MAX_BYTES = 16 * 1024
+HEALTH_DATABASE_TIMEOUT_S = 2.0
+HEALTH_LOOP_LAG_LIMIT_S = 1.0
+LOOP_TICK_S = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class WebConfig:
+    """What the app needs from Settings."""
+
+    public_url: str | None
+    auth_tokens: tuple[str, ...]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WebConfig:
+        token = settings.plivo_auth_token
+        return cls(
+            public_url=settings.public_url,
+            auth_tokens=(token.get_secret_value(),) if token is not None else (),
+        )
+
+
+class LoopWatch:
+    """Measures how late the event loop runs a timer: a loop blocked by work cannot answer."""
+
+    def __init__(self) -> None:
+        self.lag_s = 0.0
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            expected = loop.time() + LOOP_TICK_S
+            await asyncio.sleep(LOOP_TICK_S)
+            self.lag_s = max(0.0, loop.time() - expected)
+
+
+POOL_KEY = web.AppKey("pool", asyncpg.Pool)
+METRICS_KEY = web.AppKey("metrics", Metrics)
+RECORDER_KEY = web.AppKey("recorder", CallbackRecorder)
+CONFIG_KEY = web.AppKey("config", WebConfig)
+LOOP_WATCH_KEY = web.AppKey("loop_watch", LoopWatch)
+
+
+def create_app(pool: asyncpg.Pool, metrics: Metrics, config: WebConfig) -> web.Application:
+    """The app: callbacks under /plivo/, /healthz and /metrics."""
+    app = web.Application(client_max_size=CALLBACK_MAX_BYTES)
+    app[POOL_KEY] = pool
+    app[METRICS_KEY] = metrics
+    app[RECORDER_KEY] = CallbackRecorder(pool, metrics)
+    app[CONFIG_KEY] = config
+    app[LOOP_WATCH_KEY] = LoopWatch()
+    app.cleanup_ctx.append(_watch_loop)
+    for event, path in CALLBACK_PATHS.items():
+        handler = _callback_handler(event)
+        app.router.add_post(path, handler)
+        app.router.add_get(path, handler)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_endpoint)
+    return app
+
+
+async def _watch_loop(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(app[LOOP_WATCH_KEY].run())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def _signed_url(request: web.Request, public_url: str | None) -> str:
+    """The URL Plivo called, as it signed it: the public base plus the path and query."""
+    if public_url is None:
+        return str(request.url)
+    return public_url + request.rel_url.path_qs
+
+
+def _callback_handler(event: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handle(request: web.Request) -> web.Response:
+        metrics = request.app[METRICS_KEY]
+        config = request.app[CONFIG_KEY]
+        try:
+            form = await request.post() if request.method == "POST" else {}
+        except web.HTTPRequestEntityTooLarge:
+            metrics.callbacks_rejected.labels("too_large").inc()
+            raise
+        body = {key: str(value) for key, value in form.items()}
+        query = dict(request.rel_url.query)
+        nonce = request.headers.get(SIGNATURE_V3_NONCE_HEADER)
+        signature = request.headers.get(SIGNATURE_V3_HEADER)
+        url = _signed_url(request, config.public_url)
+        # GET callbacks carry their parameters in the query, which the GET rule signs as such.
+        signed_parameters = body if request.method == "POST" else {}
+        if (
+            not nonce
+            or not signature
+            or not config.auth_tokens
+            or not validate_signature_v3(
+                list(config.auth_tokens), url, nonce, signed_parameters, signature, request.method
+            )
+        ):
+            metrics.callbacks_rejected.labels("signature").inc()
+            logger.warning("%s callback with a missing or wrong signature: refused", event)
+            return web.Response(status=403, text="invalid signature\n")
+        payload = body if request.method == "POST" else query
+        try:
+            call_event = parse_callback(event, query, payload)
+        except CallbackError as error:
+            metrics.callbacks_rejected.labels("malformed").inc()
+            logger.warning("%s callback refused: %s", event, error)
+            return web.Response(status=400, text=f"{error}\n")
+        result = await request.app[RECORDER_KEY].record(call_event)
+        # 200 even for an unknown call: Plivo would retry anything else, and nothing will change.
+        return web.Response(text=f"{result.value}\n")
+
+    return handle
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """200 when the database answers and the event loop is responsive, else 503."""
+    lag_s = request.app[LOOP_WATCH_KEY].lag_s
+    try:
+        async with asyncio.timeout(HEALTH_DATABASE_TIMEOUT_S):
+            await request.app[POOL_KEY].fetchval("SELECT 1")
+        database = "ok"
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        database = f"unreachable: {type(error).__name__}"
+    healthy = database == "ok" and lag_s < HEALTH_LOOP_LAG_LIMIT_S
+    return web.json_response(
+        {"status": "ok" if healthy else "failing", "database": database, "loop_lag_s": lag_s},
+        status=200 if healthy else 503,
+    )
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    """Prometheus' text format, with the contact counts read now."""
+    metrics = request.app[METRICS_KEY]
+    with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        metrics.set_progress(await queries.progress_all(request.app[POOL_KEY]))
+    return web.Response(
+        body=metrics.exposition(), headers={"Content-Type": "text/plain; version=0.0.4"}
+    )
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    pool: asyncpg.Pool, metrics: Metrics, config: WebConfig, host: str, port: int
+) -> AsyncIterator[str]:
+    """Serve the app on host:port (0: a free port) while the block runs; yields its base URL."""
+    runner = web.AppRunner(create_app(pool, metrics, config), access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound_host, bound_port = runner.addresses[0][:2]
+        logger.info("serving callbacks, /healthz and /metrics on %s:%s", bound_host, bound_port)
+        yield f"http://{bound_host}:{bound_port}"
+    finally:
+        await runner.cleanup()
