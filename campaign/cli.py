@@ -825,6 +825,13 @@ def _rate(name: str, what: str) -> Callable[[Callable[..., Any]], Callable[..., 
     help="Fetch answer_url and send ring/hangup callbacks.",
 )
 @click.option(
+    "--machine-share",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.2,
+    show_default=True,
+    help="Share of answered calls with machine detection that a machine answers.",
+)
+@click.option(
     "--callbacks-to-any-host",
     is_flag=True,
     help="Also send callbacks to hosts other than loopback (default: loopback only).",

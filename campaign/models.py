@@ -109,6 +109,14 @@ class Progress:
     total: int
     counts: dict[str, int]
     created_at: datetime
+    # How the calls of settled (fired or queued) contacts ended, as the hangup callbacks said.
+    answered: int = 0
+    busy: int = 0
+    no_answer: int = 0
+    call_failed: int = 0
+    timeout: int = 0
+    # answered / calls that ended; None until one has.
+    answer_rate: float | None = None
 
     @classmethod
     def from_record(cls, record: Any) -> Progress:
@@ -120,7 +128,18 @@ class Progress:
             total=record["total"],
             counts={status: record[status] for status in CONTACT_STATUSES},
             created_at=record["created_at"],
+            answered=record["answered"],
+            busy=record["busy"],
+            no_answer=record["no_answer"],
+            call_failed=record["call_failed"],
+            timeout=record["timeout"],
+            answer_rate=record["answer_rate"],
         )
+
+    @property
+    def calls_ended(self) -> int:
+        """Calls whose hangup said how they ended (the answer rate's denominator)."""
+        return self.answered + self.busy + self.no_answer + self.call_failed + self.timeout
 
     def as_json(self) -> dict[str, object]:
         """A JSON-ready dict, as `campaign status --json` prints it."""
@@ -131,4 +150,10 @@ class Progress:
             "total": self.total,
             **self.counts,
             "created_at": self.created_at.isoformat(),
+            "answered": self.answered,
+            "busy": self.busy,
+            "no_answer": self.no_answer,
+            "call_failed": self.call_failed,
+            "timeout": self.timeout,
+            "answer_rate": self.answer_rate,
         }

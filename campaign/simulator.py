@@ -116,6 +116,8 @@ class SimulatorConfig:
     answer_after_s: float = 0.005
     talk_s: float = 0.01
     send_callbacks: bool = True
+    # Of answered calls that asked for machine detection, the share a machine answers.
+    machine_share: float = 0.2
     # Callbacks go only to loopback hosts unless this is set.
     callbacks_to_any_host: bool = False
     callback_timeout_s: float = 5.0
@@ -182,6 +184,8 @@ class SimulatedCall:
     answer_after_s: float = 0.0
     talk_s: float = 0.0
     cancelled: bool = False
+    # Answered by a machine (only drawn when the request asked for machine detection).
+    machine: bool = False
 
     @property
     def ring_at(self) -> float:
@@ -579,6 +583,8 @@ class PlivoSimulator:
                 accepted_at=now,
                 dial_at=dial_at,
                 outcome=self._draw_outcome(),
+                machine=bool(parameters.get("machine_detection"))
+                and self._random.random() < config.machine_share,
                 queued=queued,
                 parameters=parameters,
                 ring_after_s=config.ring_after_s,
@@ -848,6 +854,17 @@ class PlivoSimulator:
             await self._callback(
                 call, "answer", {**common, "Event": "StartApp", "CallStatus": "in-progress"}
             )
+            if parameters.get("machine_detection") and parameters.get("machine_detection_url"):
+                await self._callback(
+                    call,
+                    "machine_detection",
+                    {
+                        **common,
+                        "Event": "MachineDetection",
+                        "CallStatus": "in-progress",
+                        "Machine": "true" if call.machine else "false",
+                    },
+                )
         await self._sleep_until(call.end_at)
         if parameters.get("hangup_url"):
             cause, code = HANGUP_CAUSES[call.outcome]
@@ -868,6 +885,11 @@ class PlivoSimulator:
                     "HangupSource": "Callee",
                     "Duration": duration,
                     "BillDuration": duration,
+                    **(
+                        {"Machine": "true" if call.machine else "false"}
+                        if parameters.get("machine_detection") and answered is not None
+                        else {}
+                    ),
                 },
             )
 

@@ -354,3 +354,43 @@ FOR UPDATE;
 -- record_call_event --
 SELECT result, contact_id, next_attempt_at
 FROM record_call_event($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15);
+
+-- export_field_names --
+-- `campaign export`: the keys of the campaign's contacts' own CSV columns (`fields`), in a stable
+-- order (jsonb keeps no column order, so by name, byte-wise).
+SELECT DISTINCT k.name COLLATE "C" AS name
+FROM contacts c
+CROSS JOIN LATERAL jsonb_object_keys(c.fields) AS k (name)
+WHERE c.campaign_id = $1
+ORDER BY 1;
+
+-- export_contact_outcomes --
+-- `campaign export`: one row per contact of campaign $1 in id order, read through a cursor.
+-- field_values holds the contact's value for each key in $2, in that order (NULL when absent).
+SELECT
+    ARRAY(
+        SELECT o.fields ->> f.name
+        FROM unnest($2::text[]) WITH ORDINALITY AS f (name, position)
+        ORDER BY f.position
+    ) AS field_values,
+    o.destination,
+    o.raw_destination,
+    o.line_number,
+    o.status,
+    o.outcome,
+    o.attempts,
+    o.call_status,
+    o.hangup_cause,
+    o.hangup_cause_code,
+    o.duration_s,
+    o.bill_duration_s,
+    o.answered_at,
+    o.ended_at,
+    o.machine,
+    o.request_uuid,
+    o.call_uuid,
+    o.last_error,
+    o.updated_at
+FROM contact_outcomes o
+WHERE o.campaign_id = $1
+ORDER BY o.contact_id;

@@ -377,6 +377,7 @@ async def test_simulated_calls_end_to_end(pool: asyncpg.Pool) -> None:
             name="e2e",
             from_number=FROM,
             answer_url="http://127.0.0.1:9/answer.xml",
+            call_parameters={"machine_detection": "true"},
             redial_on=("busy",),
             redial_delays_s=(0,),
             max_attempts=2,
@@ -409,8 +410,15 @@ async def test_simulated_calls_end_to_end(pool: asyncpg.Pool) -> None:
             await asyncio.wait_for(Worker(pool, client, config, metrics).run(drain=True), 30)
             await sim.simulator.settle()
             ledger = sim.ledger
-    rows = await pool.fetch("SELECT destination, status, attempts, call_status FROM contacts")
+    rows = await pool.fetch(
+        "SELECT destination, status, attempts, call_status, machine FROM contacts"
+    )
     assert all(r["call_status"] in ("completed", "busy") for r in rows)
+    # Machine detection was asked for: every answered call says whether a machine answered.
+    assert all(r["machine"] is not None for r in rows if r["call_status"] == "completed")
+    machine_events = await pool.fetchval("SELECT count(*) FROM call_events WHERE event = 'machine'")
+    assert machine_events == sum(1 for c in ledger.callbacks if c.event == "machine_detection")
+    assert machine_events > 0
     assert all(r["status"] == "fired" for r in rows)
     redialled = [r for r in rows if r["attempts"] == 2]
     assert redialled  # with half of the calls busy, some were dialled twice
