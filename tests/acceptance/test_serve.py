@@ -1,0 +1,178 @@
+"""`campaign serve` and tracked campaigns, run as an operator runs them."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+LOAD = ["--from", "+14155550100", "--answer-url", "https://example.com/answer.xml"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def run(command: list[str], env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*command, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+@pytest.fixture
+def numbers_csv(tmp_path: Path) -> Path:
+    path = tmp_path / "numbers.csv"
+    path.write_text("phone\n+14155551000\n+14155551001\n")
+    return path
+
+
+def test_track_calls_points_callbacks_at_the_engine(
+    campaign_command: list[str], cli_env: dict[str, str], numbers_csv: Path
+) -> None:
+    """--track-calls sets ring/hangup URLs to CAMPAIGN_PUBLIC_URL with the campaign's id."""
+    env = cli_env | {"CAMPAIGN_PUBLIC_URL": "https://dialer.example.com/"}
+    result = run(
+        campaign_command,
+        env,
+        "load",
+        str(numbers_csv),
+        "--name",
+        "tracked",
+        *LOAD,
+        "--track-calls",
+        "--redial-on",
+        "busy,no-answer",
+        "--redial-delays",
+        "10m,1h",
+        "--max-attempts",
+        "3",
+    )
+    assert result.returncode == 0, result.stderr
+    import asyncio
+
+    import asyncpg
+
+    async def read() -> asyncpg.Record | None:
+        connection = await asyncpg.connect(cli_env["CAMPAIGN_DATABASE_URL"])
+        try:
+            return await connection.fetchrow("SELECT * FROM campaigns WHERE name = 'tracked'")
+        finally:
+            await connection.close()
+
+    row = asyncio.run(read())
+    assert row is not None
+    campaign_id = row["id"]
+    assert row["ring_url"] == f"https://dialer.example.com/plivo/ring?campaign={campaign_id}"
+    assert row["hangup_url"] == f"https://dialer.example.com/plivo/hangup?campaign={campaign_id}"
+    assert row["track_calls"] is True
+    assert list(row["redial_on"]) == ["busy", "no-answer"]
+    assert list(row["redial_delays_s"]) == [600, 3600]
+
+
+@pytest.mark.parametrize(
+    ("extra_env", "arguments", "message"),
+    [
+        ({}, ["--track-calls"], "--track-calls: set CAMPAIGN_PUBLIC_URL"),
+        ({}, ["--redial-on", "busy"], "--redial-on: redials need the calls' outcomes"),
+        (
+            {"CAMPAIGN_PUBLIC_URL": "https://d.example.com"},
+            ["--track-calls", "--redial-on", "completed"],
+            "--redial-on: 'completed' is not a call status that can be redialled",
+        ),
+        (
+            {"CAMPAIGN_PUBLIC_URL": "https://d.example.com"},
+            ["--track-calls", "--redial-on", "busy", "--redial-delays", "10 minutes"],
+            "--redial-delays: '10 minutes' is not a duration",
+        ),
+        (
+            {"CAMPAIGN_PUBLIC_URL": "https://d.example.com"},
+            ["--track-calls", "--hangup-url", "https://mine.example.com/h"],
+            "--hangup-url: --track-calls sets it",
+        ),
+    ],
+)
+def test_tracking_options_are_checked(
+    campaign_command: list[str],
+    cli_env: dict[str, str],
+    numbers_csv: Path,
+    extra_env: dict[str, str],
+    arguments: list[str],
+    message: str,
+) -> None:
+    """Inconsistent tracking or redial options: one line naming the option, exit 2."""
+    result = run(
+        campaign_command,
+        cli_env | extra_env,
+        "load",
+        str(numbers_csv),
+        "--name",
+        "x",
+        *LOAD,
+        *arguments,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"campaign: error: {message}")
+
+
+def test_serve_answers_health_metrics_and_refuses_unsigned_callbacks(
+    campaign_command: list[str], cli_env: dict[str, str]
+) -> None:
+    """`campaign serve` answers /healthz and /metrics, 403s an unsigned callback, stops on TERM."""
+    port = free_port()
+    env = cli_env | {"PLIVO_AUTH_TOKEN": "serve-secret-token", "CAMPAIGN_HTTP_PORT": str(port)}
+    process = subprocess.Popen(
+        [*campaign_command, "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(base + "/healthz", timeout=1) as response:
+                    health = json.loads(response.read())
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError("campaign serve did not come up")
+        assert health["status"] == "ok"
+        with urllib.request.urlopen(base + "/metrics", timeout=5) as response:
+            metrics = response.read().decode()
+        assert "campaign_callbacks_received" in metrics
+        assert "serve-secret-token" not in metrics
+        request = urllib.request.Request(
+            base + "/plivo/hangup?campaign=1", data=b"To=14155551000&CallStatus=busy"
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=5)
+        assert refused.value.code == 403
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=20)
+    assert process.returncode == 0, err
+    assert "serve-secret-token" not in out + err
+
+
+def test_serve_refuses_to_start_without_the_token(
+    campaign_command: list[str], cli_env: dict[str, str]
+) -> None:
+    """Without PLIVO_AUTH_TOKEN no callback could be verified: serve refuses with one line."""
+    result = run(campaign_command, cli_env, "serve", "--port", str(free_port()))
+    assert result.returncode == 2
+    assert result.stderr.startswith("campaign: error: PLIVO_AUTH_TOKEN is not set")
