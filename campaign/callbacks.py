@@ -6,6 +6,7 @@ function), idempotent because Plivo retries: the same callback twice is recorded
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -136,33 +137,35 @@ def parse_callback(event: str, query: Mapping[str, str], payload: Mapping[str, s
 
 
 class CallbackRecorder:
-    """Records callbacks into the contacts table, counting them in the metrics."""
+    """Records callbacks into the contacts table, many per round trip, counting them in metrics.
 
-    def __init__(self, pool: asyncpg.Pool, metrics: Metrics) -> None:
+    Each callback waits for the commit that records it (Plivo is answered only once it is
+    safe), but callbacks arriving together share one statement and one commit: while one batch
+    is written, the next gathers, so throughput follows the arrival rate instead of the disk's
+    flush time.
+    """
+
+    def __init__(
+        self, pool: asyncpg.Pool, metrics: Metrics, *, max_batch: int = 200, writers: int = 4
+    ) -> None:
         self._pool = pool
         self._metrics = metrics
+        self._max_batch = max_batch
+        self._max_writers = writers
+        self._waiting: list[tuple[CallEvent, asyncio.Future[RecordResult]]] = []
+        self._writers: set[asyncio.Task[None]] = set()
 
     async def record(self, event: CallEvent) -> RecordResult:
         """Record one callback; UNKNOWN (nothing changed) when it matches no contact's call."""
-        row = await self._pool.fetchrow(
-            queries.sql("record_call_event"),
-            event.campaign_id,
-            event.event,
-            event.destination,
-            event.request_uuid,
-            event.call_uuid,
-            event.call_status,
-            event.payload,
-            event.dedupe_key,
-            event.hangup_cause,
-            event.hangup_cause_code,
-            event.duration_s,
-            event.bill_duration_s,
-            event.answered_at,
-            event.ended_at,
-            event.machine,
-        )
-        result = RecordResult(row["result"]) if row is not None else RecordResult.UNKNOWN
+        future: asyncio.Future[RecordResult] = asyncio.get_running_loop().create_future()
+        self._waiting.append((event, future))
+        # Several batches may be written at once, on their own connections; each writer takes
+        # what has gathered since the last one started.
+        if len(self._writers) < self._max_writers:
+            writer = asyncio.create_task(self._write_batches())
+            self._writers.add(writer)
+            writer.add_done_callback(self._writers.discard)
+        result = await future
         self._metrics.callbacks.labels(event.event, result.value).inc()
         if result == RecordResult.REDIAL:
             self._metrics.redials.inc()
@@ -174,3 +177,56 @@ class CallbackRecorder:
                 event.request_uuid,
             )
         return result
+
+    async def _write_batches(self) -> None:
+        while self._waiting:
+            batch = self._waiting[: self._max_batch]
+            del self._waiting[: self._max_batch]
+            try:
+                results = await self._write([event for event, _ in batch])
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                # One bad callback (or a deadlock with another process) must not fail the
+                # others: write them one by one, each failing alone.
+                for event, future in batch:
+                    try:
+                        (result,) = await self._write([event])
+                    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                        if not future.done():
+                            future.set_exception(error)
+                        continue
+                    if not future.done():
+                        future.set_result(result)
+                continue
+            for (_event, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+
+    async def _write(self, events: list[CallEvent]) -> list[RecordResult]:
+        # Contacts are locked in (campaign, destination) order, so that two processes writing
+        # overlapping batches cannot deadlock.
+        order = sorted(
+            range(len(events)), key=lambda i: (events[i].campaign_id, events[i].destination)
+        )
+        ordered = [events[i] for i in order]
+        rows = await self._pool.fetch(
+            queries.sql("record_call_events"),
+            [event.campaign_id for event in ordered],
+            [event.event for event in ordered],
+            [event.destination for event in ordered],
+            [event.request_uuid for event in ordered],
+            [event.call_uuid for event in ordered],
+            [event.call_status for event in ordered],
+            [event.payload for event in ordered],
+            [event.dedupe_key for event in ordered],
+            [event.hangup_cause for event in ordered],
+            [event.hangup_cause_code for event in ordered],
+            [event.duration_s for event in ordered],
+            [event.bill_duration_s for event in ordered],
+            [event.answered_at for event in ordered],
+            [event.ended_at for event in ordered],
+            [event.machine for event in ordered],
+        )
+        results: list[RecordResult] = [RecordResult.UNKNOWN] * len(events)
+        for row in rows:
+            results[order[row["callback_index"] - 1]] = RecordResult(row["callback_result"])
+        return results

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import socket
 import time
@@ -41,6 +42,8 @@ logger = logging.getLogger(__name__)
 
 WORK_CHANNEL = "campaign_work"
 INVALID_NUMBER_ERROR = "Plivo refused the number as invalid"
+# A batch must leave at least this long before the end of the clock second its calls count in.
+SEND_GUARD_S = 0.01
 # Database errors that mean "the connection or server went away": retried, never fatal.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
@@ -140,6 +143,8 @@ class ClaimedBatch:
     send_at_s: float
     db_now_s: float
     claimed_at_monotonic: float
+    # Whether calls-per-second limits apply, so that the batch must go out in its second.
+    paced: bool = False
 
 
 def call_parameters(campaign: Campaign) -> dict[str, object]:
@@ -270,18 +275,24 @@ class Worker:
 
     async def _campaign_to_dial(self) -> Campaign | None:
         """The next running campaign with due contacts, round robin."""
-        async with self._refresh_lock:
-            stale = time.monotonic() - self._campaigns_read_at > self._config.poll_interval_s
-            if stale or not self._campaigns:
-                records = await self._pool.fetch(
-                    queries.sql("dialable_campaigns"), self._campaign_filter
-                )
-                self._campaigns = [Campaign.from_record(record) for record in records]
-                self._campaigns_read_at = time.monotonic()
-            if not self._campaigns:
-                return None
-            self._next_campaign = (self._next_campaign + 1) % len(self._campaigns)
-            return self._campaigns[self._next_campaign]
+        stale = time.monotonic() - self._campaigns_read_at > self._config.poll_interval_s
+        # One dispatcher refreshes the list; the others keep dialling from the one they have.
+        if (stale or not self._campaigns) and (
+            not self._refresh_lock.locked() or not self._campaigns
+        ):
+            async with self._refresh_lock:
+                if time.monotonic() - self._campaigns_read_at > self._config.poll_interval_s or (
+                    not self._campaigns
+                ):
+                    records = await self._pool.fetch(
+                        queries.sql("dialable_campaigns"), self._campaign_filter
+                    )
+                    self._campaigns = [Campaign.from_record(record) for record in records]
+                    self._campaigns_read_at = time.monotonic()
+        if not self._campaigns:
+            return None
+        self._next_campaign = (self._next_campaign + 1) % len(self._campaigns)
+        return self._campaigns[self._next_campaign]
 
     def _exhausted(self, campaign: Campaign) -> None:
         self._campaigns = [known for known in self._campaigns if known.id != campaign.id]
@@ -382,6 +393,7 @@ class Worker:
             send_at_s=records[0]["send_at"],
             db_now_s=records[0]["db_now"],
             claimed_at_monotonic=time.monotonic(),
+            paced=bool(call_names),
         )
 
     # --- one batch ------------------------------------------------------------------------------
@@ -419,6 +431,18 @@ class Worker:
         request_id: int = rows[0]["dial_request_id"]
         contact_ids = [row["contact_id"] for row in rows]
         destinations = [row["destination"] for row in rows]
+        if batch.paced and self._missed_its_second(batch):
+            # Sent now, its calls would land in a second whose slots belong to other batches.
+            await self._retrying_write(
+                queries.sql("unsend"),
+                request_id,
+                contact_ids,
+                "missed the second of its rate-limit slots; not sent",
+            )
+            logger.info(
+                "campaign %s: a batch missed its second; claimed again", batch.campaign.name
+            )
+            return
         self._in_flight[index] = (request_id, contact_ids)
         # Left in _in_flight if cancelled at stop: run() then marks these contacts unknown. On
         # any other error the contacts stay `sending` and their lease makes them unknown.
@@ -430,6 +454,12 @@ class Worker:
             self._in_flight.pop(index, None)
             raise
         self._in_flight.pop(index, None)
+
+    @staticmethod
+    def _missed_its_second(batch: ClaimedBatch) -> bool:
+        """Whether it is now (database clock) too late to send in the second of its slots."""
+        now_s = batch.db_now_s + (time.monotonic() - batch.claimed_at_monotonic)
+        return now_s >= math.floor(batch.send_at_s) + 1 - SEND_GUARD_S
 
     async def _send_and_record(
         self,

@@ -126,7 +126,8 @@ BEGIN
             UPDATE campaigns SET status = 'running', updated_at = now() WHERE id = p_campaign_id;
         END IF;
         IF v_redial THEN
-            PERFORM pg_notify('campaign_work', p_campaign_id::text);
+            -- No NOTIFY: it serialises committing transactions, and a redial waits at least
+            -- until the workers' next poll anyway.
             RETURN QUERY SELECT 'redial'::text, v_contact.id, now() + make_interval(secs => v_delay_s);
             RETURN;
         END IF;
@@ -291,4 +292,42 @@ LANGUAGE sql STABLE AS $$
           AND (t.call_status IS NULL OR t.call_status IN ('ringing', 'in-progress'))
           AND t.updated_at > now() - make_interval(secs => p_callback_wait_s)
     )
+$$;
+
+-- Record many callbacks in one round trip and one commit (callbacks arrive by the thousand per
+-- second; a commit each would be bound by the disk's flush time). Element i of every array is
+-- callback i; returns each one's result, in order.
+CREATE FUNCTION record_call_events(
+    p_campaign_ids  bigint[],
+    p_events        text[],
+    p_destinations  text[],
+    p_request_uuids text[],
+    p_call_uuids    text[],
+    p_call_statuses text[],
+    p_payloads      jsonb[],
+    p_dedupe_keys   text[],
+    p_hangup_causes text[],
+    p_cause_codes   integer[],
+    p_durations_s   integer[],
+    p_bills_s       integer[],
+    p_answered_at   timestamptz[],
+    p_ended_at      timestamptz[],
+    p_machines      boolean[]
+) RETURNS TABLE (callback_index integer, callback_result text)
+LANGUAGE plpgsql AS $$
+DECLARE
+    i integer;
+BEGIN
+    FOR i IN 1 .. coalesce(array_length(p_events, 1), 0) LOOP
+        callback_index := i;
+        SELECT r.result INTO callback_result
+        FROM record_call_event(
+            p_campaign_ids[i], p_events[i], p_destinations[i], p_request_uuids[i], p_call_uuids[i],
+            p_call_statuses[i], p_payloads[i], p_dedupe_keys[i], p_hangup_causes[i],
+            p_cause_codes[i], p_durations_s[i], p_bills_s[i], p_answered_at[i], p_ended_at[i],
+            p_machines[i]
+        ) AS r;
+        RETURN NEXT;
+    END LOOP;
+END;
 $$;
