@@ -402,11 +402,17 @@ def _load_target(
 
 @cli.command()
 @click.argument("name", required=False)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON once instead of a table.")
+@click.option("--once", is_flag=True, help="Print the table once, even on a terminal.")
 @run_command
-async def status(name: str | None, as_json: bool) -> None:
-    """Show campaigns (or the one called NAME) with their contacts' counts by status."""
+async def status(name: str | None, as_json: bool, once: bool) -> None:
+    """Show campaigns (or the one called NAME): contacts by status and how their calls ended.
+
+    On a terminal, `campaign status NAME` stays open and refreshes every second, with the
+    dialing rate and an ETA, until the campaign is completed or cancelled, or Ctrl-C.
+    """
     settings = settings_from_environment()
+    live = name is not None and not (as_json or once) and sys.stdout.isatty()
     async with db.open_pool(settings) as pool:
         if name is None:
             rows = await queries.progress_all(pool)
@@ -414,6 +420,15 @@ async def status(name: str | None, as_json: bool) -> None:
             row = await queries.progress(pool, name)
             if row is None:
                 fail(f"no campaign named {name!r}; `campaign list` shows the campaigns")
+            if live:
+                from rich.console import Console
+
+                from campaign.live import watch_status
+
+                stop = _stop_on_signals()
+                if await watch_status(pool, name, Console(highlight=False), stop) is None:
+                    fail(f"campaign {name!r} was deleted while it was shown")
+                return
             rows = [row]
     if as_json:
         payload: Any = rows[0].as_json() if name is not None else [row.as_json() for row in rows]
@@ -437,6 +452,53 @@ async def list_campaigns(as_json: bool) -> None:
         click.echo("no campaigns yet; create one with `campaign load FILE.csv --name …`")
         return
     print_progress_table(rows)
+
+
+@cli.command()
+@click.argument("name")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path),
+    help="Write the CSV to this file (whole, or not at all) instead of stdout.",
+)
+@run_command
+async def export(name: str, output: Path | None) -> None:
+    """Write campaign NAME's contacts as CSV, one row each with its outcome, in load order.
+
+    Columns: the contact's own CSV columns (sorted by name; one named like an outcome column
+    becomes field:NAME), then destination, raw_destination, line_number, status, outcome,
+    attempts, call_status, hangup_cause, hangup_cause_code, duration_s, bill_duration_s,
+    answered_at, ended_at, machine, request_uuid, call_uuid, last_error, updated_at.
+    """
+    from campaign.export import ExportError, OutputError, atomic_output, export_campaign
+
+    settings = settings_from_environment()
+    async with db.open_pool(settings) as pool:
+        try:
+            if output is None:
+                await export_campaign(pool, name, sys.stdout)
+            else:
+                with atomic_output(output) as out:
+                    summary = await export_campaign(pool, name, out)
+                click.echo(f"exported {summary.rows} contacts of {summary.campaign} to {output}")
+        except OutputError as error:
+            if isinstance(error.error, BrokenPipeError):
+                # The reader went away (`| head`): not an error, but nothing more can be written.
+                _silence_stdout()
+                sys.exit(EXIT_FAILURE)
+            fail(str(error))
+        except ExportError as error:
+            fail(str(error))
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that flushing it at exit raises no second BrokenPipeError."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 @cli.command()

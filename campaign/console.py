@@ -16,6 +16,10 @@ from campaign.importer import Rejected, open_rejects_file
 from campaign.models import CONTACT_STATUSES
 from campaign.models import Progress as CampaignProgress
 
+# The calls' outcomes, after the counts by status ("call failed": a call that failed, unlike the
+# `failed` contacts whose request was refused).
+OUTCOME_HEADERS = ("answered", "busy", "no-answer", "call failed", "timeout", "answer rate")
+
 
 class LoadReporter:
     """Shows a progress bar on a terminal, prints each rejected row, writes the rejects file."""
@@ -70,7 +74,7 @@ class LoadReporter:
 
 
 def print_progress_table(rows: Sequence[CampaignProgress], out: IO[str] | None = None) -> None:
-    """A table of campaigns with their contacts' counts by status."""
+    """A table of campaigns with their contacts' counts by status and their calls' outcomes."""
     console = Console(file=out or sys.stdout, highlight=False)
     if not console.is_terminal:
         # Piped or captured output is read whole, not cut to an 80-column guess.
@@ -82,6 +86,8 @@ def print_progress_table(rows: Sequence[CampaignProgress], out: IO[str] | None =
     table.add_column("total", justify="right")
     for status in CONTACT_STATUSES:
         table.add_column(status, justify="right")
+    for outcome in OUTCOME_HEADERS:
+        table.add_column(outcome, justify="right")
     for row in rows:
         table.add_row(
             str(row.campaign_id),
@@ -89,5 +95,11 @@ def print_progress_table(rows: Sequence[CampaignProgress], out: IO[str] | None =
             row.status.value,
             str(row.total),
             *(str(row.counts[status]) for status in CONTACT_STATUSES),
+            str(row.answered),
+            str(row.busy),
+            str(row.no_answer),
+            str(row.call_failed),
+            str(row.timeout),
+            "-" if row.answer_rate is None else f"{row.answer_rate:.1%}",
         )
     console.print(table)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from functools import cache
 from importlib import resources
 
@@ -140,3 +140,22 @@ async def cancel_contacts(connection: Connection, campaign_id: int) -> int:
 async def reopen_campaign(connection: Connection, campaign_id: int) -> None:
     """A completed campaign that got new contacts to dial runs again."""
     await connection.execute(sql("reopen_campaign"), campaign_id)
+
+
+async def export_field_names(connection: Connection, campaign_id: int) -> list[str]:
+    """The keys of the campaign's contacts' own CSV columns, sorted by name."""
+    records = await connection.fetch(sql("export_field_names"), campaign_id)
+    return [record["name"] for record in records]
+
+
+async def contact_outcome_chunks(
+    connection: Connection, campaign_id: int, field_names: Sequence[str], chunk_rows: int
+) -> AsyncIterator[list[asyncpg.Record]]:
+    """The campaign's contacts with their outcomes, in id order, `chunk_rows` at a time.
+
+    Read through a server-side cursor, so only one chunk is in memory; the caller holds the
+    transaction the cursor lives in.
+    """
+    cursor = await connection.cursor(sql("export_contact_outcomes"), campaign_id, list(field_names))
+    while records := await cursor.fetch(chunk_rows):
+        yield records

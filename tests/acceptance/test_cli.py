@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import csv
+import io
 import json
 import os
+import pty
+import re
+import select
+import signal
 import subprocess
+import time
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 LOAD_OPTIONS = ["--from", "+14155550100", "--answer-url", "https://example.com/answer.xml"]
@@ -71,6 +80,12 @@ def test_load_then_status_and_list(
         "unknown": 0,
         "cancelled": 0,
         "created_at": None,
+        "answered": 0,
+        "busy": 0,
+        "no_answer": 0,
+        "call_failed": 0,
+        "timeout": 0,
+        "answer_rate": None,
     }
     listing = run(campaign_command, cli_env, "list")
     assert listing.returncode == 0, listing.stderr
@@ -220,3 +235,183 @@ def test_demo_runs_on_embedded_defaults(campaign_command: list[str], tmp_path: P
     again = run(campaign_command, env, "status", "demo", "--json")
     progress = json.loads(again.stdout)
     assert (progress["status"], progress["fired"], progress["pending"]) == ("completed", 24, 0)
+
+
+def _set_outcomes(database_url: str, statements: list[str]) -> None:
+    """Change contacts directly in SQL, as callbacks and workers would have."""
+
+    async def execute() -> None:
+        connection = await asyncpg.connect(database_url)
+        try:
+            for statement in statements:
+                await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    asyncio.run(execute())
+
+
+def _load_reminders(campaign_command: list[str], cli_env: dict[str, str], csv: Path) -> None:
+    """Campaign `reminders`: Ada answered a 42 s call, Bob is still pending."""
+    loaded = run(
+        campaign_command, cli_env, "load", str(csv), "--name", "reminders", *LOAD_OPTIONS,
+        "--default-region", "US",
+    )  # fmt: skip
+    assert loaded.returncode == 0, loaded.stderr
+    _set_outcomes(
+        cli_env["CAMPAIGN_DATABASE_URL"],
+        [
+            "UPDATE contacts SET status = 'fired', attempts = 1, call_status = 'completed',"
+            " duration_s = 42, request_uuid = 'req-ada' WHERE destination = '+14155550123'"
+        ],
+    )
+
+
+def test_export_to_stdout_and_to_a_file(
+    campaign_command: list[str], cli_env: dict[str, str], numbers_csv: Path, tmp_path: Path
+) -> None:
+    """`campaign export` writes one CSV row per contact with its outcome, to stdout or whole to
+    --output; an unknown campaign or an unwritable --output is one line, exit 1, no file."""
+    _load_reminders(campaign_command, cli_env, numbers_csv)
+
+    exported = run(campaign_command, cli_env, "export", "reminders")
+    assert exported.returncode == 0, exported.stderr
+    rows = list(csv.reader(io.StringIO(exported.stdout, newline="")))
+    assert rows[0][:8] == [
+        "name", "destination", "raw_destination", "line_number", "status", "outcome", "attempts",
+        "call_status",
+    ]  # fmt: skip
+    assert rows[0][-1] == "updated_at"
+    by_name = {row[0]: dict(zip(rows[0], row, strict=True)) for row in rows[1:]}
+    assert list(by_name) == ["Ada", "Bob"]
+    assert by_name["Ada"]["destination"] == "+14155550123"
+    assert by_name["Ada"]["raw_destination"] == "+1 415 555 0123"
+    assert (by_name["Ada"]["outcome"], by_name["Ada"]["duration_s"]) == ("answered", "42")
+    assert (by_name["Bob"]["line_number"], by_name["Bob"]["outcome"]) == ("3", "pending")
+
+    target = tmp_path / "out" / "reminders.csv"
+    target.parent.mkdir()
+    to_file = run(campaign_command, cli_env, "export", "reminders", "--output", str(target))
+    assert to_file.returncode == 0, to_file.stderr
+    assert to_file.stdout.strip() == f"exported 2 contacts of reminders to {target}"
+    assert target.read_text(encoding="utf-8") == exported.stdout
+    assert [path.name for path in target.parent.iterdir()] == ["reminders.csv"]
+
+    ghost = run(campaign_command, cli_env, "export", "ghost", "--output", str(tmp_path / "g.csv"))
+    assert ghost.returncode == 1
+    assert ghost.stderr.strip() == (
+        "campaign: error: no campaign named 'ghost'; `campaign list` shows the campaigns"
+    )
+    assert not (tmp_path / "g.csv").exists()
+
+    nowhere = tmp_path / "missing" / "x.csv"
+    unwritable = run(campaign_command, cli_env, "export", "reminders", "-o", str(nowhere))
+    assert unwritable.returncode == 1
+    assert unwritable.stderr.strip().splitlines() == [
+        f"campaign: error: --output {nowhere}: cannot write there (No such file or directory); "
+        "choose a file in a folder you can write to"
+    ]
+    assert not nowhere.parent.exists()
+
+
+def test_status_once_shows_counts_and_outcomes(
+    campaign_command: list[str], cli_env: dict[str, str], numbers_csv: Path
+) -> None:
+    """`campaign status NAME --once` (and plain `status NAME` when piped) prints the table once,
+    with the calls' outcomes and the answer rate; --json carries them too."""
+    _load_reminders(campaign_command, cli_env, numbers_csv)
+    for arguments in (["--once"], []):
+        result = run(campaign_command, cli_env, "status", "reminders", *arguments)
+        assert result.returncode == 0, result.stderr
+        header, row = result.stdout.splitlines()
+        assert header.split()[-8:] == [
+            "answered", "busy", "no-answer", "call", "failed", "timeout", "answer", "rate",
+        ]  # fmt: skip
+        assert row.split() == [
+            "1", "reminders", "running", "2", "1", "0", "0", "1", "0", "0", "0", "0",
+            "1", "0", "0", "0", "0", "100.0%",
+        ]  # fmt: skip
+    as_json = json.loads(run(campaign_command, cli_env, "status", "reminders", "--json").stdout)
+    assert (as_json["answered"], as_json["answer_rate"]) == (1, 1.0)
+
+
+ANSI_CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
+
+
+def _run_on_terminal(
+    command: list[str], env: dict[str, str], *args: str, interrupt_after: str | None = None
+) -> tuple[int, str, str]:
+    """Run with stdout on a pseudo-terminal; send Ctrl-C (SIGINT) once `interrupt_after` shows.
+
+    Returns the exit code, the terminal's text without control sequences, and stderr.
+    """
+    primary, secondary = pty.openpty()
+    process = subprocess.Popen(
+        [*command, *args], env=env | {"TERM": "xterm"}, stdout=secondary, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    os.close(secondary)
+    output = b""
+    interrupted = False
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([primary], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(primary, 65536)
+                except OSError:  # the terminal closed: the process has exited
+                    chunk = b""
+                if not chunk and process.poll() is not None:
+                    break
+                output += chunk
+            elif process.poll() is not None:
+                break
+            text = ANSI_CONTROL.sub("", output.decode(errors="replace"))
+            if interrupt_after is not None and not interrupted and interrupt_after in text:
+                process.send_signal(signal.SIGINT)
+                interrupted = True
+        code = process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(primary)
+    assert process.stderr is not None
+    return code, ANSI_CONTROL.sub("", output.decode(errors="replace")), process.stderr.read()
+
+
+@pytest.mark.slow
+def test_status_on_a_terminal_is_live_until_ctrl_c(
+    campaign_command: list[str], cli_env: dict[str, str], numbers_csv: Path
+) -> None:
+    """On a terminal `campaign status NAME` keeps showing the running campaign with its outcomes
+    and dialing rate; Ctrl-C ends it quietly with exit 0."""
+    _load_reminders(campaign_command, cli_env, numbers_csv)
+    code, screen, stderr = _run_on_terminal(
+        campaign_command, cli_env, "status", "reminders", interrupt_after="dialing  0.0"
+    )
+    assert code == 0, stderr
+    assert stderr == ""
+    assert "campaign reminders (id 1): running" in screen
+    assert "100.0%" in screen
+    assert "dialing  0.0 contacts/s   ETA unknown, 1 pending" in screen
+
+
+@pytest.mark.slow
+def test_status_on_a_terminal_ends_when_the_campaign_is_completed(
+    campaign_command: list[str], cli_env: dict[str, str], numbers_csv: Path
+) -> None:
+    """On a terminal, a completed campaign is shown once and the command exits 0 by itself."""
+    _load_reminders(campaign_command, cli_env, numbers_csv)
+    _set_outcomes(
+        cli_env["CAMPAIGN_DATABASE_URL"],
+        [
+            "UPDATE contacts SET status = 'fired', call_status = 'busy' WHERE status = 'pending'",
+            "UPDATE campaigns SET status = 'completed' WHERE name = 'reminders'",
+        ],
+    )
+    code, screen, stderr = _run_on_terminal(campaign_command, cli_env, "status", "reminders")
+    assert code == 0, stderr
+    assert "campaign reminders (id 1): completed" in screen
+    assert "50.0%" in screen
+    assert "ETA completed" in screen
