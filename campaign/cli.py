@@ -17,6 +17,7 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import asyncpg
 import click
+import uvloop
 
 from campaign import __version__, db, queries
 from campaign.callparams import CAMPAIGN_CALL_PARAMETER_NAMES, CallParameterError
@@ -60,7 +61,9 @@ def run_command(function: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]
     @functools.wraps(function)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
-            return asyncio.run(function(*args, **kwargs))
+            # uvloop: a faster event loop for the HTTP and database traffic of the worker.
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                return runner.run(function(*args, **kwargs))
         except SettingsError as error:
             fail(str(error), EXIT_USAGE)
         except CallParameterError as error:

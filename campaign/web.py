@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from urllib.parse import parse_qsl
 
 import asyncpg
 from aiohttp import web
@@ -105,18 +106,23 @@ def _callback_handler(event: str) -> Callable[[web.Request], Awaitable[web.Respo
     async def handle(request: web.Request) -> web.Response:
         metrics = request.app[METRICS_KEY]
         config = request.app[CONFIG_KEY]
-        try:
-            form = await request.post() if request.method == "POST" else {}
-        except web.HTTPRequestEntityTooLarge:
-            metrics.callbacks_rejected.labels("too_large").inc()
-            raise
-        body = {key: str(value) for key, value in form.items()}
+        form: dict[str, list[str]] = {}
+        if request.method == "POST":
+            try:
+                raw = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                metrics.callbacks_rejected.labels("too_large").inc()
+                raise
+            # Plivo posts application/x-www-form-urlencoded; every value of a key is signed.
+            for key, value in parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True):
+                form.setdefault(key, []).append(value)
+        body = {key: values[-1] for key, values in form.items()}
         query = dict(request.rel_url.query)
         nonce = request.headers.get(SIGNATURE_V3_NONCE_HEADER)
         signature = request.headers.get(SIGNATURE_V3_HEADER)
         url = _signed_url(request, config.public_url)
         # GET callbacks carry their parameters in the query, which the GET rule signs as such.
-        signed_parameters = body if request.method == "POST" else {}
+        signed_parameters = form if request.method == "POST" else {}
         if (
             not nonce
             or not signature
