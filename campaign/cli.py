@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 
 import asyncpg
 import click
@@ -23,7 +23,6 @@ from campaign import __version__, db, queries
 from campaign.callparams import CAMPAIGN_CALL_PARAMETER_NAMES, CallParameterError
 from campaign.config import Settings, SettingsError, load_settings
 from campaign.console import LoadReporter, print_progress_table
-from campaign.demo import run_demo, write_sample_csv
 from campaign.importer import (
     CsvSource,
     InvalidDestination,
@@ -32,12 +31,14 @@ from campaign.importer import (
     load_csv,
     normalise_destination,
 )
-from campaign.metrics import Metrics
 from campaign.models import Campaign, CampaignSpec, CampaignStatus
-from campaign.operations import cancel_queued_calls
-from campaign.plivo import PlivoClient, PlivoClientConfig, new_plivo_session
-from campaign.web import WebConfig, serving
-from campaign.worker import Worker, WorkerConfig, WorkerReport
+
+if TYPE_CHECKING:
+    from campaign.metrics import Metrics
+    from campaign.worker import WorkerReport
+
+# The commands that dial or serve import aiohttp, prometheus-client and the worker when they
+# run: `campaign load` of a large file keeps its memory for the CSV, not for code it never uses.
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -526,6 +527,8 @@ async def demo(csv_file: Path | None, rows: int, name: str | None) -> None:
     The database is the embedded PostgreSQL unless CAMPAIGN_DATABASE_URL is set; Plivo is the
     built-in simulator, run inside this command (never your account, even if PLIVO_* are set).
     """
+    from campaign.demo import run_demo, write_sample_csv
+
     settings = settings_from_environment()
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     campaign_name = name or f"demo-{stamp}"
@@ -569,6 +572,8 @@ async def _maybe_serving(
     if settings.http_port is None:
         yield
         return
+    from campaign.web import WebConfig, serving
+
     _require_token_for_callbacks(settings)
     config = WebConfig.from_settings(settings)
     async with serving(pool, metrics, config, settings.http_host, settings.http_port):
@@ -587,6 +592,9 @@ async def serve(host: str | None, port: int | None) -> None:
     Callbacks are checked against PLIVO_AUTH_TOKEN and CAMPAIGN_PUBLIC_URL (the URL Plivo
     calls, as it signs it). Runs until SIGTERM or Ctrl-C.
     """
+    from campaign.metrics import Metrics
+    from campaign.web import WebConfig, serving
+
     settings = settings_from_environment()
     _require_token_for_callbacks(settings)
     if settings.public_url is None:
@@ -619,6 +627,9 @@ async def _dial(
     campaign_ids: tuple[int, ...] | None,
 ) -> WorkerReport:
     """Run a worker on `pool` with the settings' Plivo account until stopped or drained."""
+    from campaign.plivo import PlivoClient, PlivoClientConfig, new_plivo_session
+    from campaign.worker import Worker, WorkerConfig
+
     async with new_plivo_session(connection_limit=settings.worker_concurrency * 2) as session:
         client = PlivoClient(session, PlivoClientConfig.from_settings(settings))
         config = WorkerConfig.from_settings(settings, campaign_ids=campaign_ids)
@@ -659,6 +670,8 @@ async def worker(drain: bool, campaign_names: tuple[str, ...]) -> None:
             "PLIVO_API_URL at `campaign simulator`)",
             EXIT_USAGE,
         )
+    from campaign.metrics import Metrics
+
     stop = _stop_on_signals()
     metrics = Metrics()
     async with (
@@ -755,6 +768,9 @@ async def cancel(name: str, cancel_queued: bool) -> None:
             cancelled = await queries.cancel_contacts(connection, campaign.id)
         click.echo(f"campaign {name}: cancelled ({cancelled} contacts not dialled)")
         if cancel_queued:
+            from campaign.operations import cancel_queued_calls
+            from campaign.plivo import PlivoClient, PlivoClientConfig, new_plivo_session
+
             async with new_plivo_session() as session:
                 client = PlivoClient(session, PlivoClientConfig.from_settings(settings))
                 removed, gone = await cancel_queued_calls(pool, client, campaign, settings)
@@ -783,6 +799,7 @@ async def reconcile_command(campaign_name: str | None, dry_run: bool, as_json: b
     found once the request is CAMPAIGN_RECONCILE_AFTER_S old: dialled again (pending), or
     failed when out of attempts. A contact whose look-ups failed stays unknown.
     """
+    from campaign.plivo import PlivoClient, PlivoClientConfig, new_plivo_session
     from campaign.reconcile import UnknownCampaign, reconcile_unknown_contacts
 
     settings = settings_from_environment()

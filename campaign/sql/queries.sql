@@ -92,7 +92,11 @@ WITH request AS (
 ), sending AS (
     UPDATE contacts c
     SET status = 'sending', attempts = c.attempts + 1, dial_request_id = (SELECT id FROM request),
-        lease_expires_at = now() + make_interval(secs => $4), updated_at = now()
+        lease_expires_at = now() + make_interval(secs => $4), updated_at = now(),
+        -- A new attempt: the previous call's outcome stays in call_events and dial_attempts.
+        call_uuid = NULL, call_status = NULL, hangup_cause = NULL, hangup_cause_code = NULL,
+        duration_s = NULL, bill_duration_s = NULL, answered_at = NULL, ended_at = NULL,
+        machine = NULL
     WHERE c.id = ANY ($1::bigint[])
       AND c.status = 'claimed'
       AND c.worker_id = $2
