@@ -30,7 +30,7 @@ import phonenumbers
 import psutil
 
 from campaign import db
-from campaign.importer import InvalidDestination, normalise_destination
+from campaign.destinations import InvalidDestination, normalise_destination
 
 AREA_CODES = (201, 212, 213, 305, 312, 415, 503, 617, 646, 702, 713, 818, 917, 972)
 

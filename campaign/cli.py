@@ -23,14 +23,8 @@ from campaign import __version__, db, queries
 from campaign.callparams import CAMPAIGN_CALL_PARAMETER_NAMES, CallParameterError
 from campaign.config import Settings, SettingsError, load_settings
 from campaign.console import LoadReporter, print_progress_table
-from campaign.importer import (
-    CsvSource,
-    InvalidDestination,
-    LoadError,
-    LoadOptions,
-    load_csv,
-    normalise_destination,
-)
+from campaign.destinations import InvalidDestination, LoadError, normalise_destination
+from campaign.importer import CsvSource, LoadOptions, load_csv
 from campaign.models import Campaign, CampaignSpec, CampaignStatus
 
 if TYPE_CHECKING:

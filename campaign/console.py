@@ -12,7 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TimeRemainingColumn
 from rich.table import Table
 
-from campaign.importer import Rejected, open_rejects_file
+from campaign.destinations import Rejected
+from campaign.importer import open_rejects_file
 from campaign.models import CONTACT_STATUSES
 from campaign.models import Progress as CampaignProgress
 

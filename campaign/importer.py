@@ -1,7 +1,7 @@
 """CSV → validated, normalised contacts → COPY into Postgres, all-or-nothing.
 
-The parse step (`CsvLayout`, `normalise_destination`, `validate_rows`) is pure and runs in worker
-processes for large files, so that validation overlaps with reading the file and with the COPY.
+The parse step (campaign/destinations.py) is pure and runs in worker processes for large files,
+so that validation overlaps with reading the file and with the COPY.
 """
 
 from __future__ import annotations
@@ -10,194 +10,30 @@ import asyncio
 import concurrent.futures
 import csv
 import io
-import json
 import multiprocessing
-import re
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
 
 import asyncpg
-import phonenumbers
-from phonenumbers import NumberParseException, PhoneNumberFormat, ValidationResult
 
 from campaign import queries
+from campaign.destinations import (
+    ContactRecord,
+    CsvLayout,
+    LoadError,
+    Rejected,
+    SourceRow,
+    validate_rows,
+)
 from campaign.models import Campaign, CampaignSpec, CampaignStatus
 
-# Header names that mark the phone column, most specific first; compared case-insensitively
-# with spaces and hyphens read as underscores.
-PHONE_HEADERS: tuple[str, ...] = (
-    "destination",
-    "phone_number",
-    "phone",
-    "phonenumber",
-    "mobile_number",
-    "mobile",
-    "cell_phone",
-    "cellphone",
-    "cell",
-    "msisdn",
-    "e164",
-    "telephone",
-    "tel",
-    "number",
-    "to",
-    "contact_number",
-    "sip_uri",
-    "sip",
-)
-SIP_URI = re.compile(r"^sip:[^\s@<>]+@[A-Za-z0-9.\-]+(:[0-9]{1,5})?(;[^\s<>]*)?$", re.IGNORECASE)
 CHUNK_ROWS = 5000
 # Files at least this big are validated in worker processes: below it, starting them costs more
 # than it saves.
 PARALLEL_MIN_BYTES = 2_000_000
-
-
-class LoadError(Exception):
-    """The load cannot go on; nothing was written. The message names the file or row and the fix."""
-
-
-class InvalidDestination(ValueError):
-    """A CSV value is not a phone number or SIP URI we can dial; the message is the reason."""
-
-
-def _header_key(cell: str) -> str:
-    return re.sub(r"[\s\-]+", "_", cell.strip().lower())
-
-
-def normalise_destination(raw: str, default_region: str | None) -> str:
-    """E.164 with a leading + for a number, `sip:user@host` as is; else InvalidDestination."""
-    value = raw.strip()
-    if not value:
-        raise InvalidDestination("empty phone number")
-    if value[:4].lower() == "sip:":
-        if not SIP_URI.match(value):
-            raise InvalidDestination("not a SIP URI of the form sip:user@host")
-        return "sip:" + value[4:]
-    if "<" in value:
-        raise InvalidDestination("contains <, which Plivo reads as a separator of destinations")
-    try:
-        number = phonenumbers.parse(value, default_region)
-    except NumberParseException as error:
-        if error.error_type == NumberParseException.INVALID_COUNTRY_CODE:
-            if default_region is None and re.fullmatch(r"[0-9][0-9 .\-]*", value):
-                # Plivo's own format is the country code and number without a `+`.
-                return normalise_destination("+" + value, None)
-            if value.startswith("+"):
-                raise InvalidDestination("unknown country code") from None
-            raise InvalidDestination(
-                "no country code: write it as +<country code><number> or pass --default-region"
-            ) from None
-        if error.error_type == NumberParseException.NOT_A_NUMBER:
-            raise InvalidDestination("not a phone number") from None
-        if error.error_type in (
-            NumberParseException.TOO_SHORT_NSN,
-            NumberParseException.TOO_SHORT_AFTER_IDD,
-        ):
-            raise InvalidDestination("too short to be a phone number") from None
-        raise InvalidDestination("too long to be a phone number") from None
-    if phonenumbers.is_valid_number(number):
-        return phonenumbers.format_number(number, PhoneNumberFormat.E164)
-    reason = phonenumbers.is_possible_number_with_reason(number)
-    e164 = phonenumbers.format_number(number, PhoneNumberFormat.E164)
-    if reason == ValidationResult.TOO_SHORT:
-        raise InvalidDestination("too short for a number of its country")
-    if reason == ValidationResult.TOO_LONG:
-        raise InvalidDestination("too long for a number of its country")
-    if reason == ValidationResult.INVALID_LENGTH:
-        raise InvalidDestination(f"wrong length for a number of its country ({e164})")
-    if reason == ValidationResult.INVALID_COUNTRY_CODE:
-        raise InvalidDestination("unknown country code")
-    raise InvalidDestination(f"not an assigned number range ({e164})")
-
-
-@dataclass(frozen=True, slots=True)
-class CsvLayout:
-    """Where the phone number is in each row, and what the other columns are called."""
-
-    phone_index: int
-    header: tuple[str, ...] | None
-
-    @classmethod
-    def detect(cls, first_row: Sequence[str], column: str | None, source: str) -> CsvLayout:
-        """Decide from the first non-blank row whether it is a header and which column to dial."""
-        cells = [cell.strip() for cell in first_row]
-        if column is not None:
-            wanted = _header_key(column)
-            for index, cell in enumerate(cells):
-                if _header_key(cell) == wanted:
-                    return cls(index, tuple(cells))
-            raise LoadError(
-                f"{source}: no column {column!r} in the header ({', '.join(cells)}); "
-                "give --column one of these names"
-            )
-        keys = [_header_key(cell) for cell in cells]
-        for name in PHONE_HEADERS:
-            if name in keys:
-                return cls(keys.index(name), tuple(cells))
-        if len(cells) == 1:
-            looks_dialable = any(ch.isdigit() for ch in cells[0]) or keys[0].startswith("sip:")
-            # A lone column is the phone column; its first row is data unless it reads as a title.
-            return cls(0, None if looks_dialable else tuple(cells))
-        raise LoadError(
-            f"{source}: no phone column found in the header ({', '.join(cells)}); "
-            "name it with --column HEADER"
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class SourceRow:
-    """One CSV record: the line it starts on and its cells."""
-
-    line_number: int
-    cells: list[str]
-
-
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    """A row that will not be dialled, and why."""
-
-    line_number: int
-    raw_value: str
-    reason: str
-
-
-# A valid row as COPY takes it: line_number, raw_destination, destination, fields (JSON text).
-ContactRecord = tuple[int, str, str, str]
-
-
-def validate_rows(
-    rows: Sequence[SourceRow],
-    layout: CsvLayout,
-    default_region: str | None,
-    from_number: str | None,
-) -> tuple[list[ContactRecord], list[Rejected]]:
-    """Validate and normalise a chunk of rows (pure: runs in worker processes)."""
-    valid: list[ContactRecord] = []
-    rejected: list[Rejected] = []
-    header = layout.header
-    phone_index = layout.phone_index
-    for row in rows:
-        cells = row.cells
-        raw = cells[phone_index] if phone_index < len(cells) else ""
-        try:
-            destination = normalise_destination(raw, default_region)
-        except InvalidDestination as error:
-            rejected.append(Rejected(row.line_number, raw, str(error)))
-            continue
-        if destination == from_number:
-            rejected.append(Rejected(row.line_number, raw, "is the campaign's own from number"))
-            continue
-        fields: dict[str, str] = {}
-        for index, cell in enumerate(cells):
-            if index == phone_index:
-                continue
-            name = header[index] if header is not None and index < len(header) else None
-            fields[name or f"column{index + 1}"] = cell
-        valid.append((row.line_number, raw, destination, json.dumps(fields, ensure_ascii=False)))
-    return valid, rejected
 
 
 class CountingReader(io.RawIOBase):

@@ -10,14 +10,8 @@ import asyncpg
 import pytest
 
 from campaign import queries
-from campaign.importer import (
-    CsvSource,
-    LoadError,
-    LoadOptions,
-    LoadSummary,
-    Rejected,
-    load_csv,
-)
+from campaign.destinations import LoadError, Rejected
+from campaign.importer import CsvSource, LoadOptions, LoadSummary, load_csv
 from campaign.models import CampaignSpec, CampaignStatus
 
 SPEC = CampaignSpec(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from campaign.importer import (
+from campaign.destinations import (
     CsvLayout,
     InvalidDestination,
     LoadError,
