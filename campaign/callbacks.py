@@ -37,6 +37,7 @@ class RecordResult(StrEnum):
     RECORDED = "recorded"
     REDIAL = "redial"
     DUPLICATE = "duplicate"
+    RETRY = "retry"
     UNKNOWN = "unknown"
 
 

@@ -67,6 +67,16 @@ def run_command(function: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]
             fail(str(error))
         except KeyboardInterrupt:
             fail("interrupted; nothing of the unfinished step was kept", 130)
+        except OSError as error:
+            # A port in use, a file we cannot write, the network: the system's own words.
+            fail(f"{error.strerror or error}" + (f": {error.filename}" if error.filename else ""))
+        except Exception as error:
+            from campaign.plivo import PlivoError
+
+            if isinstance(error, PlivoError):
+                # Plivo refused or could not be reached; the message never holds the token.
+                fail(f"Plivo: {error}")
+            raise
 
     return wrapper
 

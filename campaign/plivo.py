@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -344,6 +344,16 @@ def classify_error_status(
             body_excerpt=excerpt,
             retry_after_s=_retry_after_s(retry_after),
         )
+    if http_status == 503 and not (
+        (isinstance(reply, dict) and ("api_id" in reply or "error" in reply)) or retry_after
+    ):
+        # A 503 not from Plivo itself (no Plivo error body, no Retry-After) may come from a
+        # proxy that had already passed the request on: Plivo may have placed the calls.
+        return FateUnknown(
+            f"{what} outcome unknown: HTTP 503 not from Plivo's API{reason}",
+            http_status=http_status,
+            body_excerpt=excerpt,
+        )
     if http_status in NOT_SENT_STATUSES:
         return NotSent(
             f"{what} not accepted: Plivo unavailable (HTTP {http_status}){reason}",
@@ -520,12 +530,17 @@ class PlivoClient:
         return self._config
 
     async def make_call(
-        self, parameters: Mapping[str, object], destinations: Sequence[str]
+        self,
+        parameters: Mapping[str, object],
+        destinations: Sequence[str],
+        *,
+        before_retry: Callable[[], Awaitable[None]] | None = None,
     ) -> MakeCallResult:
         """Call 1 to 1000 unique destinations sharing `parameters` (`from`, `answer_url`, …).
 
         Returns the parsed reply; raises NotSent (after retries ran out), AccountProblem,
-        RequestRejected or FateUnknown. A FateUnknown is never retried.
+        RequestRejected or FateUnknown. A FateUnknown is never retried. `before_retry` is
+        awaited before each retry (the worker waits there for new rate-limit slots).
         """
         body = build_make_call_body(parameters, destinations)
         payload = json.dumps(body, separators=(",", ":")).encode()
@@ -561,6 +576,8 @@ class PlivoClient:
         try:
             async for attempt in retrying:
                 with attempt:
+                    if attempt_total > 0 and before_retry is not None:
+                        await before_retry()
                     attempt_total += 1
                     try:
                         result = await self._post_make_call(payload, destinations)

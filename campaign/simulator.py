@@ -607,10 +607,16 @@ class PlivoSimulator:
         return calls
 
     async def handle_make_call(self, request: web.Request) -> web.StreamResponse:
-        sequence = next(self._sequence)
-        now = self._clock()
+        # The request is decided as it arrives (Plivo counts calls then), and the reply waits
+        # the added latency: sleeping first would let requests overtake each other.
+        response = await self._make_call(request)
         if self._config.latency_s:
             await asyncio.sleep(self._config.latency_s)
+        return response
+
+    async def _make_call(self, request: web.Request) -> web.StreamResponse:
+        sequence = next(self._sequence)
+        now = self._clock()
         self.promote_due_calls()
         fault: str | None = None
         try:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
 import asyncpg
@@ -17,6 +17,7 @@ from campaign.callbacks import (
     CALLBACK_PATHS,
     CallbackError,
     CallbackRecorder,
+    RecordResult,
     parse_callback,
 )
 from campaign.config import Settings
@@ -37,7 +38,7 @@ class WebConfig:
     """What the app needs from Settings."""
 
     public_url: str | None
-    auth_tokens: tuple[str, ...]
+    auth_tokens: tuple[str, ...] = field(repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WebConfig:
@@ -142,6 +143,9 @@ def _callback_handler(event: str) -> Callable[[web.Request], Awaitable[web.Respo
             logger.warning("%s callback refused: %s", event, error)
             return web.Response(status=400, text=f"{error}\n")
         result = await request.app[RECORDER_KEY].record(call_event)
+        if result == RecordResult.RETRY:
+            # The reply to its request is being recorded right now: Plivo retries a 503.
+            return web.Response(status=503, text="retry\n", headers={"Retry-After": "1"})
         # 200 even for an unknown call: Plivo would retry anything else, and nothing will change.
         return web.Response(text=f"{result.value}\n")
 

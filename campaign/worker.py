@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 WORK_CHANNEL = "campaign_work"
 INVALID_NUMBER_ERROR = "Plivo refused the number as invalid"
 # A batch must leave at least this long before the end of the clock second its calls count in.
-SEND_GUARD_S = 0.01
+SEND_GUARD_S = 0.02
 # Database errors that mean "the connection or server went away": retried, never fatal.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
@@ -51,6 +51,14 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
+)
+
+
+# Database errors that undo only the statement that hit them (a deadlock with another worker's
+# lease recovery or a callback batch): running the same statement again is safe.
+RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
 )
 
 
@@ -455,6 +463,26 @@ class Worker:
             raise
         self._in_flight.pop(index, None)
 
+    async def _wait_for_slots(self, campaign: Campaign, calls: int) -> None:
+        """Take fresh rate-limit slots for `calls` calls and one request, and wait for them."""
+        call_names, call_rates, request_names, request_rates = self._config.limiters(campaign)
+        if not call_names and not request_names:
+            return
+        row = await self._pool.fetchrow(
+            queries.sql("reserve_dial_slots"),
+            call_names,
+            call_rates,
+            request_names,
+            request_rates,
+            calls,
+        )
+        received = time.monotonic()
+        if row is not None:
+            delay_s = row["send_at"] - row["db_now"] - (time.monotonic() - received)
+            self._metrics.rate_limit_wait.observe(max(delay_s, 0.0))
+            if delay_s > 0:
+                await asyncio.sleep(delay_s)
+
     @staticmethod
     def _missed_its_second(batch: ClaimedBatch) -> bool:
         """Whether it is now (database clock) too late to send in the second of its slots."""
@@ -470,8 +498,15 @@ class Worker:
     ) -> None:
         started = time.monotonic()
         self._metrics.destinations.inc(len(destinations))
+
+        async def new_slots() -> None:
+            # A retry is a new request: it waits for its own share of the global limits.
+            await self._wait_for_slots(campaign, len(destinations))
+
         try:
-            result = await self._client.make_call(call_parameters(campaign), destinations)
+            result = await self._client.make_call(
+                call_parameters(campaign), destinations, before_retry=new_slots
+            )
         except PlivoError as error:
             latency_ms = round((time.monotonic() - started) * 1000)
             await self._record_failure(campaign, request_id, contact_ids, error, latency_ms)
@@ -592,7 +627,7 @@ class Worker:
         while True:
             try:
                 return await self._pool.fetchrow(sql, *arguments)
-            except CONNECTION_ERRORS as error:
+            except (*CONNECTION_ERRORS, *RETRYABLE_ERRORS) as error:
                 if time.monotonic() > deadline:
                     raise
                 logger.warning("recording a reply: %s; retrying in %.1fs", error, delay_s)

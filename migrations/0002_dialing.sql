@@ -60,22 +60,126 @@ LANGUAGE sql AS $$
             last_error = CASE WHEN c.status = 'claimed' THEN c.last_error
                               ELSE 'lease of worker ' || c.worker_id || ' ran out while sending' END,
             worker_id = NULL, lease_expires_at = NULL, updated_at = now()
-        WHERE c.status IN ('claimed', 'sending') AND c.lease_expires_at < now()
+        WHERE c.id IN (
+            SELECT t.id FROM contacts t
+            WHERE t.status IN ('claimed', 'sending') AND t.lease_expires_at < now()
+            FOR UPDATE SKIP LOCKED
+        )
         RETURNING 1
     )
     SELECT count(*)::integer FROM recovered
 $$;
 
+-- Plan a grant of the rate limiters p_names (the first p_calls count calls, the rest API
+-- requests), locking them until the transaction ends: the time the grant starts (slot_at) and
+-- how many calls it holds (granted, at most p_wanted). A grant never leaves the clock second it
+-- starts in, so no second ever holds more than ceil(rate) calls of a limiter; p_pace_window_s
+-- caps a grant to the calls of that many seconds, so calls are spread smoothly across each
+-- second. p_whole: the grant must hold all p_wanted calls (a retry of a whole batch).
+CREATE FUNCTION plan_dial_slots(
+    p_names          text[],
+    p_rates          double precision[],
+    p_calls          integer,
+    p_wanted         integer,
+    p_pace_window_s  double precision,
+    p_whole          boolean
+) RETURNS TABLE (slot_at double precision, granted integer, db_now double precision)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_count   integer := coalesce(array_length(p_names, 1), 0);
+    v_next    double precision[];
+    v_window  bigint[];
+    v_used    integer[];
+    v_now     double precision;
+    v_at      double precision;
+    v_granted integer := least(p_wanted, 1000);
+    v_in_use  integer;
+    v_cap     integer;
+    v_moved   boolean;
+    i         integer;
+    v_round   integer;
+BEGIN
+    IF v_count > 0 THEN
+        INSERT INTO rate_limiters (name) SELECT unnest(p_names) ON CONFLICT (name) DO NOTHING;
+        -- Locked in name order, so that workers never deadlock on each other.
+        PERFORM 1 FROM rate_limiters WHERE name = ANY (p_names) ORDER BY name FOR UPDATE;
+    END IF;
+    -- The clock is read once the locks are held: waiting for them must not make us late.
+    v_now := extract(epoch FROM clock_timestamp());
+    v_at := v_now;
+    IF v_count = 0 THEN
+        RETURN QUERY SELECT v_at, v_granted, v_now;
+        RETURN;
+    END IF;
+    SELECT array_agg(r.next_slot_at ORDER BY u.ord), array_agg(r.window_second ORDER BY u.ord),
+           array_agg(r.window_used ORDER BY u.ord)
+    INTO v_next, v_window, v_used
+    FROM unnest(p_names) WITH ORDINALITY AS u(name, ord)
+    JOIN rate_limiters r ON r.name = u.name;
+    FOR i IN 1 .. v_count LOOP
+        v_at := greatest(v_at, v_next[i]);
+    END LOOP;
+    -- A call limiter whose clock second has no room pushes the grant to the next second.
+    FOR v_round IN 1 .. 3 LOOP
+        v_moved := false;
+        FOR i IN 1 .. p_calls LOOP
+            v_cap := ceil(p_rates[i] - 1e-9)::integer;
+            v_in_use := CASE WHEN v_window[i] = floor(v_at) THEN v_used[i] ELSE 0 END;
+            IF v_in_use >= v_cap
+               OR (p_whole AND v_in_use > 0 AND v_in_use + least(v_granted, v_cap) > v_cap) THEN
+                v_at := floor(v_at) + 1;
+                v_moved := true;
+            END IF;
+        END LOOP;
+        EXIT WHEN NOT v_moved;
+    END LOOP;
+    FOR i IN 1 .. p_calls LOOP
+        v_cap := ceil(p_rates[i] - 1e-9)::integer;
+        v_in_use := CASE WHEN v_window[i] = floor(v_at) THEN v_used[i] ELSE 0 END;
+        v_granted := least(v_granted, greatest(v_cap - v_in_use, 1));
+        IF NOT p_whole THEN
+            v_granted := least(v_granted, greatest(floor(p_rates[i] * p_pace_window_s)::integer, 1));
+        END IF;
+    END LOOP;
+    RETURN QUERY SELECT v_at, v_granted, v_now;
+END;
+$$;
+
+-- Charge p_used calls (one request) of a grant planned at p_at to the limiters.
+CREATE FUNCTION charge_dial_slots(
+    p_names  text[],
+    p_rates  double precision[],
+    p_calls  integer,
+    p_at     double precision,
+    p_used   integer
+) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    i integer;
+BEGIN
+    FOR i IN 1 .. coalesce(array_length(p_names, 1), 0) LOOP
+        IF i <= p_calls THEN
+            UPDATE rate_limiters r
+            SET next_slot_at = p_at + p_used / p_rates[i],
+                window_used = CASE WHEN r.window_second = floor(p_at)
+                                   THEN r.window_used + p_used ELSE p_used END,
+                window_second = floor(p_at),
+                updated_at = now()
+            WHERE r.name = p_names[i];
+        ELSE
+            UPDATE rate_limiters r
+            SET next_slot_at = p_at + 1 / p_rates[i], updated_at = now()
+            WHERE r.name = p_names[i];
+        END IF;
+    END LOOP;
+END;
+$$;
+
 -- Claim up to p_wanted due contacts of a running campaign, within every rate limit, in one
--- round trip. Returns the contacts claimed (leased to p_worker_id) and when to send them.
---
--- p_call_limiters / p_call_rates: limiters counted in calls (the account's CPS, the campaign's
--- own): a batch of n destinations takes n calls, all in the clock second it is sent in, and
--- never more than ceil(rate) calls land in one clock second. p_request_limiters /
--- p_request_rates: limiters counted in API requests (300 per 5 s: one per 1/60 s); a batch
--- takes one. p_pace_window_s caps a batch to the calls of that many seconds, so calls go out
--- smoothly across each second instead of in a burst at its start. The limits are charged only
--- for contacts actually claimed.
+-- round trip. Returns the contacts claimed (leased to p_worker_id), when to send them (the
+-- database's clock) and the database's clock as the claim ends. p_call_limiters / rates:
+-- the account's CPS and the campaign's own; p_request_limiters / rates: Plivo's 300 requests
+-- per 5 s (60 per second). The limits are charged only for contacts actually claimed.
 CREATE FUNCTION claim_dial_batch(
     p_campaign_id        bigint,
     p_worker_id          text,
@@ -89,59 +193,17 @@ CREATE FUNCTION claim_dial_batch(
 ) RETURNS TABLE (contact_id bigint, destination text, send_at double precision, db_now double precision)
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_now      double precision := extract(epoch FROM clock_timestamp());
     v_names    text[] := coalesce(p_call_limiters, '{}') || coalesce(p_request_limiters, '{}');
     v_rates    double precision[] := coalesce(p_call_rates, '{}') || coalesce(p_request_rates, '{}');
     v_calls    integer := coalesce(array_length(p_call_limiters, 1), 0);
-    v_count    integer := coalesce(array_length(v_names, 1), 0);
-    v_next     double precision[];
-    v_window   bigint[];
-    v_used     integer[];
-    v_at       double precision := v_now;
-    v_granted  integer := least(p_wanted, 1000);
-    v_in_use   integer;
-    v_cap      integer;
-    v_moved    boolean;
-    v_claimed  integer;
+    v_plan     record;
     v_ids      bigint[];
     v_dests    text[];
-    i          integer;
-    v_round    integer;
 BEGIN
-    IF v_count > 0 THEN
-        INSERT INTO rate_limiters (name) SELECT unnest(v_names) ON CONFLICT (name) DO NOTHING;
-        -- Locked in name order, so that workers never deadlock on each other.
-        PERFORM 1 FROM rate_limiters WHERE name = ANY (v_names) ORDER BY name FOR UPDATE;
-        SELECT array_agg(r.next_slot_at ORDER BY u.ord), array_agg(r.window_second ORDER BY u.ord),
-               array_agg(r.window_used ORDER BY u.ord)
-        INTO v_next, v_window, v_used
-        FROM unnest(v_names) WITH ORDINALITY AS u(name, ord)
-        JOIN rate_limiters r ON r.name = u.name;
-        FOR i IN 1 .. v_count LOOP
-            v_at := greatest(v_at, v_next[i]);
-        END LOOP;
-        -- A call limiter whose clock second is full pushes the batch to the next second.
-        FOR v_round IN 1 .. 3 LOOP
-            v_moved := false;
-            FOR i IN 1 .. v_calls LOOP
-                v_cap := ceil(v_rates[i] - 1e-9)::integer;
-                v_in_use := CASE WHEN v_window[i] = floor(v_at) THEN v_used[i] ELSE 0 END;
-                IF v_in_use >= v_cap THEN
-                    v_at := floor(v_at) + 1;
-                    v_moved := true;
-                END IF;
-            END LOOP;
-            EXIT WHEN NOT v_moved;
-        END LOOP;
-        FOR i IN 1 .. v_calls LOOP
-            v_cap := ceil(v_rates[i] - 1e-9)::integer;
-            v_in_use := CASE WHEN v_window[i] = floor(v_at) THEN v_used[i] ELSE 0 END;
-            v_granted := least(v_granted, greatest(v_cap - v_in_use, 1),
-                               greatest(floor(v_rates[i] * p_pace_window_s)::integer, 1));
-        END LOOP;
-    END IF;
-
+    -- Before the limiters' locks, so that other workers never wait on this recovery.
     PERFORM recover_expired_leases();
+    SELECT * INTO v_plan
+    FROM plan_dial_slots(v_names, v_rates, v_calls, p_wanted, p_pace_window_s, false);
 
     WITH due AS (
         SELECT t.id
@@ -151,12 +213,13 @@ BEGIN
           AND t.next_attempt_at <= now()
           AND EXISTS (SELECT 1 FROM campaigns k WHERE k.id = p_campaign_id AND k.status = 'running')
         ORDER BY t.next_attempt_at, t.id
-        LIMIT v_granted
+        LIMIT v_plan.granted
         FOR UPDATE SKIP LOCKED
     ), claimed AS (
         UPDATE contacts c
         SET status = 'claimed', worker_id = p_worker_id,
-            lease_expires_at = now() + make_interval(secs => p_lease_s + greatest(v_at - v_now, 0)),
+            lease_expires_at = now() + make_interval(
+                secs => p_lease_s + greatest(v_plan.slot_at - v_plan.db_now, 0)),
             updated_at = now()
         FROM due
         WHERE c.id = due.id
@@ -166,28 +229,36 @@ BEGIN
     INTO v_ids, v_dests
     FROM claimed;
 
-    v_claimed := coalesce(array_length(v_ids, 1), 0);
-    IF v_claimed > 0 AND v_count > 0 THEN
-        FOR i IN 1 .. v_count LOOP
-            IF i <= v_calls THEN
-                UPDATE rate_limiters r
-                SET next_slot_at = v_at + v_claimed / v_rates[i],
-                    window_used = CASE WHEN r.window_second = floor(v_at)
-                                       THEN r.window_used + v_claimed ELSE v_claimed END,
-                    window_second = floor(v_at),
-                    updated_at = now()
-                WHERE r.name = v_names[i];
-            ELSE
-                UPDATE rate_limiters r
-                SET next_slot_at = v_at + 1 / v_rates[i], updated_at = now()
-                WHERE r.name = v_names[i];
-            END IF;
-        END LOOP;
+    IF coalesce(array_length(v_ids, 1), 0) > 0 THEN
+        PERFORM charge_dial_slots(v_names, v_rates, v_calls, v_plan.slot_at, array_length(v_ids, 1));
     END IF;
 
+    -- The clock as the function ends, so that the worker's estimate of "now" is not behind.
     RETURN QUERY
-    SELECT u.id, u.destination, v_at, v_now
+    SELECT u.id, u.destination, v_plan.slot_at, extract(epoch FROM clock_timestamp())::double precision
     FROM unnest(v_ids, v_dests) AS u(id, destination);
+END;
+$$;
+
+-- New slots for a whole batch sent again (after a reply that proved it was not placed): all
+-- p_calls calls in one second, and one request. Returns when to send and the clock now.
+CREATE FUNCTION reserve_dial_slots(
+    p_call_limiters      text[],
+    p_call_rates         double precision[],
+    p_request_limiters   text[],
+    p_request_rates      double precision[],
+    p_calls              integer
+) RETURNS TABLE (send_at double precision, db_now double precision)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_names  text[] := coalesce(p_call_limiters, '{}') || coalesce(p_request_limiters, '{}');
+    v_rates  double precision[] := coalesce(p_call_rates, '{}') || coalesce(p_request_rates, '{}');
+    v_calls  integer := coalesce(array_length(p_call_limiters, 1), 0);
+    v_plan   record;
+BEGIN
+    SELECT * INTO v_plan FROM plan_dial_slots(v_names, v_rates, v_calls, p_calls, 1e9, true);
+    PERFORM charge_dial_slots(v_names, v_rates, v_calls, v_plan.slot_at, p_calls);
+    RETURN QUERY SELECT v_plan.slot_at, extract(epoch FROM clock_timestamp())::double precision;
 END;
 $$;
 

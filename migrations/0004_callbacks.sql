@@ -38,10 +38,18 @@ CREATE TABLE call_events (
 );
 CREATE INDEX call_events_contact ON call_events (contact_id, id);
 
+-- campaign_progress counts by status and call status from the index alone.
+DROP INDEX contacts_campaign_status;
+CREATE INDEX contacts_campaign_status ON contacts (campaign_id, status, call_status);
+-- Calls a campaign may still redial, waiting for their hangup (campaign_has_work).
+CREATE INDEX contacts_awaiting_hangup ON contacts (campaign_id, updated_at)
+    WHERE status IN ('fired', 'queued') AND (call_status IS NULL OR call_status IN ('ringing', 'in-progress'));
+
 -- Record one callback for the contact `p_destination` of campaign `p_campaign_id`, in one round
 -- trip: the event (once, however often Plivo retries it), the contact's call outcome, the
 -- request_uuid of an unsettled batch (or one a positional mapping got wrong), and a redial when
--- the campaign asks for one. Returns what happened: 'recorded', 'redial', 'duplicate', or
+-- the campaign asks for one. Returns what happened: 'recorded', 'redial', 'duplicate',
+-- 'retry' (the contact's request is still being recorded: nothing changed, try again), or
 -- 'unknown' (no contact of this campaign has that destination and request_uuid; nothing changed).
 CREATE FUNCTION record_call_event(
     p_campaign_id  bigint,
@@ -81,6 +89,11 @@ BEGIN
     IF p_request_uuid IS NULL OR NOT (
         p_request_uuid = v_contact.request_uuid OR p_request_uuid = ANY (coalesce(v_uuids, '{}'))
     ) THEN
+        IF v_contact.status = 'sending' THEN
+            -- Plivo called back before its reply to the request was recorded: ask it to retry.
+            RETURN QUERY SELECT 'retry'::text, v_contact.id, NULL::timestamptz;
+            RETURN;
+        END IF;
         RETURN QUERY SELECT 'unknown'::text, v_contact.id, NULL::timestamptz;
         RETURN;
     END IF;
@@ -123,7 +136,8 @@ BEGIN
             updated_at = now()
         WHERE c.id = v_contact.id;
         IF v_redial AND v_campaign.status = 'completed' THEN
-            UPDATE campaigns SET status = 'running', updated_at = now() WHERE id = p_campaign_id;
+            UPDATE campaigns SET status = 'running', updated_at = now()
+            WHERE id = p_campaign_id AND status = 'completed';
         END IF;
         IF v_redial THEN
             -- No NOTIFY: it serialises committing transactions, and a redial waits at least

@@ -94,7 +94,7 @@ WITH request AS (
     SET status = 'sending', attempts = c.attempts + 1, dial_request_id = (SELECT id FROM request),
         lease_expires_at = now() + make_interval(secs => $4), updated_at = now(),
         -- A new attempt: the previous call's outcome stays in call_events and dial_attempts.
-        call_uuid = NULL, call_status = NULL, hangup_cause = NULL, hangup_cause_code = NULL,
+        request_uuid = NULL, api_id = NULL, call_uuid = NULL, call_status = NULL, hangup_cause = NULL, hangup_cause_code = NULL,
         duration_s = NULL, bill_duration_s = NULL, answered_at = NULL, ended_at = NULL,
         machine = NULL
     WHERE c.id = ANY ($1::bigint[])
@@ -156,6 +156,9 @@ WITH recorded AS (
     UPDATE contacts c
     SET status = CASE
             WHEN $3 = 'not_sent' AND c.attempts >= k.max_attempts THEN 'failed'
+            -- Cancelled while in flight: what was not placed will never be.
+            WHEN $3 IN ('not_sent', 'account_problem') AND k.status = 'cancelled'
+            THEN 'cancelled'
             WHEN $3 IN ('not_sent', 'account_problem') THEN 'pending'
             WHEN $3 = 'rejected' THEN 'failed'
             ELSE 'unknown'
@@ -411,13 +414,19 @@ ORDER BY callback_index;
 -- A request written ahead that was then not sent (it missed the clock second its rate-limit
 -- slots were in): its contacts go back to pending as if never claimed, the attempt uncounted.
 WITH released AS (
-    UPDATE contacts
-    SET status = 'pending', attempts = greatest(attempts - 1, 0), worker_id = NULL,
-        lease_expires_at = NULL, updated_at = now()
-    WHERE dial_request_id = $1 AND id = ANY ($2::bigint[]) AND status = 'sending'
+    UPDATE contacts c
+    SET status = CASE WHEN k.status = 'cancelled' THEN 'cancelled' ELSE 'pending' END,
+        attempts = greatest(c.attempts - 1, 0), worker_id = NULL, lease_expires_at = NULL,
+        updated_at = now()
+    FROM campaigns k
+    WHERE c.dial_request_id = $1 AND c.id = ANY ($2::bigint[]) AND c.status = 'sending'
+      AND k.id = c.campaign_id
     RETURNING 1
 )
 UPDATE dial_requests
 SET replied_at = now(), outcome = 'not_sent', error = $3, attempts = 0
 WHERE id = $1
 RETURNING (SELECT count(*) FROM released) AS released;
+
+-- reserve_dial_slots --
+SELECT send_at, db_now FROM reserve_dial_slots($1, $2, $3, $4, $5);

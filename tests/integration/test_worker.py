@@ -155,7 +155,8 @@ async def test_not_sent_goes_back_to_pending_then_fails(pool: asyncpg.Pool) -> N
     """503s past the retry budget: nothing dialled; pending with a back-off, then failed."""
     await make_campaign(pool, numbers(2), max_attempts=2)
     async with simulator(unavailable_rate=1.0) as plivo:
-        await drain(pool, plivo.base_url, worker_config(backoff_s=0.2), retry_attempts=2)
+        config = worker_config(backoff_s=0.2, concurrency=1)
+        await drain(pool, plivo.base_url, config, retry_attempts=2)
         ledger = plivo.ledger
         assert ledger.dials == []
         assert len(ledger.make_call_requests()) == 4  # 2 attempts x 2 rounds, no more
@@ -346,6 +347,8 @@ async def test_cancelled_claims_are_not_sent(pool: asyncpg.Pool) -> None:
             if await pool.fetchval("SELECT count(*) FROM contacts WHERE status = 'claimed'"):
                 break
             await asyncio.sleep(0.01)
+        else:
+            pytest.fail("the worker never claimed a batch to wait with")
         async with pool.acquire() as connection:
             await queries.set_campaign_status(
                 connection, "test", CampaignStatus.CANCELLED, [CampaignStatus.RUNNING]

@@ -126,6 +126,23 @@ def test_each_status_has_one_class(status: int, expected: type[PlivoError]) -> N
     assert error.http_status == status
 
 
+@pytest.mark.parametrize(
+    ("body", "retry_after", "expected"),
+    [
+        (b'{"api_id": "x", "error": "service unavailable"}', None, NotSent),
+        (b"", "2", NotSent),
+        (b"<html>upstream connect error or disconnect/reset</html>", None, FateUnknown),
+        (b"", None, FateUnknown),
+    ],
+    ids=["plivo-json", "retry-after", "proxy-html", "empty"],
+)
+def test_only_plivos_own_503_is_not_sent(
+    body: bytes, retry_after: str | None, expected: type[PlivoError]
+) -> None:
+    """A 503 is 'not sent' only when Plivo says so; a proxy's 503 may follow a placed call."""
+    assert type(classify_error_status(503, body, retry_after=retry_after)) is expected
+
+
 def test_rejection_keeps_plivos_error() -> None:
     """A 400 keeps the body's `error` for the operator."""
     error = classify_error_status(400, reply(error="answer_url parameter is missing"))
