@@ -119,9 +119,15 @@ BEGIN
     FOR i IN 1 .. v_count LOOP
         v_at := greatest(v_at, v_next[i]);
     END LOOP;
-    -- A call limiter whose clock second has no room pushes the grant to the next second.
+    -- A call limiter whose clock second has no room pushes the grant to the next second; so
+    -- does a start in the last 50 ms of a second, too late to be sure of arriving in it (the
+    -- worker refuses to send a batch within 20 ms of its second's end).
     FOR v_round IN 1 .. 3 LOOP
         v_moved := false;
+        IF p_calls > 0 AND v_at - floor(v_at) > 0.95 THEN
+            v_at := floor(v_at) + 1;
+            v_moved := true;
+        END IF;
         FOR i IN 1 .. p_calls LOOP
             v_cap := ceil(p_rates[i] - 1e-9)::integer;
             v_in_use := CASE WHEN v_window[i] = floor(v_at) THEN v_used[i] ELSE 0 END;
