@@ -43,17 +43,27 @@ async def cancel_queued_calls(
     """Cancel at Plivo the calls of `campaign` it still holds queued; (cancelled, already gone)."""
     pacer = RequestPacer(pool, settings, client.config.auth_id)
     rows = await pool.fetch(queries.sql("queued_contacts"), campaign.id)
-    # One request can hold many contacts of an unsettled batch: cancel each request once.
-    by_request: dict[str, list[int]] = {}
+    # A uuid of an unsettled batch may be any of its contacts': Plivo's queued-call details say
+    # whose (its `to`), so that only that contact is marked cancelled.
+    candidates: dict[str, dict[str, int]] = {}
     for row in rows:
-        by_request.setdefault(row["request_uuid"], []).append(row["id"])
+        candidates.setdefault(row["request_uuid"], {})[row["destination"]] = row["id"]
     cancelled = gone = 0
-    for request_uuid, contact_ids in by_request.items():
+    for request_uuid, by_destination in candidates.items():
+        contact_id = next(iter(by_destination.values()))
+        if len(by_destination) > 1:
+            await pacer.wait()
+            call = await client.queued_call(request_uuid)
+            owner = None if call is None else by_destination.get("+" + call.to_number.lstrip("+"))
+            if owner is None:
+                gone += 1  # dialled already (or not one of these contacts): nothing to cancel
+                continue
+            contact_id = owner
         await pacer.wait()
         if await client.cancel_queued_call(request_uuid):
-            await pool.execute(queries.sql("mark_cancelled_at_plivo"), contact_ids)
-            cancelled += len(contact_ids)
+            await pool.execute(queries.sql("mark_cancelled_at_plivo"), [contact_id])
+            cancelled += 1
         else:
-            gone += len(contact_ids)
+            gone += 1
     logger.info("campaign %s: %d queued calls cancelled at Plivo", campaign.name, cancelled)
     return cancelled, gone

@@ -107,6 +107,13 @@ BEGIN
         RETURN;
     END IF;
     SELECT * INTO v_campaign FROM campaigns k WHERE k.id = p_campaign_id;
+    -- The uuid is this contact's: a batch-mate that a positional mapping gave it to loses it
+    -- (and is settled by its own callback).
+    IF p_request_uuid IS DISTINCT FROM v_contact.request_uuid THEN
+        UPDATE contacts c SET request_uuid = NULL, updated_at = now()
+        WHERE c.dial_request_id = v_contact.dial_request_id AND c.request_uuid = p_request_uuid
+          AND c.id <> v_contact.id;
+    END IF;
 
     IF p_event = 'hangup' THEN
         v_redial := p_call_status = ANY (v_campaign.redial_on)

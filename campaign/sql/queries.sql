@@ -254,10 +254,18 @@ WITH cancelled AS (
 SELECT count(*) FROM cancelled;
 
 -- queued_contacts --
--- Contacts Plivo may still hold queued, with the request to cancel.
-SELECT id, destination, request_uuid FROM contacts
-WHERE campaign_id = $1 AND status = 'queued' AND request_uuid IS NOT NULL
-ORDER BY id;
+-- Contacts Plivo may still hold queued, with the request to cancel: their own, or, for a batch
+-- whose uuids could not be mapped to its destinations, every uuid of the batch (one row each).
+SELECT c.id, c.destination, c.request_uuid
+FROM contacts c
+WHERE c.campaign_id = $1 AND c.status = 'queued' AND c.request_uuid IS NOT NULL
+UNION ALL
+SELECT c.id, c.destination, u.request_uuid
+FROM contacts c
+JOIN dial_requests d ON d.id = c.dial_request_id
+CROSS JOIN LATERAL unnest(d.request_uuids) AS u(request_uuid)
+WHERE c.campaign_id = $1 AND c.status = 'queued' AND c.request_uuid IS NULL
+ORDER BY 1;
 
 -- mark_cancelled_at_plivo --
 UPDATE contacts

@@ -277,6 +277,8 @@ async def test_callback_corrects_a_wrong_positional_mapping(pool: asyncpg.Pool, 
     )
     assert status == 200
     assert (await contact(pool, "+14155551000"))["request_uuid"] == uuids[1]
+    # Its batch-mate no longer claims that uuid; its own callback will settle it.
+    assert (await contact(pool, "+14155551001"))["request_uuid"] is None
 
 
 async def test_redial_delays_and_the_last_attempt(pool: asyncpg.Pool, app: App) -> None:

@@ -378,3 +378,31 @@ async def test_cancel_queued_calls_at_plivo(pool: asyncpg.Pool, settings: Any) -
         "SELECT status, last_error FROM contacts WHERE campaign_id = $1 ORDER BY id", campaign_id
     )
     assert sorted(r["status"] for r in rows) == ["cancelled", "cancelled", "cancelled", "queued"]
+
+
+async def test_cancel_queued_calls_of_an_unsettled_batch(pool: asyncpg.Pool, settings: Any) -> None:
+    """Without a uuid per contact, each queued uuid's `to` decides which contact is cancelled."""
+    await make_campaign(pool, numbers(4), batch_size=4)
+    async with simulator(calls_per_second=0.1) as plivo:
+        await drain(pool, plivo.base_url)
+        # As if Plivo's reply could not be mapped one by one.
+        await pool.execute("UPDATE contacts SET request_uuid = NULL")
+        await pool.execute("UPDATE dial_requests SET uuids_mapped = false")
+        async with aiohttp.ClientSession() as session:
+            plivo_client = PlivoClient(session, client_config(plivo.base_url))
+            campaign = await queries.campaign_by_name(pool, "test")
+            assert campaign is not None
+            cancelled, gone = await cancel_queued_calls(pool, plivo_client, campaign, settings)
+        cancelled_uuids = set(plivo.ledger.cancelled)
+    # The simulator hands out uuids in `to` order: the test (not the engine) may rely on it.
+    request = await pool.fetchrow("SELECT destinations, request_uuids FROM dial_requests")
+    assert request is not None
+    cancelled_destinations = {
+        destination
+        for destination, uuid in zip(request["destinations"], request["request_uuids"], strict=True)
+        if uuid in cancelled_uuids
+    }
+    assert (cancelled, gone) == (3, 1)
+    rows = await pool.fetch("SELECT destination, status FROM contacts ORDER BY id")
+    assert {r["destination"] for r in rows if r["status"] == "cancelled"} == cancelled_destinations
+    assert sorted(r["status"] for r in rows) == ["cancelled", "cancelled", "cancelled", "queued"]
