@@ -21,11 +21,7 @@ class RequestPacer:
     def __init__(self, pool: asyncpg.Pool, settings: Settings, auth_id: str) -> None:
         self._pool = pool
         self._name = f"account:{auth_id}:requests"
-        self._rate = (
-            settings.api_requests_per_window / settings.api_window_s
-            if settings.api_requests_per_window > 0
-            else None
-        )
+        self._rate = settings.api_requests_per_s
 
     async def wait(self) -> None:
         if self._rate is None:

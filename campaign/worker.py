@@ -24,7 +24,7 @@ from typing import Any
 import asyncpg
 
 from campaign import queries
-from campaign.config import Settings
+from campaign.config import Settings, request_rate_per_s
 from campaign.metrics import Metrics
 from campaign.models import Campaign
 from campaign.plivo import (
@@ -123,9 +123,10 @@ class WorkerConfig:
             call_rates.append(campaign.calls_per_second)
         request_names: list[str] = []
         request_rates: list[float] = []
-        if self.api_requests_per_window > 0:
+        request_rate = request_rate_per_s(self.api_requests_per_window, self.api_window_s)
+        if request_rate is not None:
             request_names.append(f"account:{self.auth_id}:requests")
-            request_rates.append(self.api_requests_per_window / self.api_window_s)
+            request_rates.append(request_rate)
         return call_names, call_rates, request_names, request_rates
 
 

@@ -99,8 +99,11 @@ async def test_batches_join_destinations_and_map_uuids(pool: asyncpg.Pool) -> No
     async with simulator() as plivo:
         report = await drain(pool, plivo.base_url)
         ledger = plivo.ledger
-    sizes = sorted(request.destinations for request in ledger.make_call_requests())
-    assert sizes == [1, 3, 3]
+    # Two dispatchers claim side by side (SKIP LOCKED), so who gets which contact may vary;
+    # what holds: no request over batch_size, every contact in exactly one request.
+    sizes = [request.destinations for request in ledger.make_call_requests()]
+    assert max(sizes) <= 3
+    assert sum(sizes) == 7
     assert report.outcomes == {"fired": 7}
     dialled = {f"+{call.destination.lstrip('+')}": call.request_uuid for call in ledger.dials}
     rows = await pool.fetch(
@@ -113,12 +116,9 @@ async def test_batches_join_destinations_and_map_uuids(pool: asyncpg.Pool) -> No
         assert row["http_status"] == 201
         assert row["attempts"] == 1
     requests = await pool.fetch("SELECT * FROM dial_requests ORDER BY destinations[1]")
-    # Two dispatchers: batches leave in claim order, but may come back in any order.
-    assert [r["destinations"] for r in requests] == [
-        destinations[:3],
-        destinations[3:6],
-        destinations[6:],
-    ]
+    sent = [destination for r in requests for destination in r["destinations"]]
+    assert sorted(sent) == destinations
+    assert all(r["destinations"] == sorted(r["destinations"]) for r in requests)
     assert all(r["outcome"] == "fired" and r["uuids_mapped"] for r in requests)
     assert all(len(r["request_uuids"]) == len(r["destinations"]) for r in requests)
     campaign = await pool.fetchrow("SELECT status FROM campaigns WHERE id = $1", campaign_id)

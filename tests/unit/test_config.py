@@ -86,3 +86,14 @@ def test_empty_values_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = load_settings()
     assert settings.database_url is None
     assert not settings.has_plivo_credentials
+
+
+def test_request_spacing_never_fits_more_than_the_window_allows() -> None:
+    """Requests spaced at the rate used fit at most 300 in any closed 5 s window; 0 is no limit."""
+    from campaign.config import request_rate_per_s
+
+    rate = request_rate_per_s(300, 5.0)
+    assert rate is not None
+    # Requests at 0, 1/rate, 2/rate, ...: how many land in [0, 5] inclusive?
+    assert int(5.0 * rate) + 1 <= 300
+    assert request_rate_per_s(0, 5.0) is None
