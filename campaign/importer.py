@@ -34,6 +34,8 @@ CHUNK_ROWS = 5000
 # Files at least this big are validated in worker processes: below it, starting them costs more
 # than it saves.
 PARALLEL_MIN_BYTES = 2_000_000
+# A load of at least this many contacts refreshes the table's statistics afterwards.
+ANALYZE_AFTER_ROWS = 10_000
 
 
 class CountingReader(io.RawIOBase):
@@ -268,6 +270,10 @@ async def load_csv(
                 f"{source.path}: none of its {summary.rows_read} rows is a number that can be "
                 "dialled; nothing was loaded (the rejected rows are listed above)"
             )
+    if summary.loaded >= ANALYZE_AFTER_ROWS:
+        # Fresh statistics before workers plan their claims: a plan made for a small table
+        # stays cached in each worker connection and can cost the database many times over.
+        await pool.execute("ANALYZE contacts")
     return summary
 
 
