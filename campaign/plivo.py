@@ -628,25 +628,32 @@ class PlivoClient:
 
     # --- look-ups, for reconciling a FateUnknown ---
 
-    async def _get_json(self, path: str, query: Mapping[str, str], what: str) -> dict[str, Any]:
-        url = f"{self._config.account_url}{path}"
+    async def _look_up(
+        self, method: str, path: str, query: Mapping[str, str], what: str
+    ) -> tuple[int, bytes, str | None]:
+        """A request that changes no call (a look-up, a cancel): (status, body, Retry-After).
+
+        Any transport failure is NotSent: sending it again is harmless.
+        """
         token = self._config.auth_token
         try:
-            async with self._session.get(
-                url,
+            async with self._session.request(
+                method,
+                f"{self._config.account_url}{path}",
                 params=dict(query),
                 headers=self._headers,
                 timeout=self._timeout,
                 allow_redirects=False,
             ) as response:
-                status = response.status
-                body = await response.read()
-                retry_after = response.headers.get("Retry-After")
+                return response.status, await response.read(), response.headers.get("Retry-After")
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
-            # A look-up changes nothing at Plivo, so any transport failure is safe to retry.
             raise NotSent(
                 f"{what} failed: {_excerpt(f'{type(error).__name__}: {error}', token)}"
             ) from None
+
+    async def _get_json(self, path: str, query: Mapping[str, str], what: str) -> dict[str, Any]:
+        token = self._config.auth_token
+        status, body, retry_after = await self._look_up("GET", path, query, what)
         if not 200 <= status < 300:
             raise classify_error_status(
                 status, body, retry_after=retry_after, auth_token=token, what=what
@@ -743,24 +750,11 @@ class PlivoClient:
 
     async def cancel_queued_call(self, request_uuid: str) -> bool:
         """Cancel a call Plivo still holds in its queue; False when it is no longer queued."""
-        url = f"{self._config.account_url}/Request/{request_uuid}/"
-        token = self._config.auth_token
         what = "cancel of a queued call"
-        try:
-            async with self._session.delete(
-                url,
-                headers=self._headers,
-                timeout=self._timeout,
-                allow_redirects=False,
-            ) as response:
-                status = response.status
-                body = await response.read()
-                retry_after = response.headers.get("Retry-After")
-        except (aiohttp.ClientError, TimeoutError, OSError) as error:
-            # Cancelling twice is harmless (the second says 404), so a retry is safe.
-            raise NotSent(
-                f"{what} failed: {_excerpt(f'{type(error).__name__}: {error}', token)}"
-            ) from None
+        # Cancelling twice is harmless (the second says 404), so a retry is safe.
+        status, body, retry_after = await self._look_up(
+            "DELETE", f"/Request/{request_uuid}/", {}, what
+        )
         if 200 <= status < 300:
             return True
         if status == 404:
@@ -768,7 +762,7 @@ class PlivoClient:
             # Make-a-call path would have caught a wrong auth id long before a cancel.
             return False
         raise classify_error_status(
-            status, body, retry_after=retry_after, auth_token=token, what=what
+            status, body, retry_after=retry_after, auth_token=self._config.auth_token, what=what
         )
 
 
