@@ -409,9 +409,8 @@ def print_throughput_table(runs: Sequence[DialRun], title: str) -> None:
 async def bench_throughput(arguments: argparse.Namespace) -> None:
     print("\n== 1. throughput: no rate limit, zero latency, 1 worker process ==")
     plans = [
-        (1000, arguments.contacts),
-        (100, arguments.contacts),
-        (1, arguments.batch_one_contacts),
+        (batch_size, arguments.batch_one_contacts if batch_size == 1 else arguments.contacts)
+        for batch_size in arguments.batch_size
     ]
     for batch_size, contacts in plans:
         if batch_size == 1:
@@ -585,6 +584,9 @@ def main() -> None:
     parser.add_argument("--contacts", type=int, default=100_000, help="throughput and scale runs")
     parser.add_argument("--batch-one-contacts", type=int, default=5_000)
     parser.add_argument(
+        "--batch-size", type=int, action="append", help="throughput (default 1000, 100, 1)"
+    )
+    parser.add_argument(
         "--concurrency", type=int, action="append", help="throughput (default 4, 8, 16)"
     )
     parser.add_argument("--pacing-s", type=int, default=60)
@@ -597,6 +599,7 @@ def main() -> None:
     parser.add_argument("--scale-repeat", type=int, default=2)
     arguments = parser.parse_args()
     arguments.concurrency = arguments.concurrency or [4, 8, 16]
+    arguments.batch_size = arguments.batch_size or [1000, 100, 1]
     arguments.latency_concurrency = arguments.latency_concurrency or [2, 4, 8, 16]
     if urlsplit(arguments.server_url).hostname not in (None, "127.0.0.1", "localhost", "::1"):
         raise SystemExit("--server-url: this benchmark runs against a local server only")
