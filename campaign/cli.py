@@ -566,6 +566,11 @@ def _require_token_for_callbacks(settings: Settings) -> None:
             " so without it every callback would be refused",
             EXIT_USAGE,
         )
+    if settings.public_url is None:
+        logger.warning(
+            "CAMPAIGN_PUBLIC_URL is not set: signatures are checked against the URL as this "
+            "server sees it, which fails behind a proxy"
+        )
 
 
 @contextlib.asynccontextmanager
@@ -601,11 +606,6 @@ async def serve(host: str | None, port: int | None) -> None:
 
     settings = settings_from_environment()
     _require_token_for_callbacks(settings)
-    if settings.public_url is None:
-        logger.warning(
-            "CAMPAIGN_PUBLIC_URL is not set: signatures are checked against the URL as this "
-            "server sees it, which fails behind a proxy"
-        )
     stop = _stop_on_signals()
     async with (
         db.open_pool(settings, min_connections=12) as pool,

@@ -1,8 +1,9 @@
 """The dialing worker: claim → pace → write ahead → send → record, for any number of processes.
 
 Every step is one database round trip per batch. Rate limits live in Postgres (the
-`claim_dial_batch` function), so every worker on every host shares them. A request is written
-ahead before it is sent, so a crash at any point leaves each contact either never sent
+`claim_dial_request` function), so every worker on every host shares them. A request is written
+ahead before it is sent (by the claim itself when the batch's slot has come, else by a second
+statement once it comes), so a crash at any point leaves each contact either never sent
 (`claimed`, back to `pending` when its lease runs out) or maybe sent (`sending`, then `unknown`,
 never re-sent without reconciling).
 """
@@ -44,6 +45,8 @@ WORK_CHANNEL = "campaign_work"
 INVALID_NUMBER_ERROR = "Plivo refused the number as invalid"
 # A batch must leave at least this long before the end of the clock second its calls count in.
 SEND_GUARD_S = 0.02
+# A batch whose rate-limit slot is at most this far away is written ahead by its claim.
+WRITE_AHEAD_WITHIN_S = 0.01
 # Database errors that mean "the connection or server went away": retried, never fatal.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
@@ -54,12 +57,25 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# Reading a campaign's status between retries: any of these, and the retry goes ahead.
+STATUS_READ_ERRORS: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, asyncpg.PostgresError)
+
+
 # Database errors that undo only the statement that hit them (a deadlock with another worker's
 # lease recovery or a callback batch): running the same statement again is safe.
 RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.DeadlockDetectedError,
     asyncpg.SerializationError,
 )
+
+
+class RetriesStopped(Exception):
+    """Raised between retries of a request Plivo refused, to give up on it (never a PlivoError,
+    so the client does not retry it)."""
+
+    def __init__(self, message: str, *, attempts: int) -> None:
+        super().__init__(message)
+        self.attempts = attempts
 
 
 def default_worker_id() -> str:
@@ -154,6 +170,8 @@ class ClaimedBatch:
     claimed_at_monotonic: float
     # Whether calls-per-second limits apply, so that the batch must go out in its second.
     paced: bool = False
+    # Set when the claim wrote the request ahead (its contacts are `sending` already).
+    dial_request_id: int | None = None
 
 
 def call_parameters(campaign: Campaign) -> dict[str, object]:
@@ -382,7 +400,7 @@ class Worker:
     async def _claim(self, campaign: Campaign) -> ClaimedBatch | None:
         call_names, call_rates, request_names, request_rates = self._config.limiters(campaign)
         records = await self._pool.fetch(
-            queries.sql("claim_dial_batch"),
+            queries.sql("claim_dial_request"),
             campaign.id,
             self._config.worker_id,
             campaign.batch_size,
@@ -392,6 +410,7 @@ class Worker:
             call_rates,
             request_names,
             request_rates,
+            WRITE_AHEAD_WITHIN_S,
         )
         if not records:
             return None
@@ -403,6 +422,7 @@ class Worker:
             db_now_s=records[0]["db_now"],
             claimed_at_monotonic=time.monotonic(),
             paced=bool(call_names),
+            dial_request_id=records[0]["dial_request_id"],
         )
 
     # --- one batch ------------------------------------------------------------------------------
@@ -414,9 +434,44 @@ class Worker:
         if delay_s > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), delay_s)
-        if self._stop.is_set():
+        written: tuple[int, list[int], list[str]] | None
+        if batch.dial_request_id is not None:
+            # Written ahead by the claim.
+            written = (batch.dial_request_id, batch.contact_ids, batch.destinations)
+        elif self._stop.is_set():
             await self._release(batch.contact_ids)
             return
+        else:
+            written = await self._write_ahead(batch)
+        if written is None:
+            return
+        request_id, contact_ids, destinations = written
+        if self._stop.is_set():
+            await self._unsend(request_id, contact_ids, "the worker stopped before sending")
+            return
+        if batch.paced and self._missed_its_second(batch):
+            # Sent now, its calls would land in a second whose slots belong to other batches.
+            await self._unsend(
+                request_id, contact_ids, "missed the second of its rate-limit slots; not sent"
+            )
+            logger.info(
+                "campaign %s: a batch missed its second; claimed again", batch.campaign.name
+            )
+            return
+        self._in_flight[index] = (request_id, contact_ids)
+        # Left in _in_flight if cancelled at stop: run() then marks these contacts unknown. On
+        # any other error the contacts stay `sending` and their lease makes them unknown.
+        try:
+            await self._send_and_record(batch.campaign, request_id, contact_ids, destinations)
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            self._in_flight.pop(index, None)
+            raise
+        self._in_flight.pop(index, None)
+
+    async def _write_ahead(self, batch: ClaimedBatch) -> tuple[int, list[int], list[str]] | None:
+        """Record the request and mark its contacts `sending`; None when none may be sent."""
         try:
             rows = await self._pool.fetch(
                 queries.sql("write_ahead"),
@@ -436,33 +491,16 @@ class Worker:
             await self._release([cid for cid in batch.contact_ids if cid not in sent_ids])
         if not rows:
             self._exhausted(batch.campaign)
-            return
-        request_id: int = rows[0]["dial_request_id"]
-        contact_ids = [row["contact_id"] for row in rows]
-        destinations = [row["destination"] for row in rows]
-        if batch.paced and self._missed_its_second(batch):
-            # Sent now, its calls would land in a second whose slots belong to other batches.
-            await self._retrying_write(
-                queries.sql("unsend"),
-                request_id,
-                contact_ids,
-                "missed the second of its rate-limit slots; not sent",
-            )
-            logger.info(
-                "campaign %s: a batch missed its second; claimed again", batch.campaign.name
-            )
-            return
-        self._in_flight[index] = (request_id, contact_ids)
-        # Left in _in_flight if cancelled at stop: run() then marks these contacts unknown. On
-        # any other error the contacts stay `sending` and their lease makes them unknown.
-        try:
-            await self._send_and_record(batch.campaign, request_id, contact_ids, destinations)
-        except asyncio.CancelledError:
-            raise
-        except BaseException:
-            self._in_flight.pop(index, None)
-            raise
-        self._in_flight.pop(index, None)
+            return None
+        return (
+            rows[0]["dial_request_id"],
+            [row["contact_id"] for row in rows],
+            [row["destination"] for row in rows],
+        )
+
+    async def _unsend(self, request_id: int, contact_ids: list[int], reason: str) -> None:
+        """A request written ahead but not sent: its contacts go back as if never claimed."""
+        await self._retrying_write(queries.sql("unsend"), request_id, contact_ids, reason)
 
     async def _wait_for_slots(self, campaign: Campaign, calls: int) -> None:
         """Take fresh rate-limit slots for `calls` calls and one request, and wait for them."""
@@ -500,7 +538,23 @@ class Worker:
         started = time.monotonic()
         self._metrics.destinations.inc(len(destinations))
 
+        sends = 0
+
         async def new_slots() -> None:
+            nonlocal sends
+            sends += 1
+            # Plivo refused the request (not placed): retry only while the campaign still runs
+            # and the worker is not stopping, so that pause, cancel and SIGTERM are not held up
+            # by a retry budget.
+            if self._stop.is_set():
+                raise RetriesStopped("not sent: the worker is stopping", attempts=sends)
+            try:
+                status = await self._pool.fetchval(queries.sql("campaign_status"), campaign.id)
+            except STATUS_READ_ERRORS as error:
+                logger.warning("reading campaign %s's status: %s", campaign.name, error)
+                status = "running"  # cannot tell: retry as if nothing changed
+            if status != "running":
+                raise RetriesStopped(f"not sent: the campaign is {status}", attempts=sends)
             # A retry is a new request: it waits for its own share of the global limits.
             await self._wait_for_slots(campaign, len(destinations))
 
@@ -508,6 +562,11 @@ class Worker:
             result = await self._client.make_call(
                 call_parameters(campaign), destinations, before_retry=new_slots
             )
+        except RetriesStopped as stopped:
+            latency_ms = round((time.monotonic() - started) * 1000)
+            not_sent = NotSent(str(stopped), attempts=stopped.attempts)
+            await self._record_failure(campaign, request_id, contact_ids, not_sent, latency_ms)
+            return
         except PlivoError as error:
             latency_ms = round((time.monotonic() - started) * 1000)
             await self._record_failure(campaign, request_id, contact_ids, error, latency_ms)
@@ -606,19 +665,21 @@ class Worker:
             )
         elif isinstance(error, FateUnknown):
             logger.error(
-                "campaign %s: batch of %d has an unknown fate (%s); its contacts are `unknown`"
-                " and will not be dialled again until `campaign reconcile`",
+                "campaign %s: batch of %d has an unknown fate (%s); %d ms; its contacts are"
+                " `unknown` and will not be dialled again until `campaign reconcile`",
                 campaign.name,
                 len(contact_ids),
                 message,
+                latency_ms,
             )
         else:
             logger.warning(
-                "campaign %s: batch of %d %s: %s",
+                "campaign %s: batch of %d %s: %s; %d ms",
                 campaign.name,
                 len(contact_ids),
                 "not sent" if outcome == "not_sent" else "rejected",
                 message,
+                latency_ms,
             )
 
     async def _retrying_write(self, sql: str, *arguments: object) -> asyncpg.Record | None:

@@ -79,12 +79,18 @@ WHERE c.status = 'running'
   )
 ORDER BY c.id;
 
--- claim_dial_batch --
-SELECT contact_id, destination, send_at, db_now
-FROM claim_dial_batch($1, $2, $3, $4, $5, $6, $7, $8, $9);
+-- claim_dial_request --
+-- Claim a batch within the rate limits; written ahead at once (dial_request_id set) when its
+-- slot is at most $10 seconds away.
+SELECT contact_id, destination, send_at, db_now, dial_request_id
+FROM claim_dial_request($1, $2, $3, $4, $5, $6, $7, $8, $9, $10);
+
+-- campaign_status --
+SELECT status FROM campaigns WHERE id = $1;
 
 -- write_ahead --
--- Record the request and mark its contacts sending, in one statement, before it is sent. Only
+-- Record the request and mark its contacts sending, in one statement, before it is sent (a batch
+-- claimed ahead of its rate-limit slot; one whose slot had come was written ahead by its claim). Only
 -- contacts still claimed by this worker in a campaign still running are taken; the rest are
 -- not sent.
 WITH request AS (

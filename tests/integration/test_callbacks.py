@@ -204,6 +204,26 @@ async def test_one_of_several_signatures_is_enough(pool: asyncpg.Pool, app: App)
     assert status == 200
 
 
+async def test_signatures_are_checked_against_the_public_url(pool: asyncpg.Pool) -> None:
+    """Behind a proxy, Plivo signs CAMPAIGN_PUBLIC_URL + path + query: that signature passes;
+    one over the URL the server itself sees (loopback) is refused."""
+    campaign_id, uuids = await fired_campaign(pool, ["+14155551000"])
+    public = "https://dialer.example.com/base"
+    config = WebConfig(public_url=public, auth_tokens=(AUTH_TOKEN,))
+    path = f"/plivo/hangup?campaign={campaign_id}"
+    fields = hangup("+14155551000", uuids[0])
+    async with (
+        serving(pool, Metrics(), config, "127.0.0.1", 0) as url,
+        aiohttp.ClientSession() as session,
+    ):
+        app = App(url, session, Metrics())
+        status, _ = await app.send(path, fields)  # signed for the loopback URL
+        assert status == 403
+        status, text = await app.send(path, fields, signed_url=public + path)
+        assert (status, text.strip()) == (200, "recorded")
+    assert (await contact(pool, "+14155551000"))["call_status"] == "completed"
+
+
 async def test_get_callbacks_are_verified_too(pool: asyncpg.Pool, app: App) -> None:
     """A campaign with hangup_method GET: parameters in the query, signed by the GET rule."""
     campaign_id, uuids = await fired_campaign(pool, ["+14155551000"])
@@ -244,6 +264,49 @@ async def test_unknown_request_uuid_is_answered_and_ignored(pool: asyncpg.Pool, 
         f"/plivo/hangup?campaign={campaign_id}", hangup("+14155559999", "request-0")
     )
     assert (status, text.strip()) == (200, "unknown")
+
+
+async def test_a_callback_before_the_reply_is_recorded_is_retried(
+    pool: asyncpg.Pool, app: App
+) -> None:
+    """A hangup for a contact still `sending` (Plivo called back before its reply to the request
+    was recorded) gets 503 and changes nothing; once the reply is in, its retry is recorded and
+    the redial it asks for is scheduled."""
+    campaign_id, uuids = await fired_campaign(
+        pool, ["+14155551000"], redial_on=("busy",), redial_delays_s=(60,)
+    )
+    # As the worker leaves it between sending and recording: sending, no uuid, no reply yet.
+    await pool.execute("UPDATE contacts SET status = 'sending', request_uuid = NULL")
+    await pool.execute("UPDATE dial_requests SET request_uuids = NULL, outcome = NULL")
+    path = f"/plivo/hangup?campaign={campaign_id}"
+    fields = hangup("+14155551000", uuids[0], status="busy")
+    status, _ = await app.send(path, fields)
+    assert status == 503
+    row = await contact(pool, "+14155551000")
+    assert (row["status"], row["call_status"]) == ("sending", None)
+    assert await pool.fetchval("SELECT count(*) FROM call_events") == 0
+    # The worker records Plivo's reply; Plivo retries the callback.
+    await pool.execute("UPDATE contacts SET status = 'fired', request_uuid = $1", uuids[0])
+    await pool.execute("UPDATE dial_requests SET request_uuids = $1, outcome = 'fired'", uuids)
+    status, text = await app.send(path, fields)
+    assert (status, text.strip()) == (200, "redial")
+    row = await contact(pool, "+14155551000")
+    assert (row["status"], row["call_status"]) == ("pending", "busy")
+
+
+async def test_a_foreign_uuid_does_not_settle_an_unsettled_contact(
+    pool: asyncpg.Pool, app: App
+) -> None:
+    """A contact of an unsettled batch (no uuid of its own yet) takes only a uuid of its batch:
+    a callback with any other request_uuid is answered 200 and ignored."""
+    campaign_id, _ = await fired_campaign(pool, ["+14155551000", "+14155551001"], mapped=False)
+    status, text = await app.send(
+        f"/plivo/hangup?campaign={campaign_id}", hangup("+14155551000", "someone-elses-uuid")
+    )
+    assert (status, text.strip()) == (200, "unknown")
+    row = await contact(pool, "+14155551000")
+    assert (row["request_uuid"], row["call_status"]) == (None, None)
+    assert await pool.fetchval("SELECT count(*) FROM call_events") == 0
 
 
 async def test_callbacks_settle_an_unsettled_batch(pool: asyncpg.Pool, app: App) -> None:

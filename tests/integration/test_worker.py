@@ -406,3 +406,138 @@ async def test_cancel_queued_calls_of_an_unsettled_batch(pool: asyncpg.Pool, set
     rows = await pool.fetch("SELECT destination, status FROM contacts ORDER BY id")
     assert {r["destination"] for r in rows if r["status"] == "cancelled"} == cancelled_destinations
     assert sorted(r["status"] for r in rows) == ["cancelled", "cancelled", "cancelled", "queued"]
+
+
+CLAIM = (
+    "SELECT * FROM claim_dial_request($1, 'w1', 10, 30, 0.1, $2::text[], $3::float8[],"
+    " '{}', '{}', 0.01)"
+)
+
+
+async def test_a_batch_due_now_is_written_ahead_by_its_claim(pool: asyncpg.Pool) -> None:
+    """When the rate limits allow sending at once, the claim itself writes the request ahead
+    (contacts `sending`, attempt counted, previous call outcome cleared, a dial_requests row in
+    contact order); when the slot is still to come, contacts are only `claimed`."""
+    campaign_id = await make_campaign(pool, numbers(3))
+    # The first contact was dialled before and is due for a redial.
+    await pool.execute(
+        "UPDATE contacts SET attempts = 1, request_uuid = 'old', call_status = 'busy', "
+        "duration_s = 0 WHERE destination = '+14155551000'"
+    )
+    rows = await pool.fetch(CLAIM, campaign_id, [], [])
+    request_ids = {row["dial_request_id"] for row in rows}
+    assert len(rows) == 3
+    assert len(request_ids) == 1
+    assert None not in request_ids
+    contacts = await pool.fetch(
+        "SELECT status, attempts, dial_request_id, request_uuid, call_status, duration_s, "
+        "worker_id FROM contacts ORDER BY id"
+    )
+    assert [(c["status"], c["attempts"]) for c in contacts] == [
+        ("sending", 2),
+        ("sending", 1),
+        ("sending", 1),
+    ]
+    assert {c["dial_request_id"] for c in contacts} == request_ids
+    assert [(c["request_uuid"], c["call_status"], c["duration_s"]) for c in contacts] == [
+        (None, None, None)
+    ] * 3
+    request = await pool.fetchrow("SELECT * FROM dial_requests")
+    assert request is not None
+    assert request["id"] in request_ids
+    assert request["destinations"] == numbers(3)
+    assert (request["worker_id"], request["outcome"]) == ("w1", None)
+
+    # A slot a second away: claimed only, nothing written ahead.
+    other = await make_campaign(pool, numbers(2, first=14155552000), name="later")
+    limiter = f"account:{AUTH_ID}:calls"
+    await pool.execute(
+        "INSERT INTO rate_limiters (name, next_slot_at) VALUES ($1, extract(epoch FROM now()) + 1)",
+        limiter,
+    )
+    rows = await pool.fetch(CLAIM, other, [limiter], [100.0])
+    assert rows
+    assert {row["dial_request_id"] for row in rows} == {None}
+    assert rows[0]["send_at"] - rows[0]["db_now"] > 0.5
+    later = await pool.fetch(
+        "SELECT status, attempts FROM contacts WHERE campaign_id = $1 AND status <> 'pending'",
+        other,
+    )
+    assert {(c["status"], c["attempts"]) for c in later} == {("claimed", 0)}
+    assert await pool.fetchval("SELECT count(*) FROM dial_requests") == 1
+
+
+@pytest.mark.parametrize("status", [CampaignStatus.PAUSED, CampaignStatus.CANCELLED])
+async def test_retries_stop_when_the_campaign_stops_running(
+    pool: asyncpg.Pool, status: CampaignStatus
+) -> None:
+    """A request Plivo keeps refusing (503) is retried only while its campaign runs: pausing or
+    cancelling it ends the retries at once (not after the retry budget), the request is
+    recorded not sent, and its contacts go back to pending (paused) or are cancelled."""
+    await make_campaign(pool, numbers(2))
+    async with simulator(unavailable_rate=1.0) as plivo, aiohttp.ClientSession() as session:
+        client = client_config(
+            plivo.base_url,
+            retry_attempts=10_000,
+            retry_budget_s=60.0,
+            backoff_initial_s=0.02,
+            backoff_max_s=0.02,
+        )
+        worker = Worker(pool, PlivoClient(session, client), worker_config(concurrency=1))
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop=stop))
+        try:
+            for _ in range(200):
+                if len(plivo.ledger.make_call_requests()) >= 3:
+                    break
+                await asyncio.sleep(0.01)
+            else:
+                pytest.fail("the worker never retried")
+            async with pool.acquire() as connection:
+                await queries.set_campaign_status(
+                    connection, "test", status, [CampaignStatus.RUNNING]
+                )
+            for _ in range(100):
+                if await pool.fetchval("SELECT outcome FROM dial_requests") is not None:
+                    break
+                await asyncio.sleep(0.01)
+            else:
+                pytest.fail("the retries went on after the campaign stopped running")
+            sent = len(plivo.ledger.make_call_requests())
+            await asyncio.sleep(0.2)
+            assert len(plivo.ledger.make_call_requests()) == sent  # no more retries
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 10)
+        assert plivo.ledger.dials == []
+    request = await pool.fetchrow("SELECT outcome, error, attempts FROM dial_requests")
+    assert request is not None
+    assert request["outcome"] == "not_sent"
+    assert f"the campaign is {status.value}" in request["error"]
+    assert request["attempts"] == sent
+    expected = "pending" if status == CampaignStatus.PAUSED else "cancelled"
+    assert set((await statuses(pool)).values()) == {expected}
+
+
+async def test_dial_attempts_counts_only_requests_that_were_attempts(pool: asyncpg.Pool) -> None:
+    """A request Plivo refused for the account (401: attempt not counted) is no row of
+    dial_attempts; after the fix and a resume, each contact has one attempt, as it counts."""
+    campaign_id = await make_campaign(pool, numbers(2))
+    async with simulator() as plivo:
+        await drain(pool, plivo.base_url, auth_token="wrong-token")
+        async with pool.acquire() as connection:
+            await queries.set_campaign_status(
+                connection, "test", CampaignStatus.RUNNING, [CampaignStatus.PAUSED]
+            )
+        await drain(pool, plivo.base_url)
+    outcomes = await pool.fetch("SELECT outcome FROM dial_requests")
+    assert {r["outcome"] for r in outcomes} == {"account_problem", "fired"}
+    rows = await pool.fetch(
+        "SELECT a.contact_id, a.attempt, a.request_outcome, c.attempts "
+        "FROM dial_attempts a JOIN contacts c ON c.id = a.contact_id "
+        "WHERE a.campaign_id = $1 ORDER BY a.contact_id",
+        campaign_id,
+    )
+    assert [(r["attempt"], r["request_outcome"], r["attempts"]) for r in rows] == [
+        (1, "fired", 1)
+    ] * 2
