@@ -193,13 +193,23 @@ class CallbackRecorder:
             del self._waiting[: self._max_batch]
             try:
                 results = await self._write([event for event, _ in batch])
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            except (
+                OSError,
+                asyncpg.PostgresError,
+                asyncpg.InterfaceError,
+                asyncpg.InternalClientError,
+            ):
                 # One bad callback (or a deadlock with another process) must not fail the
                 # others: write them one by one, each failing alone.
                 for event, future in batch:
                     try:
                         (result,) = await self._write([event])
-                    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                    except (
+                        OSError,
+                        asyncpg.PostgresError,
+                        asyncpg.InterfaceError,
+                        asyncpg.InternalClientError,
+                    ) as error:
                         if not future.done():
                             future.set_exception(error)
                         continue

@@ -159,7 +159,13 @@ async def healthz(request: web.Request) -> web.Response:
         async with asyncio.timeout(HEALTH_DATABASE_TIMEOUT_S):
             await request.app[POOL_KEY].fetchval("SELECT 1")
         database = "ok"
-    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+    except (
+        TimeoutError,
+        OSError,
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        asyncpg.InternalClientError,
+    ) as error:
         database = f"unreachable: {type(error).__name__}"
     healthy = database == "ok" and lag_s < HEALTH_LOOP_LAG_LIMIT_S
     return web.json_response(
@@ -171,7 +177,9 @@ async def healthz(request: web.Request) -> web.Response:
 async def metrics_endpoint(request: web.Request) -> web.Response:
     """Prometheus' text format, with the contact counts read now."""
     metrics = request.app[METRICS_KEY]
-    with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+    with contextlib.suppress(
+        OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError
+    ):
         metrics.set_progress(await queries.progress_all(request.app[POOL_KEY]))
     return web.Response(
         body=metrics.exposition(), headers={"Content-Type": "text/plain; version=0.0.4"}

@@ -48,10 +48,13 @@ SEND_GUARD_S = 0.02
 # A batch whose rate-limit slot is at most this far away is written ahead by its claim.
 WRITE_AHEAD_WITHIN_S = 0.01
 # Database errors that mean "the connection or server went away": retried, never fatal.
+# InternalClientError: for a moment after the server ends a pooled connection, asyncpg may hand
+# it out before it noticed; the statement fails before being sent (asyncpg issues 784, 1069).
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
 )
@@ -286,8 +289,12 @@ class Worker:
                                     lost.wait(), self._config.poll_interval_s * 5
                                 )
                     finally:
-                        if not connection.is_closed():
-                            await connection.remove_listener(WORK_CHANNEL, self._notified)
+                        # A connection the server ended may already be back in the pool.
+                        with contextlib.suppress(*CONNECTION_ERRORS):
+                            if not connection.is_closed():
+                                await connection.remove_listener(WORK_CHANNEL, self._notified)
+                if lost.is_set():
+                    logger.warning("the connection listening for work was lost; reconnecting")
             except CONNECTION_ERRORS as error:
                 logger.warning("listening for work: %s; retrying", error)
             await self._sleep(self._config.poll_interval_s)
