@@ -15,6 +15,7 @@ Every failure is one of four classes (all `PlivoError`):
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -535,12 +536,15 @@ class PlivoClient:
         destinations: Sequence[str],
         *,
         before_retry: Callable[[], Awaitable[None]] | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> MakeCallResult:
         """Call 1 to 1000 unique destinations sharing `parameters` (`from`, `answer_url`, …).
 
         Returns the parsed reply; raises NotSent (after retries ran out), AccountProblem,
         RequestRejected or FateUnknown. A FateUnknown is never retried. `before_retry` is
-        awaited before each retry (the worker waits there for new rate-limit slots).
+        awaited before each retry (the worker waits there for new rate-limit slots, and may
+        raise to give up); `sleep` waits out each back-off (default asyncio.sleep; the worker's
+        returns early when it has reason to give up).
         """
         body = build_make_call_body(parameters, destinations)
         payload = json.dumps(body, separators=(",", ":")).encode()
@@ -571,6 +575,7 @@ class PlivoClient:
             stop=should_stop,
             wait=wait_s,
             reraise=True,
+            sleep=sleep or asyncio.sleep,
         )
         attempt_total = 0
         try:

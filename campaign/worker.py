@@ -74,7 +74,7 @@ RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (
 
 class RetriesStopped(Exception):
     """Raised between retries of a request Plivo refused, to give up on it (never a PlivoError,
-    so the client does not retry it)."""
+    so the client does not retry it). The request placed no call; its attempt is not counted."""
 
     def __init__(self, message: str, *, attempts: int) -> None:
         super().__init__(message)
@@ -505,9 +505,20 @@ class Worker:
             [row["destination"] for row in rows],
         )
 
-    async def _unsend(self, request_id: int, contact_ids: list[int], reason: str) -> None:
-        """A request written ahead but not sent: its contacts go back as if never claimed."""
-        await self._retrying_write(queries.sql("unsend"), request_id, contact_ids, reason)
+    async def _unsend(
+        self,
+        request_id: int,
+        contact_ids: list[int],
+        reason: str,
+        *,
+        sends: int = 0,
+        latency_ms: int | None = None,
+    ) -> None:
+        """A request that placed no call and counts no attempt (never sent, or given up between
+        retries): its contacts go back as if never claimed."""
+        await self._retrying_write(
+            queries.sql("unsend"), request_id, contact_ids, reason, sends, latency_ms
+        )
 
     async def _wait_for_slots(self, campaign: Campaign, calls: int) -> None:
         """Take fresh rate-limit slots for `calls` calls and one request, and wait for them."""
@@ -547,32 +558,56 @@ class Worker:
 
         sends = 0
 
-        async def new_slots() -> None:
-            nonlocal sends
-            sends += 1
-            # Plivo refused the request (not placed): retry only while the campaign still runs
-            # and the worker is not stopping, so that pause, cancel and SIGTERM are not held up
-            # by a retry budget.
+        async def why_give_up() -> str | None:
+            """Plivo refused the request (not placed): it is retried only while the campaign
+            still runs and the worker is not stopping, so that pause, cancel and SIGTERM are not
+            held up by a retry budget."""
             if self._stop.is_set():
-                raise RetriesStopped("not sent: the worker is stopping", attempts=sends)
+                return "the worker is stopping"
             try:
                 status = await self._pool.fetchval(queries.sql("campaign_status"), campaign.id)
             except STATUS_READ_ERRORS as error:
                 logger.warning("reading campaign %s's status: %s", campaign.name, error)
-                status = "running"  # cannot tell: retry as if nothing changed
-            if status != "running":
-                raise RetriesStopped(f"not sent: the campaign is {status}", attempts=sends)
+                return None  # cannot tell: retry as if nothing changed
+            return None if status == "running" else f"the campaign is {status}"
+
+        async def new_slots() -> None:
+            nonlocal sends
+            sends += 1
+            reason = await why_give_up()
+            if reason is not None:
+                raise RetriesStopped(reason, attempts=sends)
             # A retry is a new request: it waits for its own share of the global limits.
             await self._wait_for_slots(campaign, len(destinations))
 
+        async def back_off(seconds: float) -> None:
+            # Wait out the back-off, but look every second whether to give up (new_slots, right
+            # after, then does).
+            deadline = time.monotonic() + seconds
+            while (left := deadline - time.monotonic()) > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), min(left, 1.0))
+                if time.monotonic() < deadline and await why_give_up() is not None:
+                    return
+
         try:
             result = await self._client.make_call(
-                call_parameters(campaign), destinations, before_retry=new_slots
+                call_parameters(campaign), destinations, before_retry=new_slots, sleep=back_off
             )
         except RetriesStopped as stopped:
             latency_ms = round((time.monotonic() - started) * 1000)
-            not_sent = NotSent(str(stopped), attempts=stopped.attempts)
-            await self._record_failure(campaign, request_id, contact_ids, not_sent, latency_ms)
+            reason = f"not sent: {stopped}; retries given up after {stopped.attempts} refused"
+            await self._unsend(
+                request_id, contact_ids, reason, sends=stopped.attempts, latency_ms=latency_ms
+            )
+            self._count("not_sent", Counter({"not_sent": len(contact_ids)}), latency_ms)
+            logger.warning(
+                "campaign %s: batch of %d %s; %d ms; the attempt is not counted",
+                campaign.name,
+                len(contact_ids),
+                reason,
+                latency_ms,
+            )
             return
         except PlivoError as error:
             latency_ms = round((time.monotonic() - started) * 1000)

@@ -1,12 +1,14 @@
--- Three changes, each explained where it is made:
+-- Four changes, each explained where it is made:
 -- 1. claim_dial_request: one write per contact less on the worker's hot path. A batch whose
 --    rate-limit slot has already come when it is claimed is written ahead by the claim itself
 --    (its dial_requests row, and its contacts `sending` with the attempt counted) instead of
 --    being marked `claimed` and then `sending` by a second statement. A batch that must wait
 --    for its slot is claimed as before. claim_dial_batch (0002) stays, unchanged, for workers
 --    of the previous release during a rolling upgrade.
--- 2. record_call_event: a NULL-safe request_uuid check, and batch-mates found by key.
--- 3. dial_attempts: requests that placed no call and counted no attempt are not attempts.
+-- 2. dial_requests.counted: whether a request counts as an attempt of its contacts.
+-- 3. record_call_event: a NULL-safe request_uuid check, callbacks that settle an `unknown`
+--    contact, and batch-mates found by key.
+-- 4. dial_attempts: only the requests that count as attempts.
 
 -- Claim up to p_wanted due contacts of a running campaign within every rate limit, as
 -- claim_dial_batch does. When the grant's slot is at most p_write_ahead_within_s away (on the
@@ -103,12 +105,21 @@ BEGIN
 END;
 $$;
 
+-- Whether the request counts as an attempt of its contacts (as contacts.attempts counts them).
+-- false: written ahead but never sent (it missed its rate-limit second, or its worker stopped
+-- first), refused for the account (401/403/404), or given up between retries because its
+-- campaign stopped running or its worker was stopping. Such a request placed no call.
+ALTER TABLE dial_requests ADD COLUMN counted boolean NOT NULL DEFAULT true;
+UPDATE dial_requests SET counted = false
+WHERE outcome = 'account_problem' OR (outcome = 'not_sent' AND attempts = 0);
+
 -- Callbacks: the request_uuid check was not NULL-safe. A contact whose request_uuid is not known
 -- yet (being sent, or of a batch whose uuids could not be mapped) took any callback for its
 -- destination, so a callback that came before its request's reply was recorded at once (and a
 -- redial it asked for was lost) instead of being answered 'retry', and a callback carrying a
--- uuid of no request of the contact was recorded instead of ignored. And a uuid's batch-mates
--- are now found through the (campaign, destination) key, not by reading the whole table.
+-- uuid of no request of the contact was recorded instead of ignored. A callback for an `unknown`
+-- contact now settles it on purpose. And a uuid's batch-mates are found through the
+-- (campaign, destination) key, not by reading the whole table.
 CREATE OR REPLACE FUNCTION record_call_event(
     p_campaign_id  bigint,
     p_event        text,
@@ -150,6 +161,11 @@ BEGIN
     IF p_request_uuid IS NULL OR NOT (
         coalesce(p_request_uuid = v_contact.request_uuid, false)
         OR coalesce(p_request_uuid = ANY (v_uuids), false)
+        -- An `unknown` contact's request got no reply, so its uuids were never learned: a
+        -- signed callback of its campaign to its destination is Plivo saying the call exists.
+        -- It settles the contact (fired, with the callback's uuid) instead of waiting for
+        -- `campaign reconcile`.
+        OR (v_contact.status = 'unknown' AND v_uuids IS NULL AND v_contact.request_uuid IS NULL)
     ) THEN
         IF v_contact.status = 'sending' THEN
             -- Plivo called back before its reply to the request was recorded: ask it to retry.
@@ -169,6 +185,15 @@ BEGIN
         RETURN;
     END IF;
     SELECT * INTO v_campaign FROM campaigns k WHERE k.id = p_campaign_id;
+    IF v_contact.status = 'unknown' THEN
+        UPDATE contacts c
+        SET status = 'fired', request_uuid = p_request_uuid, worker_id = NULL,
+            lease_expires_at = NULL, updated_at = now(),
+            last_error = 'fate was unknown; a ' || p_event || ' callback from Plivo showed the call'
+        WHERE c.id = v_contact.id;
+        v_contact.status := 'fired';
+        v_contact.request_uuid := p_request_uuid;
+    END IF;
     -- The uuid is this contact's: a batch-mate that a positional mapping gave it to loses it
     -- (and is settled by its own callback).
     IF p_request_uuid IS DISTINCT FROM v_contact.request_uuid THEN
@@ -237,7 +262,7 @@ BEGIN
 END;
 $$;
 
--- dial_attempts: one row per attempt, as contacts.attempts counts them.
+-- dial_attempts: one row per attempt, as contacts.attempts counts them (dial_requests.counted).
 CREATE OR REPLACE VIEW dial_attempts AS
 SELECT
     c.id                                                          AS contact_id,
@@ -267,6 +292,4 @@ LEFT JOIN LATERAL (
     ORDER BY e.id DESC
     LIMIT 1
 ) h ON true
--- Requests that never placed a call and count no attempt: written ahead but not sent (they
--- missed their rate-limit second: attempts 0), and those Plivo refused for the account.
-WHERE d.attempts IS DISTINCT FROM 0 AND d.outcome IS DISTINCT FROM 'account_problem';
+WHERE d.counted;

@@ -190,7 +190,7 @@ WITH recorded AS (
 )
 UPDATE dial_requests
 SET replied_at = now(), latency_ms = $8, outcome = $3, http_status = $4, error = $5,
-    attempts = $9
+    attempts = $9, counted = $3 <> 'account_problem'
 WHERE id = $1
 RETURNING (SELECT count(*) FROM recorded) AS recorded, (SELECT count(*) FROM paused) AS paused;
 
@@ -425,8 +425,12 @@ FROM record_call_events($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 
 ORDER BY callback_index;
 
 -- unsend --
--- A request written ahead that was then not sent (it missed the clock second its rate-limit
--- slots were in): its contacts go back to pending as if never claimed, the attempt uncounted.
+-- A request written ahead that placed no call and does not count as an attempt: never sent ($4
+-- = 0: it missed the clock second of its rate-limit slots, or its worker stopped first), or sent
+-- $4 times, each refused as not placed, and given up because its campaign stopped running or
+-- its worker is stopping. Its contacts go back to pending (cancelled, in a cancelled campaign)
+-- as if never claimed, the attempt uncounted, without a back-off. Contacts no longer `sending`
+-- (a lease that ran out made them unknown) keep their state, and then the request counts.
 WITH released AS (
     UPDATE contacts c
     SET status = CASE WHEN k.status = 'cancelled' THEN 'cancelled' ELSE 'pending' END,
@@ -438,7 +442,8 @@ WITH released AS (
     RETURNING 1
 )
 UPDATE dial_requests
-SET replied_at = now(), outcome = 'not_sent', error = $3, attempts = 0
+SET replied_at = now(), outcome = 'not_sent', error = $3, attempts = $4, latency_ms = $5,
+    counted = NOT EXISTS (SELECT 1 FROM released)
 WHERE id = $1
 RETURNING (SELECT count(*) FROM released) AS released;
 

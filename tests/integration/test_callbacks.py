@@ -309,6 +309,38 @@ async def test_a_foreign_uuid_does_not_settle_an_unsettled_contact(
     assert await pool.fetchval("SELECT count(*) FROM call_events") == 0
 
 
+async def test_a_callback_settles_a_contact_whose_fate_was_unknown(
+    pool: asyncpg.Pool, app: App
+) -> None:
+    """A request that timed out left its contacts `unknown`, their uuids never learned: a signed
+    hangup of the campaign for the destination shows the call exists, so the contact becomes
+    `fired` with the callback's uuid and outcome (and is redialled if the campaign says so),
+    with no need to reconcile. A contact with a known uuid still ignores foreign ones."""
+    campaign_id, _ = await fired_campaign(
+        pool, ["+14155551000", "+14155551001"], redial_on=("busy",), redial_delays_s=(60,)
+    )
+    await pool.execute(
+        "UPDATE contacts SET status = 'unknown', request_uuid = NULL "
+        "WHERE destination = '+14155551000'"
+    )
+    await pool.execute("UPDATE dial_requests SET request_uuids = NULL, outcome = 'unknown'")
+    path = f"/plivo/hangup?campaign={campaign_id}"
+    status, text = await app.send(path, hangup("+14155551000", "uuid-from-plivo", status="busy"))
+    assert (status, text.strip()) == (200, "redial")
+    row = await contact(pool, "+14155551000")
+    assert (row["status"], row["request_uuid"], row["call_status"]) == (
+        "pending",
+        "uuid-from-plivo",
+        "busy",
+    )
+    assert "callback" in row["last_error"]
+    events = await pool.fetch("SELECT request_uuid FROM call_events")
+    assert [e["request_uuid"] for e in events] == ["uuid-from-plivo"]
+    # Its batch-mate was fired with a uuid of its own (mapped before the uuids were cleared).
+    status, text = await app.send(path, hangup("+14155551001", "another-uuid"))
+    assert (status, text.strip()) == (200, "unknown")
+
+
 async def test_callbacks_settle_an_unsettled_batch(pool: asyncpg.Pool, app: App) -> None:
     """A batch whose uuids could not be mapped: each callback's To and RequestUUID settle it."""
     destinations = ["+14155551000", "+14155551001", "+14155551002"]

@@ -418,13 +418,20 @@ async def test_a_batch_due_now_is_written_ahead_by_its_claim(pool: asyncpg.Pool)
     """When the rate limits allow sending at once, the claim itself writes the request ahead
     (contacts `sending`, attempt counted, previous call outcome cleared, a dial_requests row in
     contact order); when the slot is still to come, contacts are only `claimed`."""
-    campaign_id = await make_campaign(pool, numbers(3))
+    # Destinations fall as contact ids rise, so that an order by one cannot pass for the other.
+    in_id_order = list(reversed(numbers(3)))
+    campaign_id = await make_campaign(pool, in_id_order)
     # The first contact was dialled before and is due for a redial.
     await pool.execute(
         "UPDATE contacts SET attempts = 1, request_uuid = 'old', call_status = 'busy', "
-        "duration_s = 0 WHERE destination = '+14155551000'"
+        "duration_s = 0 WHERE destination = $1",
+        in_id_order[0],
     )
     rows = await pool.fetch(CLAIM, campaign_id, [], [])
+    # Each row pairs a contact with its own destination, in contact id order: the order the
+    # request is sent in and Plivo's reply is mapped back in.
+    owners = await pool.fetch("SELECT id, destination FROM contacts ORDER BY id")
+    assert [(r["contact_id"], r["destination"]) for r in rows] == [tuple(o) for o in owners]
     request_ids = {row["dial_request_id"] for row in rows}
     assert len(rows) == 3
     assert len(request_ids) == 1
@@ -445,7 +452,7 @@ async def test_a_batch_due_now_is_written_ahead_by_its_claim(pool: asyncpg.Pool)
     request = await pool.fetchrow("SELECT * FROM dial_requests")
     assert request is not None
     assert request["id"] in request_ids
-    assert request["destinations"] == numbers(3)
+    assert request["destinations"] == in_id_order
     assert (request["worker_id"], request["outcome"]) == ("w1", None)
 
     # A slot a second away: claimed only, nothing written ahead.
@@ -472,9 +479,10 @@ async def test_retries_stop_when_the_campaign_stops_running(
     pool: asyncpg.Pool, status: CampaignStatus
 ) -> None:
     """A request Plivo keeps refusing (503) is retried only while its campaign runs: pausing or
-    cancelling it ends the retries at once (not after the retry budget), the request is
-    recorded not sent, and its contacts go back to pending (paused) or are cancelled."""
-    await make_campaign(pool, numbers(2))
+    cancelling it ends the retries at once (not after the retry budget). No call was placed, so
+    the attempt is not counted, even on a contact's last attempt (max_attempts 1): contacts go
+    back to pending (paused) or are cancelled, never failed, and dial_attempts shows nothing."""
+    await make_campaign(pool, numbers(2), max_attempts=1)
     async with simulator(unavailable_rate=1.0) as plivo, aiohttp.ClientSession() as session:
         client = client_config(
             plivo.base_url,
@@ -510,13 +518,49 @@ async def test_retries_stop_when_the_campaign_stops_running(
             stop.set()
             await asyncio.wait_for(task, 10)
         assert plivo.ledger.dials == []
-    request = await pool.fetchrow("SELECT outcome, error, attempts FROM dial_requests")
+    request = await pool.fetchrow("SELECT outcome, error, attempts, counted FROM dial_requests")
     assert request is not None
-    assert request["outcome"] == "not_sent"
+    assert (request["outcome"], request["counted"]) == ("not_sent", False)
     assert f"the campaign is {status.value}" in request["error"]
     assert request["attempts"] == sent
     expected = "pending" if status == CampaignStatus.PAUSED else "cancelled"
-    assert set((await statuses(pool)).values()) == {expected}
+    rows = await pool.fetch("SELECT status, attempts FROM contacts")
+    assert [(r["status"], r["attempts"]) for r in rows] == [(expected, 0)] * 2
+    assert await pool.fetchval("SELECT count(*) FROM dial_attempts") == 0
+
+
+async def test_stopping_cuts_a_long_back_off_short(pool: asyncpg.Pool) -> None:
+    """A worker told to stop while a refused request waits out a 20 s Retry-After stops at once
+    (well within its 5 s stop time-out, so nothing is cut off and marked unknown): the request
+    is given up, not counted, and its contacts are pending again with no attempt spent."""
+    await make_campaign(pool, numbers(2))
+    async with (
+        simulator(rate_limited_rate=1.0, retry_after_s=20.0) as plivo,
+        aiohttp.ClientSession() as session,
+    ):
+        client = PlivoClient(session, client_config(plivo.base_url, retry_budget_s=60.0))
+        worker = Worker(pool, client, worker_config(concurrency=1))
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop=stop))
+        for _ in range(200):
+            if plivo.ledger.make_call_requests():
+                break
+            await asyncio.sleep(0.01)
+        else:
+            pytest.fail("the worker never sent")
+        await asyncio.sleep(0.1)
+        stop.set()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await asyncio.wait_for(task, 10)
+        assert loop.time() - started < 2.5
+        assert len(plivo.ledger.make_call_requests()) == 1
+    request = await pool.fetchrow("SELECT outcome, error, attempts, counted FROM dial_requests")
+    assert request is not None
+    assert (request["outcome"], request["attempts"], request["counted"]) == ("not_sent", 1, False)
+    assert "the worker is stopping" in request["error"]
+    rows = await pool.fetch("SELECT status, attempts FROM contacts")
+    assert [(r["status"], r["attempts"]) for r in rows] == [("pending", 0)] * 2
 
 
 async def test_dial_attempts_counts_only_requests_that_were_attempts(pool: asyncpg.Pool) -> None:
