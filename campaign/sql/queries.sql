@@ -89,10 +89,10 @@ FROM claim_dial_request($1, $2, $3, $4, $5, $6, $7, $8, $9, $10);
 SELECT status FROM campaigns WHERE id = $1;
 
 -- write_ahead --
--- Record the request and mark its contacts sending, in one statement, before it is sent (a batch
--- claimed ahead of its rate-limit slot; one whose slot had come was written ahead by its claim). Only
--- contacts still claimed by this worker in a campaign still running are taken; the rest are
--- not sent.
+-- Record the request and mark its contacts sending, in one statement, before it is sent (a
+-- batch claimed ahead of its rate-limit slot; one whose slot had come was written ahead by its
+-- claim). Only contacts still claimed by this worker in a campaign still running are taken; the
+-- rest are not sent.
 WITH request AS (
     SELECT nextval(pg_get_serial_sequence('dial_requests', 'id')) AS id
 ), sending AS (
