@@ -3,8 +3,9 @@
 --    rate-limit slot has already come when it is claimed is written ahead by the claim itself
 --    (its dial_requests row, and its contacts `sending` with the attempt counted) instead of
 --    being marked `claimed` and then `sending` by a second statement. A batch that must wait
---    for its slot is claimed as before. claim_dial_batch (0002) stays, unchanged, for workers
---    of the previous release during a rolling upgrade.
+--    for its slot is claimed as before. claim_dial_batch (0002) stays for workers of the
+--    previous release during a rolling upgrade, now as claim_dial_request that never writes
+--    ahead, so that one implementation of the claim is left.
 -- 2. dial_requests.counted: whether a request counts as an attempt of its contacts.
 -- 3. record_call_event: a NULL-safe request_uuid check, callbacks that settle an `unknown`
 --    contact, and batch-mates found by key.
@@ -103,6 +104,26 @@ BEGIN
            CASE WHEN v_ahead THEN v_request END
     FROM unnest(v_ids, v_dests) AS u(id, destination);
 END;
+$$;
+
+-- The previous release's claim, for its workers during a rolling upgrade: the same claim,
+-- never written ahead (their next statement is write_ahead).
+CREATE OR REPLACE FUNCTION claim_dial_batch(
+    p_campaign_id        bigint,
+    p_worker_id          text,
+    p_wanted             integer,
+    p_lease_s            double precision,
+    p_pace_window_s      double precision,
+    p_call_limiters      text[],
+    p_call_rates         double precision[],
+    p_request_limiters   text[],
+    p_request_rates      double precision[]
+) RETURNS TABLE (contact_id bigint, destination text, send_at double precision, db_now double precision)
+LANGUAGE sql AS $$
+    SELECT r.contact_id, r.destination, r.send_at, r.db_now
+    FROM claim_dial_request(p_campaign_id, p_worker_id, p_wanted, p_lease_s, p_pace_window_s,
+                            p_call_limiters, p_call_rates, p_request_limiters, p_request_rates,
+                            '-Infinity') AS r
 $$;
 
 -- Whether the request counts as an attempt of its contacts (as contacts.attempts counts them).

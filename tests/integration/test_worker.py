@@ -474,6 +474,21 @@ async def test_a_batch_due_now_is_written_ahead_by_its_claim(pool: asyncpg.Pool)
     assert await pool.fetchval("SELECT count(*) FROM dial_requests") == 1
 
 
+async def test_the_previous_releases_claim_never_writes_ahead(pool: asyncpg.Pool) -> None:
+    """claim_dial_batch, kept for workers of the previous release during a rolling upgrade,
+    claims as they expect (contacts `claimed`, attempt not counted, no dial_requests row) even
+    when the slot is now, since their next statement is write_ahead."""
+    campaign_id = await make_campaign(pool, numbers(3))
+    rows = await pool.fetch(
+        "SELECT * FROM claim_dial_batch($1, 'old', 10, 30, 0.1, '{}', '{}', '{}', '{}')",
+        campaign_id,
+    )
+    assert [row["destination"] for row in rows] == numbers(3)
+    contacts = await pool.fetch("SELECT status, attempts, worker_id FROM contacts")
+    assert {tuple(c) for c in contacts} == {("claimed", 0, "old")}
+    assert await pool.fetchval("SELECT count(*) FROM dial_requests") == 0
+
+
 @pytest.mark.parametrize("status", [CampaignStatus.PAUSED, CampaignStatus.CANCELLED])
 async def test_retries_stop_when_the_campaign_stops_running(
     pool: asyncpg.Pool, status: CampaignStatus
