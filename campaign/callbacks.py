@@ -17,7 +17,7 @@ from enum import StrEnum
 import asyncpg
 from prometheus_client import Counter
 
-from campaign import queries
+from campaign import db, queries
 from campaign.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -193,23 +193,13 @@ class CallbackRecorder:
             del self._waiting[: self._max_batch]
             try:
                 results = await self._write([event for event, _ in batch])
-            except (
-                OSError,
-                asyncpg.PostgresError,
-                asyncpg.InterfaceError,
-                asyncpg.InternalClientError,
-            ):
+            except db.DATABASE_ERRORS:
                 # One bad callback (or a deadlock with another process) must not fail the
                 # others: write them one by one, each failing alone.
                 for event, future in batch:
                     try:
                         (result,) = await self._write([event])
-                    except (
-                        OSError,
-                        asyncpg.PostgresError,
-                        asyncpg.InterfaceError,
-                        asyncpg.InternalClientError,
-                    ) as error:
+                    except db.DATABASE_ERRORS as error:
                         if not future.done():
                             future.set_exception(error)
                         continue

@@ -196,11 +196,22 @@ def describe_url(url: str) -> str:
     return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
 
 
+# Anything a statement can fail with because of the database or the connection to it.
+# InternalClientError: for a moment after the server ends a pooled connection, asyncpg may hand
+# it out before it noticed; the statement then fails before being sent (asyncpg issues 784, 1069).
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
+
+
 async def connect(url: str, **options: Any) -> asyncpg.Connection:
     """One connection, with a clear error when the server cannot be reached."""
     try:
         return await asyncpg.connect(url, **options)
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+    except DATABASE_ERRORS as error:
         raise DatabaseError(
             f"cannot connect to the database at {describe_url(url)}: {error}; check "
             "CAMPAIGN_DATABASE_URL"

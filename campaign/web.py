@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl
 import asyncpg
 from aiohttp import web
 
-from campaign import queries
+from campaign import db, queries
 from campaign.callbacks import (
     CALLBACK_PATHS,
     CallbackError,
@@ -159,13 +159,7 @@ async def healthz(request: web.Request) -> web.Response:
         async with asyncio.timeout(HEALTH_DATABASE_TIMEOUT_S):
             await request.app[POOL_KEY].fetchval("SELECT 1")
         database = "ok"
-    except (
-        TimeoutError,
-        OSError,
-        asyncpg.PostgresError,
-        asyncpg.InterfaceError,
-        asyncpg.InternalClientError,
-    ) as error:
+    except db.DATABASE_ERRORS as error:  # TimeoutError is an OSError
         database = f"unreachable: {type(error).__name__}"
     healthy = database == "ok" and lag_s < HEALTH_LOOP_LAG_LIMIT_S
     return web.json_response(
@@ -177,9 +171,7 @@ async def healthz(request: web.Request) -> web.Response:
 async def metrics_endpoint(request: web.Request) -> web.Response:
     """Prometheus' text format, with the contact counts read now."""
     metrics = request.app[METRICS_KEY]
-    with contextlib.suppress(
-        OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError
-    ):
+    with contextlib.suppress(*db.DATABASE_ERRORS):
         metrics.set_progress(await queries.progress_all(request.app[POOL_KEY]))
     return web.Response(
         body=metrics.exposition(), headers={"Content-Type": "text/plain; version=0.0.4"}

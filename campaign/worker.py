@@ -24,7 +24,7 @@ from typing import Any
 
 import asyncpg
 
-from campaign import queries
+from campaign import db, queries
 from campaign.config import Settings, request_rate_per_s
 from campaign.metrics import Metrics
 from campaign.models import Campaign
@@ -48,8 +48,7 @@ SEND_GUARD_S = 0.02
 # A batch whose rate-limit slot is at most this far away is written ahead by its claim.
 WRITE_AHEAD_WITHIN_S = 0.01
 # Database errors that mean "the connection or server went away": retried, never fatal.
-# InternalClientError: for a moment after the server ends a pooled connection, asyncpg may hand
-# it out before it noticed; the statement fails before being sent (asyncpg issues 784, 1069).
+# (InternalClientError: see db.DATABASE_ERRORS.)
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     asyncpg.PostgresConnectionError,
@@ -58,10 +57,6 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
 )
-
-
-# Reading a campaign's status between retries: any of these, and the retry goes ahead.
-STATUS_READ_ERRORS: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, asyncpg.PostgresError)
 
 
 # Database errors that undo only the statement that hit them (a deadlock with another worker's
@@ -566,7 +561,7 @@ class Worker:
                 return "the worker is stopping"
             try:
                 status = await self._pool.fetchval(queries.sql("campaign_status"), campaign.id)
-            except STATUS_READ_ERRORS as error:
+            except db.DATABASE_ERRORS as error:
                 logger.warning("reading campaign %s's status: %s", campaign.name, error)
                 return None  # cannot tell: retry as if nothing changed
             return None if status == "running" else f"the campaign is {status}"
