@@ -4,24 +4,17 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+from worker_fixtures import free_port
 
 pytestmark = pytest.mark.slow
 
 LOAD = ["--from", "+14155550100", "--answer-url", "https://example.com/answer.xml"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def run(command: list[str], env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import socket
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,6 +13,7 @@ import aiohttp
 import pytest
 from plivo_fixtures import AUTH_ID, AUTH_TOKEN, simulator_config
 from prometheus_client.parser import text_string_to_metric_families
+from worker_fixtures import free_port
 
 from campaign.simulator import RunningSimulator, running_simulator
 
@@ -27,14 +27,6 @@ async def plivo() -> AsyncIterator[RunningSimulator]:
     """The simulator in this test's event loop, reachable by the worker process over loopback."""
     async with running_simulator(simulator_config()) as running:
         yield running
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def worker_env(

@@ -8,11 +8,11 @@ import signal
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import pytest
 from plivo_fixtures import AUTH_ID, AUTH_TOKEN, simulator_config
+from worker_fixtures import wait_for
 
 from campaign.simulator import RunningSimulator, running_simulator
 
@@ -77,14 +77,6 @@ async def counts(database_url: str) -> dict[str, int]:
     finally:
         await connection.close()
     return {row["status"]: row["count"] for row in rows}
-
-
-async def wait_for(condition: Any, timeout_s: float = 20.0) -> None:
-    for _ in range(int(timeout_s / 0.05)):
-        if await condition():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 async def test_sigkill_then_restart_loses_nothing_and_dials_nobody_twice(

@@ -11,13 +11,14 @@ is faked: the simulator, the HTTP server and the worker run for real.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aiohttp
 import asyncpg
 import pytest
 from plivo_fixtures import AUTH_ID, AUTH_TOKEN, client_config, simulator_config
+from worker_fixtures import wait_for
 
 from campaign import db, queries
 from campaign.config import Settings
@@ -72,14 +73,6 @@ async def clocked_pool(settings: Settings, database_url: str) -> AsyncIterator[a
         await connection.close()
     async with db.open_pool(settings) as opened:
         yield opened
-
-
-async def wait_for(condition: Callable[[], Awaitable[bool]], timeout_s: float = 10.0) -> None:
-    for _ in range(int(timeout_s / 0.02)):
-        if await condition():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("condition not met in time")
 
 
 async def test_the_clock_is_injected_into_the_engine_sql(clocked_pool: asyncpg.Pool) -> None:

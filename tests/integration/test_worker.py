@@ -4,71 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import asyncpg
 import pytest
 from plivo_fixtures import AUTH_ID, client_config, simulator_config
+from worker_fixtures import make_campaign, numbers, worker_config
 
 from campaign import queries
-from campaign.models import CampaignSpec, CampaignStatus
+from campaign.models import CampaignStatus
 from campaign.operations import cancel_queued_calls
 from campaign.plivo import PlivoClient
 from campaign.simulator import RunningSimulator, running_simulator
 from campaign.worker import Worker, WorkerConfig, WorkerReport
-
-FROM = "+14155550100"
-
-
-async def make_campaign(
-    pool: asyncpg.Pool,
-    destinations: Sequence[str],
-    *,
-    name: str = "test",
-    batch_size: int = 100,
-    max_attempts: int = 3,
-    calls_per_second: float | None = None,
-) -> int:
-    """A running campaign with these destinations as pending contacts, in this order."""
-    spec = CampaignSpec(
-        name=name,
-        from_number=FROM,
-        answer_url="https://example.com/answer.xml",
-        batch_size=batch_size,
-        max_attempts=max_attempts,
-        calls_per_second=calls_per_second,
-    )
-    async with pool.acquire() as connection:
-        campaign = await queries.create_campaign(connection, spec)
-        await connection.executemany(
-            "INSERT INTO contacts (campaign_id, destination, raw_destination, line_number) "
-            "VALUES ($1, $2, $2, $3)",
-            [(campaign.id, d, line) for line, d in enumerate(destinations, start=2)],
-        )
-    return campaign.id
-
-
-def numbers(count: int, first: int = 14155551000) -> list[str]:
-    return [f"+{first + index}" for index in range(count)]
-
-
-def worker_config(**changes: Any) -> WorkerConfig:
-    values: dict[str, Any] = {
-        "worker_id": "test-worker",
-        "auth_id": AUTH_ID,
-        "concurrency": 2,
-        "lease_s": 30.0,
-        "poll_interval_s": 0.05,
-        "backoff_s": 60.0,
-        "pace_window_s": 0.1,
-        "stop_timeout_s": 5.0,
-        "account_cps": 0.0,
-        "api_requests_per_window": 0,
-        **changes,
-    }
-    return WorkerConfig(**values)
 
 
 @contextlib.asynccontextmanager

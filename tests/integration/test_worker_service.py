@@ -5,19 +5,16 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
 
 import aiohttp
 import asyncpg
-from plivo_fixtures import AUTH_ID, client_config, simulator_config
+from plivo_fixtures import client_config, simulator_config
+from worker_fixtures import make_campaign, numbers, worker_config
 
-from campaign import queries
-from campaign.models import CampaignSpec
 from campaign.plivo import PlivoClient
 from campaign.simulator import RunningSimulator, running_simulator
-from campaign.worker import Worker, WorkerConfig, WorkerReport
+from campaign.worker import Worker, WorkerReport
 
-FROM = "+14155550100"
 KILL_ROUNDS = 6
 KILL_OTHER_BACKENDS = (
     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
@@ -27,47 +24,6 @@ WAITING_ON_A_LOCK = (
     "SELECT count(*) FROM pg_stat_activity "
     "WHERE datname = current_database() AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'"
 )
-
-
-def numbers(count: int, first: int = 14155551000) -> list[str]:
-    """`count` distinct valid US numbers in E.164, as the importer stores them."""
-    return [f"+{first + index}" for index in range(count)]
-
-
-async def make_campaign(pool: asyncpg.Pool, destinations: Sequence[str], *, batch_size: int) -> int:
-    """A running campaign with these destinations as pending contacts."""
-    spec = CampaignSpec(
-        name="service",
-        from_number=FROM,
-        answer_url="https://example.com/answer.xml",
-        batch_size=batch_size,
-    )
-    async with pool.acquire() as connection:
-        campaign = await queries.create_campaign(connection, spec)
-        await connection.executemany(
-            "INSERT INTO contacts (campaign_id, destination, raw_destination, line_number) "
-            "VALUES ($1, $2, $2, $3)",
-            [(campaign.id, d, line) for line, d in enumerate(destinations, start=2)],
-        )
-    return campaign.id
-
-
-def worker_config(**changes: Any) -> WorkerConfig:
-    """Short polls and back-offs; no rate limits unless a test sets them."""
-    values: dict[str, Any] = {
-        "worker_id": "service-worker",
-        "auth_id": AUTH_ID,
-        "concurrency": 2,
-        "lease_s": 30.0,
-        "poll_interval_s": 0.05,
-        "backoff_s": 60.0,
-        "pace_window_s": 0.1,
-        "stop_timeout_s": 5.0,
-        "account_cps": 0.0,
-        "api_requests_per_window": 0,
-        **changes,
-    }
-    return WorkerConfig(**values)
 
 
 def bare(destination: str) -> str:
