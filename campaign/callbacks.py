@@ -7,18 +7,16 @@ function), idempotent because Plivo retries: the same callback twice is recorded
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 
 import asyncpg
 from prometheus_client import Counter
 
 from campaign import db, queries
 from campaign.metrics import Metrics
+from campaign.models import CallEvent, RecordResult
 
 logger = logging.getLogger(__name__)
 
@@ -29,45 +27,6 @@ HANGUP_STATUSES = frozenset({"completed", "busy", "no-answer", "failed", "timeou
 
 class CallbackError(ValueError):
     """A callback we cannot use (no campaign, no destination); answered 400, nothing changed."""
-
-
-class RecordResult(StrEnum):
-    """What recording a callback did."""
-
-    RECORDED = "recorded"
-    REDIAL = "redial"
-    DUPLICATE = "duplicate"
-    RETRY = "retry"
-    UNKNOWN = "unknown"
-
-
-@dataclass(frozen=True, slots=True)
-class CallEvent:
-    """One callback, reduced to what the contacts table records."""
-
-    campaign_id: int
-    event: str
-    destination: str
-    request_uuid: str | None
-    call_uuid: str | None
-    call_status: str | None
-    hangup_cause: str | None
-    hangup_cause_code: int | None
-    duration_s: int | None
-    bill_duration_s: int | None
-    answered_at: datetime | None
-    ended_at: datetime | None
-    machine: bool | None
-    payload: dict[str, str]
-
-    @property
-    def dedupe_key(self) -> str:
-        """Equal for a callback and Plivo's retries of it, different for any other callback."""
-        # Lengths before each part, so that no two different payloads make the same string.
-        canonical = "".join(
-            f"{len(key)}:{key}{len(value)}:{value}" for key, value in sorted(self.payload.items())
-        )
-        return hashlib.sha256(f"{self.event}|{canonical}".encode()).hexdigest()
 
 
 def callback_url(public_url: str, event: str, campaign_id: int) -> str:
@@ -216,26 +175,8 @@ class CallbackRecorder:
         order = sorted(
             range(len(events)), key=lambda i: (events[i].campaign_id, events[i].destination)
         )
-        ordered = [events[i] for i in order]
-        rows = await self._pool.fetch(
-            queries.sql("record_call_events"),
-            [event.campaign_id for event in ordered],
-            [event.event for event in ordered],
-            [event.destination for event in ordered],
-            [event.request_uuid for event in ordered],
-            [event.call_uuid for event in ordered],
-            [event.call_status for event in ordered],
-            [event.payload for event in ordered],
-            [event.dedupe_key for event in ordered],
-            [event.hangup_cause for event in ordered],
-            [event.hangup_cause_code for event in ordered],
-            [event.duration_s for event in ordered],
-            [event.bill_duration_s for event in ordered],
-            [event.answered_at for event in ordered],
-            [event.ended_at for event in ordered],
-            [event.machine for event in ordered],
-        )
+        recorded = await queries.record_call_events(self._pool, [events[i] for i in order])
         results: list[RecordResult] = [RecordResult.UNKNOWN] * len(events)
-        for row in rows:
-            results[order[row["callback_index"] - 1]] = RecordResult(row["callback_result"])
+        for position, result in zip(order, recorded, strict=True):
+            results[position] = result
         return results

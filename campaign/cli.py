@@ -772,7 +772,7 @@ async def cancel(name: str, cancel_queued: bool) -> None:
             cancelled = await queries.cancel_contacts(connection, campaign.id)
         click.echo(f"campaign {name}: cancelled ({cancelled} contacts not dialled)")
         if cancel_queued:
-            from campaign.operations import cancel_queued_calls
+            from campaign.cancellation import cancel_queued_calls
             from campaign.plivo import PlivoClient, PlivoClientConfig, new_plivo_session
 
             async with new_plivo_session() as session:

@@ -167,22 +167,6 @@ class Settings(BaseSettings):
     def has_plivo_credentials(self) -> bool:
         return self.plivo_auth_id is not None and self.plivo_auth_token is not None
 
-    @property
-    def api_requests_per_s(self) -> float | None:
-        """The spacing rate of API requests, None when unlimited (see request_rate_per_s)."""
-        return request_rate_per_s(self.api_requests_per_window, self.api_window_s)
-
-
-def request_rate_per_s(per_window: int, window_s: float) -> float | None:
-    """Requests per second that never put more than `per_window` in any window of `window_s`.
-
-    Requests spaced exactly window_s / per_window apart would fit per_window + 1 in a closed
-    window; one fewer per window leaves the margin. None: no limit (per_window 0).
-    """
-    if per_window <= 0:
-        return None
-    return max(per_window - 1, 1) / window_s
-
 
 def env_name(field: str) -> str:
     """The environment variable that sets a field of Settings."""

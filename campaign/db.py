@@ -7,13 +7,14 @@ import contextlib
 import hashlib
 import logging
 import re
+import time
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -21,6 +22,8 @@ import asyncpg
 from campaign.config import Settings
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 EMBEDDED_DATABASE = "campaign"
 # Any fixed 64-bit number: every `campaign` process takes this lock to migrate.
@@ -205,6 +208,39 @@ DATABASE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,
     asyncpg.InternalClientError,
 )
+# Of those, the ones that mean "the connection or the server went away": retried, never fatal.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+)
+# Errors that undo only the statement that hit them (a deadlock with another worker's lease
+# recovery or a callback batch): running the same statement again is safe.
+RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
+)
+
+
+async def retry_until_done(
+    operation: Callable[[], Awaitable[T]], *, give_up_after_s: float, what: str
+) -> T:
+    """Run a write that must land (it records what Plivo said), through lost connections and
+    deadlocks, backing off from 0.1 s to 5 s, for at most `give_up_after_s`."""
+    deadline = time.monotonic() + give_up_after_s
+    delay_s = 0.1
+    while True:
+        try:
+            return await operation()
+        except (*CONNECTION_ERRORS, *RETRYABLE_ERRORS) as error:
+            if time.monotonic() > deadline:
+                raise
+            logger.warning("%s: %s; retrying in %.1fs", what, error, delay_s)
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, 5.0)
 
 
 async def connect(url: str, **options: Any) -> asyncpg.Connection:

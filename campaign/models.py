@@ -1,11 +1,13 @@
-"""Domain types. The enums mirror the CHECK constraints of migrations/ one to one."""
+"""Domain types. The enums mirror the CHECK constraints of sql/schema.sql one to one (a test
+compares them with the database's catalog)."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from campaign.callparams import CAMPAIGN_CALL_PARAMETER_NAMES
 
@@ -34,6 +36,55 @@ class ContactStatus(StrEnum):
 
 
 CONTACT_STATUSES: tuple[str, ...] = tuple(status.value for status in ContactStatus)
+
+
+class RequestOutcome(StrEnum):
+    """How a Make-a-call request ended (dial_requests.outcome; NULL while in flight)."""
+
+    FIRED = "fired"  # Plivo answered "call fired"
+    QUEUED = "queued"  # Plivo answered "call queued"
+    NOT_SENT = "not_sent"  # certainly not placed: retried, given up, or never sent
+    ACCOUNT_PROBLEM = "account_problem"  # 401/403/404: the campaign is paused
+    REJECTED = "rejected"  # Plivo refused the request as built
+    UNKNOWN = "unknown"  # Plivo may have placed the calls; reconcile before dialling again
+
+
+class CallStatus(StrEnum):
+    """What the callbacks (or `campaign reconcile`) told of a contact's latest call."""
+
+    RINGING = "ringing"
+    IN_PROGRESS = "in-progress"
+    COMPLETED = "completed"
+    BUSY = "busy"
+    NO_ANSWER = "no-answer"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    CANCEL = "cancel"
+
+
+class CallbackEvent(StrEnum):
+    """Which of Plivo's callbacks a call event came from (call_events.event)."""
+
+    RING = "ring"
+    HANGUP = "hangup"
+    MACHINE = "machine"
+
+
+class Limit(NamedTuple):
+    """One rate limiter of the database's rate_limiters (campaign/ratelimit.py names them)."""
+
+    name: str
+    rate_per_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class DialRequest:
+    """A request written ahead: its id, and its contacts with their destinations in the order
+    they are sent in (one `to`, `<`-joined)."""
+
+    id: int
+    contact_ids: list[int]
+    destinations: list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,3 +208,42 @@ class Progress:
             "timeout": self.timeout,
             "answer_rate": self.answer_rate,
         }
+
+
+class RecordResult(StrEnum):
+    """What recording a callback did."""
+
+    RECORDED = "recorded"
+    REDIAL = "redial"
+    DUPLICATE = "duplicate"
+    RETRY = "retry"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class CallEvent:
+    """One callback, reduced to what the contacts table records."""
+
+    campaign_id: int
+    event: str
+    destination: str
+    request_uuid: str | None
+    call_uuid: str | None
+    call_status: str | None
+    hangup_cause: str | None
+    hangup_cause_code: int | None
+    duration_s: int | None
+    bill_duration_s: int | None
+    answered_at: datetime | None
+    ended_at: datetime | None
+    machine: bool | None
+    payload: dict[str, str]
+
+    @property
+    def dedupe_key(self) -> str:
+        """Equal for a callback and Plivo's retries of it, different for any other callback."""
+        # Lengths before each part, so that no two different payloads make the same string.
+        canonical = "".join(
+            f"{len(key)}:{key}{len(value)}:{value}" for key, value in sorted(self.payload.items())
+        )
+        return hashlib.sha256(f"{self.event}|{canonical}".encode()).hexdigest()

@@ -23,14 +23,12 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import asyncpg
 
 from campaign import queries
 from campaign.config import Settings
 from campaign.models import ContactStatus
-from campaign.operations import RequestPacer
 from campaign.plivo import (
     AccountProblem,
     CallRecord,
@@ -38,6 +36,8 @@ from campaign.plivo import (
     PlivoError,
     QueuedCall,
 )
+from campaign.queries import UnknownContact
+from campaign.ratelimit import AccountLimits, RequestPacer
 
 logger = logging.getLogger(__name__)
 
@@ -64,36 +64,6 @@ class UnknownCampaign(LookupError):
 def bare_number(destination: str) -> str:
     """A destination as Plivo writes numbers: without the leading `+` (SIP URIs unchanged)."""
     return destination.removeprefix("+")
-
-
-@dataclass(frozen=True, slots=True)
-class UnknownContact:
-    """A contact whose latest request had an unknown fate, with what the look-ups need."""
-
-    contact_id: int
-    campaign_id: int
-    campaign: str
-    campaign_from_number: str
-    destination: str
-    dial_request_id: int | None
-    look_up_since: datetime
-    uncertain_since: datetime
-    not_found_status: ContactStatus
-
-    @classmethod
-    def from_record(cls, record: Any) -> UnknownContact:
-        """Build from an `unknown_contacts` row."""
-        return cls(
-            contact_id=record["contact_id"],
-            campaign_id=record["campaign_id"],
-            campaign=record["campaign"],
-            campaign_from_number=record["from_number"],
-            destination=record["destination"],
-            dial_request_id=record["dial_request_id"],
-            look_up_since=record["look_up_since"],
-            uncertain_since=record["uncertain_since"],
-            not_found_status=ContactStatus(record["not_found_status"]),
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +194,9 @@ class _Lookups:
     def __init__(self, pool: asyncpg.Pool, client: PlivoClient, settings: Settings) -> None:
         self._pool = pool
         self._client = client
-        self._pacer = RequestPacer(pool, settings, client.config.auth_id)
+        self._pacer = RequestPacer(
+            pool, AccountLimits.from_settings(settings, client.config.auth_id)
+        )
         self.account_problem: str | None = None
 
     async def _paced(self) -> None:
@@ -252,10 +224,7 @@ class _Lookups:
             return index
         if not request_uuids:
             return index
-        known = {
-            record["request_uuid"]
-            for record in await self._pool.fetch(queries.sql("known_request_uuids"), request_uuids)
-        }
+        known = await queries.known_request_uuids(self._pool, request_uuids)
         strangers = [request_uuid for request_uuid in request_uuids if request_uuid not in known]
         semaphore = asyncio.Semaphore(concurrency)
 
@@ -386,16 +355,16 @@ async def reconcile_unknown_contacts(
     report = ReconcileReport(dry_run=dry_run)
     campaign_id: int | None = None
     if campaign_name is not None:
-        record = await pool.fetchrow(queries.sql("campaign_by_name"), campaign_name)
-        if record is None:
+        campaign = await queries.campaign_by_name(pool, campaign_name)
+        if campaign is None:
             raise UnknownCampaign(campaign_name)
-        campaign_id = record["id"]
-    records = await pool.fetch(queries.sql("unknown_contacts"), campaign_id, now)
-    report.examined = len(records)
-    if not records:
+        campaign_id = campaign.id
+    read = await queries.unknown_contacts(pool, campaign_id, now=now)
+    report.examined = len(read.contacts)
+    if read.checked_at is None:
         return report
-    contacts = [UnknownContact.from_record(record) for record in records]
-    checked_at: datetime = records[0]["checked_at"]
+    contacts = read.contacts
+    checked_at = read.checked_at
     wait = timedelta(seconds=settings.reconcile_after_s)
 
     lookups = _Lookups(pool, client, settings)
@@ -462,39 +431,35 @@ async def _apply(
     """Record the outcomes: one statement for the found, one for the not found, in one go."""
     async with pool.acquire() as connection, connection.transaction():
         if found:
-            calls = [(verdict.contact, verdict.found) for verdict in found if verdict.found]
-            rows = await connection.fetch(
-                queries.sql("reconcile_found"),
-                [contact.contact_id for contact, _ in calls],
-                [contact.dial_request_id for contact, _ in calls],
-                [call.status.value for _, call in calls],
-                [call.request_uuid for _, call in calls],
-                [call.call_uuid for _, call in calls],
-                [call.plivo_message for _, call in calls],
-            )
-            report.found.update(ContactStatus(row["status"]) for row in rows)
-            report.changed_meanwhile += len(calls) - len(rows)
+            calls = [
+                queries.FoundContact(
+                    contact_id=verdict.contact.contact_id,
+                    dial_request_id=verdict.contact.dial_request_id,
+                    status=verdict.found.status,
+                    request_uuid=verdict.found.request_uuid,
+                    call_uuid=verdict.found.call_uuid,
+                    plivo_message=verdict.found.plivo_message,
+                )
+                for verdict in found
+                if verdict.found
+            ]
+            statuses = await queries.reconcile_found(connection, calls)
+            report.found.update(statuses)
+            report.changed_meanwhile += len(calls) - len(statuses)
         if not_found:
             # Hold the campaigns' rows first, as a load does: a worker completing a campaign
             # takes the same lock, so it cannot miss the contacts made pending here.
-            await connection.execute(
-                queries.sql("lock_campaigns_of_contacts"),
-                [contact.contact_id for contact in not_found],
-            )
-            rows = await connection.fetch(
-                queries.sql("reconcile_not_found"),
-                [contact.contact_id for contact in not_found],
-                [contact.dial_request_id for contact in not_found],
+            await queries.lock_campaigns_of_contacts(
+                connection, [contact.contact_id for contact in not_found]
             )
             settled = 0
             to_dial: dict[int, int] = defaultdict(int)
-            for row in rows:
-                status = ContactStatus(row["status"])
-                report.not_found[status] += row["contacts"]
-                settled += row["contacts"]
-                if status == ContactStatus.PENDING:
-                    to_dial[row["campaign_id"]] += row["contacts"]
-                reopened = row["reopened_campaign"]
+            for group in await queries.reconcile_not_found(connection, not_found):
+                report.not_found[group.status] += group.contacts
+                settled += group.contacts
+                if group.status == ContactStatus.PENDING:
+                    to_dial[group.campaign_id] += group.contacts
+                reopened = group.reopened_campaign
                 if reopened is not None and reopened not in report.reopened_campaigns:
                     report.reopened_campaigns.append(reopened)
             report.changed_meanwhile += len(not_found) - settled

@@ -13,15 +13,10 @@ import asyncpg
 from aiohttp import web
 
 from campaign import db, queries
-from campaign.callbacks import (
-    CALLBACK_PATHS,
-    CallbackError,
-    CallbackRecorder,
-    RecordResult,
-    parse_callback,
-)
+from campaign.callbacks import CALLBACK_PATHS, CallbackError, CallbackRecorder, parse_callback
 from campaign.config import Settings
 from campaign.metrics import Metrics
+from campaign.models import RecordResult
 from campaign.signature import SIGNATURE_V3_HEADER, SIGNATURE_V3_NONCE_HEADER, validate_signature_v3
 
 logger = logging.getLogger(__name__)

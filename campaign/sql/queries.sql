@@ -1,5 +1,8 @@
--- Named queries: each block starts with a line `-- name --` and runs to the next block.
--- Binds are $n only; queries.py gives each a typed function.
+-- Named statements: each block starts with a line `-- name --` and runs to the next block.
+-- Binds are $n only; campaign/queries/ gives each block one typed function, the only code that
+-- binds them. The tables and functions they use are defined in schema.sql.
+
+-- === Campaigns =================================================================================
 
 -- create_campaign --
 INSERT INTO campaigns (
@@ -33,11 +36,42 @@ SELECT * FROM campaigns WHERE name = $1;
 -- campaign_by_name_for_update --
 SELECT * FROM campaigns WHERE name = $1 FOR UPDATE;
 
+-- campaign_status --
+SELECT status FROM campaigns WHERE id = $1;
+
+-- set_campaign_status --
+-- pause / resume / cancel: $2 is the new status, allowed from the statuses in $3.
+UPDATE campaigns
+SET status = $2, status_reason = NULL, updated_at = now()
+WHERE name = $1 AND status = ANY ($3::text[])
+RETURNING *;
+
+-- cancel_contacts --
+-- Contacts of a cancelled campaign that were not dialled yet. Claimed ones are taken from the
+-- worker holding them: its write-ahead finds them no longer claimed and does not send them.
+WITH cancelled AS (
+    UPDATE contacts
+    SET status = 'cancelled', worker_id = NULL, lease_expires_at = NULL, updated_at = now()
+    WHERE campaign_id = $1 AND status IN ('pending', 'claimed')
+    RETURNING 1
+)
+SELECT count(*) FROM cancelled;
+
+-- reopen_campaign --
+UPDATE campaigns SET status = 'running', updated_at = now()
+WHERE id = $1 AND status = 'completed';
+
+-- notify_work --
+-- Wakes every worker: a campaign was loaded, resumed, or got contacts to dial.
+SELECT pg_notify('campaign_work', $1::bigint::text);
+
 -- progress_by_name --
 SELECT * FROM campaign_progress WHERE campaign = $1;
 
 -- progress_all --
 SELECT * FROM campaign_progress ORDER BY campaign_id;
+
+-- === Loading a CSV =============================================================================
 
 -- create_load_staging --
 CREATE TEMPORARY TABLE load_staging (
@@ -62,9 +96,7 @@ SELECT count(*) FROM inserted;
 -- truncate_load_staging --
 TRUNCATE load_staging;
 
--- notify_work --
--- Wakes every worker: a campaign was loaded, resumed, or got contacts to dial.
-SELECT pg_notify('campaign_work', $1::bigint::text);
+-- === The worker: what to dial, and completion ==================================================
 
 -- dialable_campaigns --
 -- Running campaigns with contacts due now, with what a request needs ($1: only these ids, or
@@ -78,121 +110,6 @@ WHERE c.status = 'running'
       WHERE t.campaign_id = c.id AND t.status = 'pending' AND t.next_attempt_at <= now()
   )
 ORDER BY c.id;
-
--- claim_dial_request --
--- Claim a batch within the rate limits; written ahead at once (dial_request_id set) when its
--- slot is at most $10 seconds away.
-SELECT contact_id, destination, send_at, db_now, dial_request_id
-FROM claim_dial_request($1, $2, $3, $4, $5, $6, $7, $8, $9, $10);
-
--- campaign_status --
-SELECT status FROM campaigns WHERE id = $1;
-
--- write_ahead --
--- Record the request and mark its contacts sending, in one statement, before it is sent (a
--- batch claimed ahead of its rate-limit slot; one whose slot had come was written ahead by its
--- claim). Only contacts still claimed by this worker in a campaign still running are taken; the
--- rest are not sent.
-WITH request AS (
-    SELECT nextval(pg_get_serial_sequence('dial_requests', 'id')) AS id
-), sending AS (
-    UPDATE contacts c
-    SET status = 'sending', attempts = c.attempts + 1, dial_request_id = (SELECT id FROM request),
-        lease_expires_at = now() + make_interval(secs => $4), updated_at = now(),
-        -- A new attempt: the previous call's outcome stays in call_events and dial_attempts.
-        request_uuid = NULL, api_id = NULL, call_uuid = NULL, call_status = NULL, hangup_cause = NULL, hangup_cause_code = NULL,
-        duration_s = NULL, bill_duration_s = NULL, answered_at = NULL, ended_at = NULL,
-        machine = NULL
-    WHERE c.id = ANY ($1::bigint[])
-      AND c.status = 'claimed'
-      AND c.worker_id = $2
-      AND EXISTS (SELECT 1 FROM campaigns k WHERE k.id = $3 AND k.status = 'running')
-    RETURNING c.id, c.destination
-), logged AS (
-    INSERT INTO dial_requests (id, campaign_id, worker_id, destinations, sent_at)
-    SELECT (SELECT id FROM request), $3, $2, array_agg(destination ORDER BY id), now()
-    FROM sending
-    HAVING count(*) > 0
-    RETURNING id
-)
-SELECT (SELECT id FROM logged) AS dial_request_id, s.id AS contact_id, s.destination
-FROM sending s
-ORDER BY s.id;
-
--- release_claims --
--- Give back contacts claimed but not sent (a paused campaign, a stopping worker).
-UPDATE contacts
-SET status = 'pending', worker_id = NULL, lease_expires_at = NULL, updated_at = now()
-WHERE id = ANY ($1::bigint[]) AND status = 'claimed' AND worker_id = $2;
-
--- record_reply --
--- Plivo accepted the request: per contact fired, queued, or failed (an invalid number).
--- The per-contact values travel as one jsonb map keyed by contact id: joining contacts to an
--- unnest() lets the planner pick a nested loop over both (it expects one `sending` row), which
--- costs a thousand times more on a batch of 1000.
-WITH reply AS MATERIALIZED (
-    SELECT jsonb_object_agg(r.contact_id::text,
-                            jsonb_build_array(r.status, r.request_uuid, r.error)) AS by_contact
-    FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[])
-         AS r(contact_id, status, request_uuid, error)
-), recorded AS (
-    UPDATE contacts c
-    SET status = r.by_contact -> c.id::text ->> 0,
-        request_uuid = r.by_contact -> c.id::text ->> 1,
-        api_id = $6, plivo_message = $7, http_status = $8,
-        last_error = r.by_contact -> c.id::text ->> 2,
-        worker_id = NULL, lease_expires_at = NULL, updated_at = now()
-    FROM reply r
-    WHERE c.id = ANY ($2::bigint[]) AND c.dial_request_id = $1
-      AND c.status IN ('sending', 'unknown')
-    RETURNING 1
-)
-UPDATE dial_requests
-SET replied_at = now(), latency_ms = $9, outcome = $10, http_status = $8, api_id = $6,
-    plivo_message = $7, request_uuids = $11, uuids_mapped = $12, attempts = $13
-WHERE id = $1
-RETURNING (SELECT count(*) FROM recorded) AS recorded;
-
--- record_failure --
--- The request failed as a whole; $3 is the failure class:
---   not_sent: back to pending after a back-off, or failed once out of attempts;
---   account_problem: back to pending untouched (the attempt is not counted), campaign paused;
---   rejected: failed; unknown: unknown, never sent again without reconciling.
-WITH recorded AS (
-    UPDATE contacts c
-    SET status = CASE
-            WHEN $3 = 'not_sent' AND c.attempts >= k.max_attempts THEN 'failed'
-            -- Cancelled while in flight: what was not placed will never be.
-            WHEN $3 IN ('not_sent', 'account_problem') AND k.status = 'cancelled'
-            THEN 'cancelled'
-            WHEN $3 IN ('not_sent', 'account_problem') THEN 'pending'
-            WHEN $3 = 'rejected' THEN 'failed'
-            ELSE 'unknown'
-        END,
-        attempts = CASE WHEN $3 = 'account_problem' THEN greatest(c.attempts - 1, 0)
-                        ELSE c.attempts END,
-        next_attempt_at = CASE
-            WHEN $3 = 'not_sent'
-            THEN now() + make_interval(secs => least($6 * power(2, greatest(c.attempts - 1, 0)), $7))
-            ELSE c.next_attempt_at END,
-        http_status = $4, last_error = $5, worker_id = NULL, lease_expires_at = NULL,
-        updated_at = now()
-    FROM campaigns k
-    WHERE c.dial_request_id = $1 AND c.id = ANY ($2::bigint[]) AND k.id = c.campaign_id
-      AND c.status IN ('sending', 'unknown')
-    RETURNING c.status
-), paused AS (
-    UPDATE campaigns k
-    SET status = 'paused', status_reason = $5, updated_at = now()
-    FROM dial_requests d
-    WHERE $3 = 'account_problem' AND d.id = $1 AND k.id = d.campaign_id AND k.status = 'running'
-    RETURNING k.id
-)
-UPDATE dial_requests
-SET replied_at = now(), latency_ms = $8, outcome = $3, http_status = $4, error = $5,
-    attempts = $9, counted = $3 <> 'account_problem'
-WHERE id = $1
-RETURNING (SELECT count(*) FROM recorded) AS recorded, (SELECT count(*) FROM paused) AS paused;
 
 -- lock_finished_campaigns --
 -- Step 1 of completing campaigns (in one transaction with step 2): lock the running campaigns
@@ -241,23 +158,47 @@ SELECT EXISTS (
       AND ($1::bigint[] IS NULL OR t.campaign_id = ANY ($1::bigint[]))
 ) AS work_left;
 
--- set_campaign_status --
--- pause / resume / cancel: $2 is the new status, allowed from the statuses in $3.
-UPDATE campaigns
-SET status = $2, status_reason = NULL, updated_at = now()
-WHERE name = $1 AND status = ANY ($3::text[])
-RETURNING *;
+-- === A batch: claim, write ahead, record (campaign/dialing.py) =================================
 
--- cancel_contacts --
--- Contacts of a cancelled campaign that were not dialled yet. Claimed ones are taken from the
--- worker holding them: its write-ahead finds them no longer claimed and does not send them.
-WITH cancelled AS (
-    UPDATE contacts
-    SET status = 'cancelled', worker_id = NULL, lease_expires_at = NULL, updated_at = now()
-    WHERE campaign_id = $1 AND status IN ('pending', 'claimed')
-    RETURNING 1
-)
-SELECT count(*) FROM cancelled;
+-- claim_batch --
+-- Claim a batch within the rate limits (schema.sql: claim_batch); written ahead at once
+-- (dial_request_id set) when its slot is at most $10 seconds away. Always one row.
+SELECT contact_ids, destinations, send_at, db_now, dial_request_id
+FROM claim_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10);
+
+-- write_ahead --
+-- Write ahead a batch claimed ahead of its slot, once the slot has come (schema.sql:
+-- write_ahead_dial_request). Always one row; dial_request_id NULL when none may be sent.
+SELECT dial_request_id, contact_ids, destinations
+FROM write_ahead_dial_request($1, $2, $3, $4);
+
+-- release_claims --
+-- Give back contacts claimed but not sent (a paused campaign, a stopping worker).
+UPDATE contacts
+SET status = 'pending', worker_id = NULL, lease_expires_at = NULL, updated_at = now()
+WHERE id = ANY ($1::bigint[]) AND status = 'claimed' AND worker_id = $2;
+
+-- record_reply --
+-- Plivo accepted the request (schema.sql: record_dial_reply).
+SELECT record_dial_reply($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) AS recorded;
+
+-- record_failure --
+-- The request failed as a whole (schema.sql: record_dial_failure).
+SELECT recorded, paused FROM record_dial_failure($1, $2, $3, $4, $5, $6, $7, $8, $9);
+
+-- unsend --
+-- A request that placed no call goes back unsent (schema.sql: unsend_dial_request).
+SELECT unsend_dial_request($1, $2, $3, $4, $5) AS released;
+
+-- === Rate limits (campaign/ratelimit.py) =======================================================
+
+-- reserve_dial_slots --
+SELECT send_at, db_now FROM reserve_dial_slots($1, $2, $3, $4, $5);
+
+-- reserve_request_slot --
+SELECT reserve_request_slot($1, $2);
+
+-- === Cancelling queued calls ===================================================================
 
 -- queued_contacts --
 -- Contacts Plivo may still hold queued, with the request to cancel: their own, or, for a batch
@@ -278,12 +219,7 @@ UPDATE contacts
 SET status = 'cancelled', last_error = 'cancelled while queued at Plivo', updated_at = now()
 WHERE id = ANY ($1::bigint[]) AND status = 'queued';
 
--- reopen_campaign --
-UPDATE campaigns SET status = 'running', updated_at = now()
-WHERE id = $1 AND status = 'completed';
-
--- reserve_request_slot --
-SELECT reserve_request_slot($1, $2);
+-- === Reconcile =================================================================================
 
 -- unknown_contacts --
 -- `campaign reconcile`: contacts whose latest request has an unknown fate, of every campaign or
@@ -379,6 +315,15 @@ WHERE k.id IN (SELECT c.campaign_id FROM contacts c WHERE c.id = ANY ($1::bigint
 ORDER BY k.id
 FOR UPDATE;
 
+-- === Callbacks =================================================================================
+
+-- record_call_events --
+SELECT callback_index, callback_result
+FROM record_call_events($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+ORDER BY callback_index;
+
+-- === Export ====================================================================================
+
 -- export_field_names --
 -- `campaign export`: the keys of the campaign's contacts' own CSV columns (`fields`), in a stable
 -- order (jsonb keeps no column order, so by name, byte-wise).
@@ -418,34 +363,3 @@ SELECT
 FROM contact_outcomes o
 WHERE o.campaign_id = $1
 ORDER BY o.contact_id;
-
--- record_call_events --
-SELECT callback_index, callback_result
-FROM record_call_events($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
-ORDER BY callback_index;
-
--- unsend --
--- A request written ahead that placed no call and does not count as an attempt: never sent ($4
--- = 0: it missed the clock second of its rate-limit slots, or its worker stopped first), or sent
--- $4 times, each refused as not placed, and given up because its campaign stopped running or
--- its worker is stopping. Its contacts go back to pending (cancelled, in a cancelled campaign)
--- as if never claimed, the attempt uncounted, without a back-off. Contacts no longer `sending`
--- (a lease that ran out made them unknown) keep their state, and then the request counts.
-WITH released AS (
-    UPDATE contacts c
-    SET status = CASE WHEN k.status = 'cancelled' THEN 'cancelled' ELSE 'pending' END,
-        attempts = greatest(c.attempts - 1, 0), worker_id = NULL, lease_expires_at = NULL,
-        updated_at = now()
-    FROM campaigns k
-    WHERE c.dial_request_id = $1 AND c.id = ANY ($2::bigint[]) AND c.status = 'sending'
-      AND k.id = c.campaign_id
-    RETURNING 1
-)
-UPDATE dial_requests
-SET replied_at = now(), outcome = 'not_sent', error = $3, attempts = $4, latency_ms = $5,
-    counted = NOT EXISTS (SELECT 1 FROM released)
-WHERE id = $1
-RETURNING (SELECT count(*) FROM released) AS released;
-
--- reserve_dial_slots --
-SELECT send_at, db_now FROM reserve_dial_slots($1, $2, $3, $4, $5);

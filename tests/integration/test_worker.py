@@ -14,8 +14,8 @@ from plivo_fixtures import AUTH_ID, client_config, simulator_config
 from worker_fixtures import make_campaign, numbers, worker_config
 
 from campaign import queries
-from campaign.models import CampaignStatus
-from campaign.operations import cancel_queued_calls
+from campaign.cancellation import cancel_queued_calls
+from campaign.models import CampaignStatus, Limit
 from campaign.plivo import PlivoClient
 from campaign.simulator import RunningSimulator, running_simulator
 from campaign.worker import Worker, WorkerConfig, WorkerReport
@@ -358,10 +358,18 @@ async def test_cancel_queued_calls_of_an_unsettled_batch(pool: asyncpg.Pool, set
     assert sorted(r["status"] for r in rows) == ["cancelled", "cancelled", "cancelled", "queued"]
 
 
-CLAIM = (
-    "SELECT * FROM claim_dial_request($1, 'w1', 10, 30, 0.1, $2::text[], $3::float8[],"
-    " '{}', '{}', 0.01)"
-)
+async def claim(pool: asyncpg.Pool, campaign_id: int, *limits: Limit) -> queries.Claim:
+    return await queries.claim_batch(
+        pool,
+        campaign_id=campaign_id,
+        worker_id="w1",
+        wanted=10,
+        lease_s=30,
+        pace_window_s=0.1,
+        call_limiters=limits,
+        request_limiters=(),
+        write_ahead_within_s=0.01,
+    )
 
 
 async def test_a_batch_due_now_is_written_ahead_by_its_claim(pool: asyncpg.Pool) -> None:
@@ -377,15 +385,16 @@ async def test_a_batch_due_now_is_written_ahead_by_its_claim(pool: asyncpg.Pool)
         "duration_s = 0 WHERE destination = $1",
         in_id_order[0],
     )
-    rows = await pool.fetch(CLAIM, campaign_id, [], [])
-    # Each row pairs a contact with its own destination, in contact id order: the order the
+    claimed = await claim(pool, campaign_id)
+    # Each contact comes with its own destination, in contact id order: the order the
     # request is sent in and Plivo's reply is mapped back in.
     owners = await pool.fetch("SELECT id, destination FROM contacts ORDER BY id")
-    assert [(r["contact_id"], r["destination"]) for r in rows] == [tuple(o) for o in owners]
-    request_ids = {row["dial_request_id"] for row in rows}
-    assert len(rows) == 3
-    assert len(request_ids) == 1
-    assert None not in request_ids
+    assert list(zip(claimed.contact_ids, claimed.destinations, strict=True)) == [
+        tuple(o) for o in owners
+    ]
+    assert claimed.request is not None
+    assert claimed.request.contact_ids == claimed.contact_ids
+    assert claimed.request.destinations == in_id_order
     contacts = await pool.fetch(
         "SELECT status, attempts, dial_request_id, request_uuid, call_status, duration_s, "
         "worker_id FROM contacts ORDER BY id"
@@ -395,48 +404,52 @@ async def test_a_batch_due_now_is_written_ahead_by_its_claim(pool: asyncpg.Pool)
         ("sending", 1),
         ("sending", 1),
     ]
-    assert {c["dial_request_id"] for c in contacts} == request_ids
+    assert {c["dial_request_id"] for c in contacts} == {claimed.request.id}
     assert [(c["request_uuid"], c["call_status"], c["duration_s"]) for c in contacts] == [
         (None, None, None)
     ] * 3
     request = await pool.fetchrow("SELECT * FROM dial_requests")
     assert request is not None
-    assert request["id"] in request_ids
+    assert request["id"] == claimed.request.id
     assert request["destinations"] == in_id_order
     assert (request["worker_id"], request["outcome"]) == ("w1", None)
 
     # A slot a second away: claimed only, nothing written ahead.
     other = await make_campaign(pool, numbers(2, first=14155552000), name="later")
-    limiter = f"account:{AUTH_ID}:calls"
+    limiter = Limit(f"account:{AUTH_ID}:calls", 100.0)
     await pool.execute(
         "INSERT INTO rate_limiters (name, next_slot_at) VALUES ($1, extract(epoch FROM now()) + 1)",
-        limiter,
+        limiter.name,
     )
-    rows = await pool.fetch(CLAIM, other, [limiter], [100.0])
-    assert rows
-    assert {row["dial_request_id"] for row in rows} == {None}
-    assert rows[0]["send_at"] - rows[0]["db_now"] > 0.5
-    later = await pool.fetch(
+    later = await claim(pool, other, limiter)
+    assert later.contact_ids
+    assert later.request is None
+    assert later.send_at_s - later.db_now_s > 0.5
+    statuses = await pool.fetch(
         "SELECT status, attempts FROM contacts WHERE campaign_id = $1 AND status <> 'pending'",
         other,
     )
-    assert {(c["status"], c["attempts"]) for c in later} == {("claimed", 0)}
+    assert {(c["status"], c["attempts"]) for c in statuses} == {("claimed", 0)}
     assert await pool.fetchval("SELECT count(*) FROM dial_requests") == 1
+    # Nothing due: an empty claim, not an error.
+    await pool.execute("UPDATE contacts SET status = 'fired' WHERE campaign_id = $1", campaign_id)
+    assert (await claim(pool, campaign_id)).contact_ids == []
 
 
-async def test_the_previous_releases_claim_never_writes_ahead(pool: asyncpg.Pool) -> None:
-    """claim_dial_batch, kept for workers of the previous release during a rolling upgrade,
-    claims as they expect (contacts `claimed`, attempt not counted, no dial_requests row) even
-    when the slot is now, since their next statement is write_ahead."""
+async def test_the_previous_releases_claim_gets_todays_claim(pool: asyncpg.Pool) -> None:
+    """claim_dial_request, kept for workers of the previous release during a rolling upgrade,
+    answers as they expect (a row per contact with its destination and the batch's request)
+    and claims exactly as claim_batch does, writing ahead when the slot has come."""
     campaign_id = await make_campaign(pool, numbers(3))
     rows = await pool.fetch(
-        "SELECT * FROM claim_dial_batch($1, 'old', 10, 30, 0.1, '{}', '{}', '{}', '{}')",
+        "SELECT * FROM claim_dial_request($1, 'old', 10, 30, 0.1, '{}', '{}', '{}', '{}', 0.01)",
         campaign_id,
     )
     assert [row["destination"] for row in rows] == numbers(3)
+    assert len({row["dial_request_id"] for row in rows}) == 1
     contacts = await pool.fetch("SELECT status, attempts, worker_id FROM contacts")
-    assert {tuple(c) for c in contacts} == {("claimed", 0, "old")}
-    assert await pool.fetchval("SELECT count(*) FROM dial_requests") == 0
+    assert {tuple(c) for c in contacts} == {("sending", 1, "old")}
+    assert await pool.fetchval("SELECT count(*) FROM dial_requests") == 1
 
 
 @pytest.mark.parametrize("status", [CampaignStatus.PAUSED, CampaignStatus.CANCELLED])

@@ -90,7 +90,7 @@ def test_empty_values_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_request_spacing_never_fits_more_than_the_window_allows() -> None:
     """Requests spaced at the rate used fit at most 300 in any closed 5 s window; 0 is no limit."""
-    from campaign.config import request_rate_per_s
+    from campaign.ratelimit import request_rate_per_s
 
     rate = request_rate_per_s(300, 5.0)
     assert rate is not None

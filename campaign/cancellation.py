@@ -1,8 +1,7 @@
-"""Operator actions that talk to Plivo outside the worker's batches: cancelling queued calls."""
+"""`campaign cancel --cancel-queued`: cancelling at Plivo the calls it still holds queued."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import asyncpg
@@ -11,39 +10,21 @@ from campaign import queries
 from campaign.config import Settings
 from campaign.models import Campaign
 from campaign.plivo import PlivoClient
+from campaign.ratelimit import AccountLimits, RequestPacer
 
 logger = logging.getLogger(__name__)
-
-
-class RequestPacer:
-    """Waits for a slot of the account's API request limit, shared with every worker."""
-
-    def __init__(self, pool: asyncpg.Pool, settings: Settings, auth_id: str) -> None:
-        self._pool = pool
-        self._name = f"account:{auth_id}:requests"
-        self._rate = settings.api_requests_per_s
-
-    async def wait(self) -> None:
-        if self._rate is None:
-            return
-        delay_s: float = await self._pool.fetchval(
-            queries.sql("reserve_request_slot"), self._name, self._rate
-        )
-        if delay_s > 0:
-            await asyncio.sleep(delay_s)
 
 
 async def cancel_queued_calls(
     pool: asyncpg.Pool, client: PlivoClient, campaign: Campaign, settings: Settings
 ) -> tuple[int, int]:
     """Cancel at Plivo the calls of `campaign` it still holds queued; (cancelled, already gone)."""
-    pacer = RequestPacer(pool, settings, client.config.auth_id)
-    rows = await pool.fetch(queries.sql("queued_contacts"), campaign.id)
+    pacer = RequestPacer(pool, AccountLimits.from_settings(settings, client.config.auth_id))
     # A uuid of an unsettled batch may be any of its contacts': Plivo's queued-call details say
     # whose (its `to`), so that only that contact is marked cancelled.
     candidates: dict[str, dict[str, int]] = {}
-    for row in rows:
-        candidates.setdefault(row["request_uuid"], {})[row["destination"]] = row["id"]
+    for queued in await queries.queued_contacts(pool, campaign.id):
+        candidates.setdefault(queued.request_uuid, {})[queued.destination] = queued.contact_id
     cancelled = gone = 0
     for request_uuid, by_destination in candidates.items():
         contact_id = next(iter(by_destination.values()))
@@ -57,7 +38,7 @@ async def cancel_queued_calls(
             contact_id = owner
         await pacer.wait()
         if await client.cancel_queued_call(request_uuid):
-            await pool.execute(queries.sql("mark_cancelled_at_plivo"), [contact_id])
+            await queries.mark_cancelled_at_plivo(pool, [contact_id])
             cancelled += 1
         else:
             gone += 1

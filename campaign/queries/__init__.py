@@ -1,0 +1,107 @@
+"""The query layer: the only code that binds parameters to SQL.
+
+Each named block of sql/queries.sql has one typed async function here, with keyword arguments
+and typed results, grouped by concept in the modules of this package and re-exported, so that
+callers write `queries.claim_batch(pool, campaign_id=…, …)`. The tables, views and functions
+the statements use are defined in sql/schema.sql.
+"""
+
+from __future__ import annotations
+
+from campaign.queries.base import Connection, Executor, block_names
+from campaign.queries.batches import (
+    Claim,
+    ContactReply,
+    FailureRecorded,
+    claim_batch,
+    record_failure,
+    record_reply,
+    release_claims,
+    unsend,
+    write_ahead,
+)
+from campaign.queries.callbacks import record_call_events
+from campaign.queries.campaigns import (
+    campaign_by_name,
+    campaign_status,
+    cancel_contacts,
+    create_campaign,
+    notify_work,
+    progress,
+    progress_all,
+    reopen_campaign,
+    set_campaign_status,
+)
+from campaign.queries.cancelling import QueuedContact, mark_cancelled_at_plivo, queued_contacts
+from campaign.queries.exporting import contact_outcome_chunks, export_field_names
+from campaign.queries.loading import create_load_staging, insert_staged_contacts
+from campaign.queries.ratelimits import Slot, reserve_dial_slots, reserve_request_slot
+from campaign.queries.reconciling import (
+    FoundContact,
+    NotFoundSettled,
+    UnknownContact,
+    UnknownContacts,
+    known_request_uuids,
+    lock_campaigns_of_contacts,
+    reconcile_found,
+    reconcile_not_found,
+    unknown_contacts,
+)
+from campaign.queries.service import (
+    complete_finished,
+    dialable_campaigns,
+    lock_finished_campaigns,
+    recover_expired_leases,
+    reopen_unfinished,
+    work_left,
+)
+
+__all__ = [
+    "Claim",
+    "Connection",
+    "ContactReply",
+    "Executor",
+    "FailureRecorded",
+    "FoundContact",
+    "NotFoundSettled",
+    "QueuedContact",
+    "Slot",
+    "UnknownContact",
+    "UnknownContacts",
+    "block_names",
+    "campaign_by_name",
+    "campaign_status",
+    "cancel_contacts",
+    "claim_batch",
+    "complete_finished",
+    "contact_outcome_chunks",
+    "create_campaign",
+    "create_load_staging",
+    "dialable_campaigns",
+    "export_field_names",
+    "insert_staged_contacts",
+    "known_request_uuids",
+    "lock_campaigns_of_contacts",
+    "lock_finished_campaigns",
+    "mark_cancelled_at_plivo",
+    "notify_work",
+    "progress",
+    "progress_all",
+    "queued_contacts",
+    "reconcile_found",
+    "reconcile_not_found",
+    "record_call_events",
+    "record_failure",
+    "record_reply",
+    "recover_expired_leases",
+    "release_claims",
+    "reopen_campaign",
+    "reopen_unfinished",
+    "reserve_dial_slots",
+    "reserve_request_slot",
+    "set_campaign_status",
+    "unknown_contacts",
+    "unsend",
+    "work_left",
+    "write_ahead",
+]

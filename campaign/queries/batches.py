@@ -1,0 +1,188 @@
+"""A batch's path through the database: claim, write ahead, then record, fail or give back.
+
+Each function is one round trip to one SQL function of schema.sql (section 4), which states the
+rules; see campaign/dialing.py for the order they run in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from campaign.models import DialRequest, Limit, RequestOutcome
+from campaign.queries.base import Executor, sql
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What a claim took: its contacts (none when nothing was due or no slot was granted), when
+    the rate limits let them be sent, and their request when the claim wrote it ahead."""
+
+    contact_ids: list[int]
+    destinations: list[str]
+    # Seconds since the epoch, on the database's clock: when to send, and the clock as the
+    # claim ended.
+    send_at_s: float
+    db_now_s: float
+    request: DialRequest | None
+
+
+async def claim_batch(
+    executor: Executor,
+    *,
+    campaign_id: int,
+    worker_id: str,
+    wanted: int,
+    lease_s: float,
+    pace_window_s: float,
+    call_limiters: Sequence[Limit],
+    request_limiters: Sequence[Limit],
+    write_ahead_within_s: float,
+) -> Claim:
+    """Claim up to `wanted` due contacts of a running campaign within the rate limits."""
+    record = await executor.fetchrow(
+        sql("claim_batch"),
+        campaign_id,
+        worker_id,
+        wanted,
+        lease_s,
+        pace_window_s,
+        [limit.name for limit in call_limiters],
+        [limit.rate_per_s for limit in call_limiters],
+        [limit.name for limit in request_limiters],
+        [limit.rate_per_s for limit in request_limiters],
+        write_ahead_within_s,
+    )
+    assert record is not None  # claim_batch always answers one row
+    contact_ids: list[int] = record["contact_ids"]
+    destinations: list[str] = record["destinations"]
+    request_id: int | None = record["dial_request_id"]
+    return Claim(
+        contact_ids=contact_ids,
+        destinations=destinations,
+        send_at_s=record["send_at"],
+        db_now_s=record["db_now"],
+        request=None if request_id is None else DialRequest(request_id, contact_ids, destinations),
+    )
+
+
+async def write_ahead(
+    executor: Executor,
+    *,
+    campaign_id: int,
+    worker_id: str,
+    contact_ids: Sequence[int],
+    lease_s: float,
+) -> DialRequest | None:
+    """Write the request of contacts claimed ahead of their slot; None when none may be sent
+    (the campaign stopped running, or their claims were taken back)."""
+    record = await executor.fetchrow(
+        sql("write_ahead"), campaign_id, worker_id, list(contact_ids), lease_s
+    )
+    if record is None or record["dial_request_id"] is None:
+        return None
+    return DialRequest(record["dial_request_id"], record["contact_ids"], record["destinations"])
+
+
+async def release_claims(executor: Executor, *, contact_ids: Sequence[int], worker_id: str) -> None:
+    """Give back contacts claimed (not sent) by this worker: they are pending again."""
+    await executor.execute(sql("release_claims"), list(contact_ids), worker_id)
+
+
+@dataclass(frozen=True, slots=True)
+class ContactReply:
+    """What Plivo's reply said of one contact of a request."""
+
+    status: str  # fired, queued, or failed (an invalid number)
+    request_uuid: str | None
+    error: str | None
+
+
+async def record_reply(
+    executor: Executor,
+    *,
+    request: DialRequest,
+    replies: Sequence[ContactReply],
+    outcome: RequestOutcome,
+    http_status: int,
+    api_id: str | None,
+    message: str,
+    reply_uuids: Sequence[str],
+    uuids_mapped: bool,
+    sends: int,
+    latency_ms: int,
+) -> int | None:
+    """Record Plivo's acceptance (replies in the request's contact order); the contacts
+    recorded, or None when the request was settled already."""
+    recorded: int | None = await executor.fetchval(
+        sql("record_reply"),
+        request.id,
+        request.contact_ids,
+        [reply.status for reply in replies],
+        [reply.request_uuid for reply in replies],
+        [reply.error for reply in replies],
+        api_id,
+        message,
+        http_status,
+        latency_ms,
+        outcome.value,
+        list(reply_uuids),
+        uuids_mapped,
+        sends,
+    )
+    return recorded
+
+
+@dataclass(frozen=True, slots=True)
+class FailureRecorded:
+    """What recording a failed request did."""
+
+    # Contacts recorded; None when the request was settled already (nothing changed).
+    recorded: int | None
+    # The campaign was paused (an account problem).
+    paused: bool
+
+
+async def record_failure(
+    executor: Executor,
+    *,
+    request: DialRequest,
+    outcome: RequestOutcome,
+    http_status: int | None,
+    error: str,
+    backoff_s: float,
+    backoff_max_s: float,
+    latency_ms: int | None,
+    sends: int,
+) -> FailureRecorded:
+    """Record a request that failed as a whole, by its failure class (`outcome`)."""
+    record = await executor.fetchrow(
+        sql("record_failure"),
+        request.id,
+        request.contact_ids,
+        outcome.value,
+        http_status,
+        error,
+        backoff_s,
+        backoff_max_s,
+        latency_ms,
+        sends,
+    )
+    assert record is not None  # record_dial_failure always answers one row
+    return FailureRecorded(recorded=record["recorded"], paused=record["paused"])
+
+
+async def unsend(
+    executor: Executor,
+    *,
+    request: DialRequest,
+    error: str,
+    sends: int,
+    latency_ms: int | None,
+) -> int | None:
+    """Give back a request that placed no call, its attempt uncounted; the contacts given back,
+    or None when the request was settled already."""
+    released: int | None = await executor.fetchval(
+        sql("unsend"), request.id, request.contact_ids, error, sends, latency_ms
+    )
+    return released

@@ -1,0 +1,103 @@
+"""Campaigns: create, find, change status, progress."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from campaign.models import Campaign, CampaignSpec, CampaignStatus, Progress
+from campaign.queries.base import Connection, Executor, sql
+
+
+async def create_campaign(connection: Connection, spec: CampaignSpec) -> Campaign:
+    """Insert a campaign; a duplicate name raises asyncpg.UniqueViolationError."""
+    parameters = spec.call_parameters
+    record = await connection.fetchrow(
+        sql("create_campaign"),
+        spec.name,
+        spec.status.value,
+        spec.from_number,
+        spec.answer_url,
+        parameters.get("answer_method"),
+        parameters.get("ring_url"),
+        parameters.get("ring_method"),
+        parameters.get("hangup_url"),
+        parameters.get("hangup_method"),
+        parameters.get("fallback_url"),
+        parameters.get("fallback_method"),
+        parameters.get("caller_name"),
+        parameters.get("send_digits"),
+        parameters.get("send_on_preanswer"),
+        parameters.get("time_limit"),
+        parameters.get("hangup_on_ring"),
+        parameters.get("machine_detection"),
+        parameters.get("machine_detection_time"),
+        parameters.get("machine_detection_url"),
+        parameters.get("machine_detection_method"),
+        parameters.get("sip_headers"),
+        parameters.get("ring_timeout"),
+        spec.calls_per_second,
+        spec.batch_size,
+        spec.max_attempts,
+        list(spec.redial_on),
+        list(spec.redial_delays_s),
+    )
+    if spec.track_calls_at is not None and record is not None:
+        record = await connection.fetchrow(
+            sql("track_campaign_calls"), record["id"], spec.track_calls_at
+        )
+    return Campaign.from_record(record)
+
+
+async def campaign_by_name(
+    connection: Executor, name: str, *, for_update: bool = False
+) -> Campaign | None:
+    """The campaign called `name`, locked against concurrent changes when `for_update`."""
+    query = sql("campaign_by_name_for_update" if for_update else "campaign_by_name")
+    record = await connection.fetchrow(query, name)
+    return None if record is None else Campaign.from_record(record)
+
+
+async def campaign_status(executor: Executor, campaign_id: int) -> CampaignStatus | None:
+    """The campaign's status now; None when it no longer exists."""
+    status: str | None = await executor.fetchval(sql("campaign_status"), campaign_id)
+    return None if status is None else CampaignStatus(status)
+
+
+async def set_campaign_status(
+    connection: Connection,
+    name: str,
+    status: CampaignStatus,
+    allowed_from: Sequence[CampaignStatus],
+) -> Campaign | None:
+    """Move campaign `name` to `status` if it is in one of `allowed_from`; None otherwise."""
+    record = await connection.fetchrow(
+        sql("set_campaign_status"), name, status.value, [state.value for state in allowed_from]
+    )
+    return None if record is None else Campaign.from_record(record)
+
+
+async def cancel_contacts(connection: Connection, campaign_id: int) -> int:
+    """Cancel the campaign's contacts not dialled yet; return how many."""
+    cancelled: int = await connection.fetchval(sql("cancel_contacts"), campaign_id)
+    return cancelled
+
+
+async def reopen_campaign(connection: Connection, campaign_id: int) -> None:
+    """A completed campaign that got new contacts to dial runs again."""
+    await connection.execute(sql("reopen_campaign"), campaign_id)
+
+
+async def notify_work(connection: Connection, campaign_id: int) -> None:
+    """Wake the workers (delivered when the surrounding transaction commits)."""
+    await connection.execute(sql("notify_work"), campaign_id)
+
+
+async def progress(executor: Executor, name: str) -> Progress | None:
+    """One campaign's row of `campaign_progress`."""
+    record = await executor.fetchrow(sql("progress_by_name"), name)
+    return None if record is None else Progress.from_record(record)
+
+
+async def progress_all(executor: Executor) -> list[Progress]:
+    """Every campaign's row of `campaign_progress`, oldest first."""
+    return [Progress.from_record(record) for record in await executor.fetch(sql("progress_all"))]

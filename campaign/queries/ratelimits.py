@@ -1,0 +1,46 @@
+"""Slots of the shared rate limits outside a claim: a retried batch, and a single API request."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from campaign.models import Limit
+from campaign.queries.base import Executor, sql
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """When a grant of the rate limits may be used, and the clock as it was granted (seconds
+    since the epoch, on the database's clock)."""
+
+    send_at_s: float
+    db_now_s: float
+
+
+async def reserve_dial_slots(
+    executor: Executor,
+    *,
+    call_limiters: Sequence[Limit],
+    request_limiters: Sequence[Limit],
+    calls: int,
+) -> Slot:
+    """New slots for a whole batch sent again: `calls` calls in one second, and one request."""
+    record = await executor.fetchrow(
+        sql("reserve_dial_slots"),
+        [limit.name for limit in call_limiters],
+        [limit.rate_per_s for limit in call_limiters],
+        [limit.name for limit in request_limiters],
+        [limit.rate_per_s for limit in request_limiters],
+        calls,
+    )
+    assert record is not None  # reserve_dial_slots always answers one row
+    return Slot(send_at_s=record["send_at"], db_now_s=record["db_now"])
+
+
+async def reserve_request_slot(executor: Executor, limiter: Limit) -> float:
+    """Take the next slot of one request limiter; how many seconds to wait before sending."""
+    delay_s: float = await executor.fetchval(
+        sql("reserve_request_slot"), limiter.name, limiter.rate_per_s
+    )
+    return delay_s

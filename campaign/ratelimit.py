@@ -1,0 +1,165 @@
+"""Rate limits shared by every worker on every host, kept in Postgres.
+
+A Plivo account allows so many calls per second (CPS; over it, calls are queued at Plivo) and
+300 API requests per 5 s (over it, 429). A campaign may add its own cap on calls per second.
+Each limit is a row of `rate_limiters`, named here and nowhere else; the SQL functions of
+sql/schema.sql (section 3, "Rate limits") hand out its slots on the database's clock:
+
+- `plan_dial_slots` / `charge_dial_slots`: a grant of calls, used by `claim_batch`, which
+  claims a batch of contacts and its slots in one statement. A grant never leaves the clock
+  second it starts in, so no second holds more calls than the rate, and it carries at most
+  `pace_window_s` of calls, so calls are spread across each second.
+- `reserve_dial_slots`: new slots for a whole batch sent again after Plivo refused it.
+- `reserve_request_slot`: one API request outside the batches (look-ups, cancels).
+
+This module names the limiters (`AccountLimits.for_campaign`), waits for slots, and decides
+when a batch has missed the second its slots were granted in (it is then given back unsent:
+sent late, its calls would land in a second whose slots belong to other batches).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+
+from campaign import queries
+from campaign.config import Settings
+from campaign.models import Campaign, Limit
+
+# A batch must leave at least this long before the end of the clock second its calls count in.
+SEND_GUARD_S = 0.02
+
+
+def request_rate_per_s(per_window: int, window_s: float) -> float | None:
+    """Requests per second that never put more than `per_window` in any window of `window_s`.
+
+    Requests spaced exactly window_s / per_window apart would fit per_window + 1 in a closed
+    window; one fewer per window leaves the margin. None: no limit (per_window 0).
+    """
+    if per_window <= 0:
+        return None
+    return max(per_window - 1, 1) / window_s
+
+
+@dataclass(frozen=True, slots=True)
+class Limiters:
+    """The limiters one batch draws from: of calls (the account's CPS, the campaign's own cap),
+    and of API requests (Plivo's 300 per 5 s)."""
+
+    calls: tuple[Limit, ...] = ()
+    requests: tuple[Limit, ...] = ()
+
+    @property
+    def paced(self) -> bool:
+        """Whether calls per second are limited, so that a batch must go out in its second."""
+        return bool(self.calls)
+
+    @property
+    def unlimited(self) -> bool:
+        return not self.calls and not self.requests
+
+
+@dataclass(frozen=True, slots=True)
+class AccountLimits:
+    """A Plivo account's limits (0: none, for simulators), shared by every worker through the
+    database under names built from its auth id."""
+
+    auth_id: str
+    calls_per_second: float = 2.0
+    requests_per_window: int = 300
+    window_s: float = 5.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, auth_id: str) -> AccountLimits:
+        return cls(
+            auth_id=auth_id,
+            calls_per_second=settings.account_cps,
+            requests_per_window=settings.api_requests_per_window,
+            window_s=settings.api_window_s,
+        )
+
+    @property
+    def request_limiter(self) -> Limit | None:
+        """The account's API request limiter; None when requests are not limited."""
+        rate = request_rate_per_s(self.requests_per_window, self.window_s)
+        if rate is None:
+            return None
+        return Limit(f"account:{self.auth_id}:requests", rate)
+
+    def for_campaign(self, campaign: Campaign) -> Limiters:
+        """The limiters a batch of `campaign` draws from."""
+        calls: list[Limit] = []
+        if self.calls_per_second > 0:
+            calls.append(Limit(f"account:{self.auth_id}:calls", self.calls_per_second))
+        if campaign.calls_per_second is not None:
+            calls.append(Limit(f"campaign:{campaign.id}:calls", campaign.calls_per_second))
+        request = self.request_limiter
+        return Limiters(tuple(calls), () if request is None else (request,))
+
+
+@dataclass(frozen=True, slots=True)
+class SlotTiming:
+    """A grant's slot on the database's clock, and when (this process' monotonic clock) the
+    database's clock was read, so that the database's "now" can be told without asking it."""
+
+    send_at_s: float
+    db_now_s: float
+    read_at_monotonic: float
+
+    @classmethod
+    def read_now(cls, send_at_s: float, db_now_s: float) -> SlotTiming:
+        """A slot whose clock reading arrived just now."""
+        return cls(send_at_s, db_now_s, time.monotonic())
+
+    def database_now_s(self) -> float:
+        """The database's clock now, as told by the reading."""
+        return self.db_now_s + (time.monotonic() - self.read_at_monotonic)
+
+    def seconds_until_slot(self) -> float:
+        """How long until the slot (negative once it has passed)."""
+        return self.send_at_s - self.database_now_s()
+
+    def missed_its_second(self) -> bool:
+        """Whether it is too late to send in the clock second of the slot."""
+        return self.database_now_s() >= math.floor(self.send_at_s) + 1 - SEND_GUARD_S
+
+
+async def sleep_unless(event: asyncio.Event, seconds: float) -> bool:
+    """Sleep `seconds`, or less if `event` is set meanwhile; True when the sleep was cut short."""
+    if seconds <= 0:
+        return event.is_set()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), seconds)
+    return event.is_set()
+
+
+async def reserve_batch_slots(
+    executor: queries.Executor, limiters: Limiters, calls: int
+) -> SlotTiming | None:
+    """Take new slots for a whole batch sent again (`calls` calls in one second, and one
+    request); None when nothing is limited."""
+    if limiters.unlimited:
+        return None
+    slot = await queries.reserve_dial_slots(
+        executor, call_limiters=limiters.calls, request_limiters=limiters.requests, calls=calls
+    )
+    return SlotTiming.read_now(slot.send_at_s, slot.db_now_s)
+
+
+class RequestPacer:
+    """Waits for a slot of the account's API request limit, shared with every worker (look-ups
+    and cancels outside the worker's batches)."""
+
+    def __init__(self, executor: queries.Executor, limits: AccountLimits) -> None:
+        self._executor = executor
+        self._limiter = limits.request_limiter
+
+    async def wait(self) -> None:
+        if self._limiter is None:
+            return
+        delay_s = await queries.reserve_request_slot(self._executor, self._limiter)
+        if delay_s > 0:
+            await asyncio.sleep(delay_s)

@@ -1,0 +1,1046 @@
+-- The live definition of campaign's database: every table, index, function and view, grouped by
+-- concept. Read this file to know what the database is.
+--
+-- The numbered files in migrations/ are what `campaign migrate` applies: they move a database
+-- that exists in the field here, step by step, and are never edited once released. A change to
+-- the schema is a new migration AND the same change here; tests/integration/test_schema.py
+-- applies the migrations to one database and this file to another and compares their catalogs
+-- (columns, constraints, indexes, functions, views, triggers), so the two cannot drift.
+--
+--   1. Campaigns and contacts          5. Leases
+--   2. Requests and call events        6. Callbacks
+--   3. Rate limits                     7. Completion
+--   4. A batch: claim, write ahead,    8. Views: the public SQL interface
+--      record                          9. Compatibility with the previous release's workers
+--
+-- Every time the engine reads is the database's clock (`now()`, `clock_timestamp()`), never a
+-- worker's, so that workers on many hosts agree and tests can inject the clock.
+
+
+-- 1. Campaigns and contacts ----------------------------------------------------------------------
+
+CREATE TABLE campaigns (
+    id                       bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name                     text NOT NULL UNIQUE
+                             CHECK (name <> '' AND length(name) <= 200),
+    -- Only running campaigns are dialled.
+    status                   text NOT NULL DEFAULT 'draft'
+                             CHECK (status IN ('draft', 'running', 'paused', 'cancelled', 'completed')),
+    -- Why the campaign is in its status when it was not a person's choice (an account problem).
+    status_reason            text,
+    created_at               timestamptz NOT NULL DEFAULT now(),
+    updated_at               timestamptz NOT NULL DEFAULT now(),
+
+    -- Every Make-a-call parameter a bulk request may carry, named as in Plivo's API.
+    "from"                   text NOT NULL,
+    answer_url               text NOT NULL,
+    answer_method            text CHECK (answer_method IN ('GET', 'POST')),
+    ring_url                 text,
+    ring_method              text CHECK (ring_method IN ('GET', 'POST')),
+    hangup_url               text,
+    hangup_method            text CHECK (hangup_method IN ('GET', 'POST')),
+    fallback_url             text,
+    fallback_method          text CHECK (fallback_method IN ('GET', 'POST')),
+    caller_name              text CHECK (length(caller_name) BETWEEN 1 AND 50),
+    send_digits              text,
+    send_on_preanswer        boolean,
+    time_limit               integer CHECK (time_limit > 0),
+    hangup_on_ring           integer CHECK (hangup_on_ring > 0),
+    machine_detection        text CHECK (machine_detection IN ('true', 'hangup')),
+    machine_detection_time   integer CHECK (machine_detection_time BETWEEN 2000 AND 10000),
+    machine_detection_url    text,
+    machine_detection_method text CHECK (machine_detection_method IN ('GET', 'POST')),
+    sip_headers              text,
+    ring_timeout             integer CHECK (ring_timeout > 0),
+
+    -- Dialing settings. calls_per_second NULL: only the account's limit applies.
+    calls_per_second         double precision CHECK (calls_per_second > 0),
+    batch_size               integer NOT NULL DEFAULT 100 CHECK (batch_size BETWEEN 1 AND 1000),
+    max_attempts             integer NOT NULL DEFAULT 3 CHECK (max_attempts BETWEEN 1 AND 100),
+
+    -- Redials: which final call statuses are dialled again, and the delay before attempt 2, 3, …
+    -- (the last one repeats). track_calls: the campaign's ring/hangup/machine URLs are ours.
+    redial_on                text[] NOT NULL DEFAULT '{}'
+                             CHECK (redial_on <@ ARRAY['busy', 'no-answer', 'timeout', 'failed']),
+    redial_delays_s          integer[] NOT NULL DEFAULT '{}' CHECK (0 <= ALL (redial_delays_s)),
+    track_calls              boolean NOT NULL DEFAULT false
+);
+
+CREATE TABLE contacts (
+    id                bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    campaign_id       bigint NOT NULL REFERENCES campaigns (id) ON DELETE CASCADE,
+    -- E.164 with a leading + (+14155550123), or a SIP URI (sip:alice@example.com).
+    destination       text NOT NULL CHECK (destination <> '' AND strpos(destination, '<') = 0),
+    -- The value as it stood in the CSV, and the line it started on (1 = first line of the file).
+    raw_destination   text NOT NULL,
+    line_number       integer,
+    -- The row's other columns, by header.
+    fields            jsonb NOT NULL DEFAULT '{}',
+    -- Where the contact stands in its current attempt (campaign/models.py ContactStatus):
+    -- pending → claimed → sending → fired | queued | failed | unknown; cancelled.
+    status            text NOT NULL DEFAULT 'pending'
+                      CHECK (status IN ('pending', 'claimed', 'sending', 'fired', 'queued',
+                                        'failed', 'unknown', 'cancelled')),
+    attempts          integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    next_attempt_at   timestamptz NOT NULL DEFAULT now(),
+    -- What Plivo answered for this contact's latest request.
+    request_uuid      text,
+    api_id            text,
+    plivo_message     text,
+    http_status       smallint,
+    last_error        text,
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    updated_at        timestamptz NOT NULL DEFAULT now(),
+    -- Which worker holds the contact (claimed or sending) and until when.
+    worker_id         text,
+    lease_expires_at  timestamptz,
+    -- The request this contact was last sent in (dial_requests.id). No foreign key: the row is
+    -- written in the same statement, and a per-row check would cost every batch.
+    dial_request_id   bigint,
+    -- What the callbacks (or `campaign reconcile`) told of the latest call. NULL while unknown.
+    call_uuid         text,
+    call_status       text CHECK (call_status IN ('ringing', 'in-progress', 'completed',
+                                                  'busy', 'no-answer', 'failed',
+                                                  'timeout', 'cancel')),
+    hangup_cause      text,
+    hangup_cause_code integer,
+    duration_s        integer,
+    bill_duration_s   integer,
+    answered_at       timestamptz,
+    ended_at          timestamptz,
+    machine           boolean,
+    UNIQUE (campaign_id, destination)
+);
+
+-- "Pending contacts of a running campaign, due now, oldest first": the worker's claim.
+CREATE INDEX contacts_due ON contacts (campaign_id, next_attempt_at, id) WHERE status = 'pending';
+-- campaign_progress counts by status and call status from the index alone.
+CREATE INDEX contacts_campaign_status ON contacts (campaign_id, status, call_status);
+-- Expired leases are found without reading settled contacts.
+CREATE INDEX contacts_leased ON contacts (lease_expires_at) WHERE status IN ('claimed', 'sending');
+-- Calls a campaign may still redial, waiting for their hangup (campaign_has_work).
+CREATE INDEX contacts_awaiting_hangup ON contacts (campaign_id, updated_at)
+    WHERE status IN ('fired', 'queued') AND (call_status IS NULL OR call_status IN ('ringing', 'in-progress'));
+
+
+-- 2. Requests and call events ---------------------------------------------------------------------
+
+-- One row per Make-a-call request, written before it is sent (write-ahead) and completed with
+-- Plivo's reply. A row with no outcome is a request in flight, or one whose fate is unknown.
+CREATE TABLE dial_requests (
+    id             bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    campaign_id    bigint NOT NULL REFERENCES campaigns (id) ON DELETE CASCADE,
+    worker_id      text NOT NULL,
+    -- The `to` of the request, in order (joined with `<` when sent).
+    destinations   text[] NOT NULL,
+    sent_at        timestamptz NOT NULL DEFAULT now(),
+    replied_at     timestamptz,
+    latency_ms     integer,
+    -- campaign/models.py RequestOutcome; NULL until the request is settled, then never changed.
+    outcome        text CHECK (outcome IN ('fired', 'queued', 'not_sent', 'account_problem',
+                                           'rejected', 'unknown')),
+    http_status    smallint,
+    api_id         text,
+    plivo_message  text,
+    -- Plivo's request_uuid list, as it came.
+    request_uuids  text[],
+    -- false: the uuids could not be matched to destinations one by one (callbacks settle it).
+    uuids_mapped   boolean,
+    error          text,
+    -- How many times the client sent it (only "not sent" failures are ever sent again).
+    attempts       integer,
+    -- Whether the request counts as an attempt of its contacts (as contacts.attempts counts
+    -- them). false: written ahead but never sent (it missed its rate-limit second, or its worker
+    -- stopped first), refused for the account (401/403/404), or given up between retries because
+    -- its campaign stopped running or its worker was stopping. Such a request placed no call.
+    counted        boolean NOT NULL DEFAULT true
+);
+CREATE INDEX dial_requests_campaign ON dial_requests (campaign_id, sent_at);
+CREATE INDEX dial_requests_unmapped ON dial_requests (campaign_id) WHERE uuids_mapped = false;
+
+-- Every callback that matched a contact, as Plivo sent it. A retried callback repeats its
+-- dedupe_key and is recorded once.
+CREATE TABLE call_events (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    received_at     timestamptz NOT NULL DEFAULT now(),
+    event           text NOT NULL CHECK (event IN ('ring', 'hangup', 'machine')),
+    campaign_id     bigint NOT NULL REFERENCES campaigns (id) ON DELETE CASCADE,
+    contact_id      bigint NOT NULL,
+    dial_request_id bigint,
+    request_uuid    text,
+    call_uuid       text,
+    call_status     text,
+    payload         jsonb NOT NULL,
+    dedupe_key      text NOT NULL UNIQUE
+);
+CREATE INDEX call_events_contact ON call_events (contact_id, id);
+
+
+-- 3. Rate limits ------------------------------------------------------------------------------------
+-- Shared by every worker on every host (campaign/ratelimit.py names them and waits for slots).
+-- Each limiter spaces what it hands out by 1/rate seconds (next_slot_at: the earliest time of
+-- the next grant, seconds since the epoch on the database's clock); a limiter of calls also
+-- counts the calls granted in the current clock second (window_second, window_used), so that
+-- no clock second ever holds more than the rate.
+
+CREATE TABLE rate_limiters (
+    name          text PRIMARY KEY,
+    next_slot_at  double precision NOT NULL DEFAULT 0,
+    window_second bigint NOT NULL DEFAULT 0,
+    window_used   integer NOT NULL DEFAULT 0,
+    updated_at    timestamptz NOT NULL DEFAULT now()
+);
+
+-- Plan a grant of the rate limiters p_names (the first p_calls count calls, the rest API
+-- requests), locking them until the transaction ends: the time the grant starts (slot_at) and
+-- how many calls it holds (granted, at most p_wanted). A grant never leaves the clock second it
+-- starts in, so no second ever holds more than ceil(rate) calls of a limiter; p_pace_window_s
+-- caps a grant to the calls of that many seconds, so calls are spread smoothly across each
+-- second. p_whole: the grant must hold all p_wanted calls (a retry of a whole batch).
+CREATE FUNCTION plan_dial_slots(
+    p_names          text[],
+    p_rates          double precision[],
+    p_calls          integer,
+    p_wanted         integer,
+    p_pace_window_s  double precision,
+    p_whole          boolean
+) RETURNS TABLE (slot_at double precision, granted integer, db_now double precision)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_count   integer := coalesce(array_length(p_names, 1), 0);
+    v_next    double precision[];
+    v_window  bigint[];
+    v_used    integer[];
+    v_now     double precision;
+    v_at      double precision;
+    v_granted integer := least(p_wanted, 1000);
+    v_in_use  integer;
+    v_cap     integer;
+    v_moved   boolean;
+    i         integer;
+    v_round   integer;
+BEGIN
+    IF v_count > 0 THEN
+        INSERT INTO rate_limiters (name) SELECT unnest(p_names) ON CONFLICT (name) DO NOTHING;
+        -- Locked in name order, so that workers never deadlock on each other.
+        PERFORM 1 FROM rate_limiters WHERE name = ANY (p_names) ORDER BY name FOR UPDATE;
+    END IF;
+    -- The clock is read once the locks are held: waiting for them must not make us late.
+    v_now := extract(epoch FROM clock_timestamp());
+    v_at := v_now;
+    IF v_count = 0 THEN
+        RETURN QUERY SELECT v_at, v_granted, v_now;
+        RETURN;
+    END IF;
+    SELECT array_agg(r.next_slot_at ORDER BY u.ord), array_agg(r.window_second ORDER BY u.ord),
+           array_agg(r.window_used ORDER BY u.ord)
+    INTO v_next, v_window, v_used
+    FROM unnest(p_names) WITH ORDINALITY AS u(name, ord)
+    JOIN rate_limiters r ON r.name = u.name;
+    FOR i IN 1 .. v_count LOOP
+        v_at := greatest(v_at, v_next[i]);
+    END LOOP;
+    -- A call limiter whose clock second has no room pushes the grant to the next second; so
+    -- does a start in the last 50 ms of a second, too late to be sure of arriving in it (the
+    -- worker refuses to send a batch within 20 ms of its second's end).
+    FOR v_round IN 1 .. 3 LOOP
+        v_moved := false;
+        IF p_calls > 0 AND v_at - floor(v_at) > 0.95 THEN
+            v_at := floor(v_at) + 1;
+            v_moved := true;
+        END IF;
+        FOR i IN 1 .. p_calls LOOP
+            v_cap := ceil(p_rates[i] - 1e-9)::integer;
+            v_in_use := CASE WHEN v_window[i] = floor(v_at) THEN v_used[i] ELSE 0 END;
+            IF v_in_use >= v_cap
+               OR (p_whole AND v_in_use > 0 AND v_in_use + least(v_granted, v_cap) > v_cap) THEN
+                v_at := floor(v_at) + 1;
+                v_moved := true;
+            END IF;
+        END LOOP;
+        EXIT WHEN NOT v_moved;
+    END LOOP;
+    FOR i IN 1 .. p_calls LOOP
+        v_cap := ceil(p_rates[i] - 1e-9)::integer;
+        v_in_use := CASE WHEN v_window[i] = floor(v_at) THEN v_used[i] ELSE 0 END;
+        v_granted := least(v_granted, greatest(v_cap - v_in_use, 1));
+        IF NOT p_whole THEN
+            v_granted := least(v_granted, greatest(floor(p_rates[i] * p_pace_window_s)::integer, 1));
+        END IF;
+    END LOOP;
+    RETURN QUERY SELECT v_at, v_granted, v_now;
+END;
+$$;
+
+-- Charge p_used calls (one request) of a grant planned at p_at to the limiters.
+CREATE FUNCTION charge_dial_slots(
+    p_names  text[],
+    p_rates  double precision[],
+    p_calls  integer,
+    p_at     double precision,
+    p_used   integer
+) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    i integer;
+BEGIN
+    FOR i IN 1 .. coalesce(array_length(p_names, 1), 0) LOOP
+        IF i <= p_calls THEN
+            UPDATE rate_limiters r
+            SET next_slot_at = p_at + p_used / p_rates[i],
+                window_used = CASE WHEN r.window_second = floor(p_at)
+                                   THEN r.window_used + p_used ELSE p_used END,
+                window_second = floor(p_at),
+                updated_at = now()
+            WHERE r.name = p_names[i];
+        ELSE
+            UPDATE rate_limiters r
+            SET next_slot_at = p_at + 1 / p_rates[i], updated_at = now()
+            WHERE r.name = p_names[i];
+        END IF;
+    END LOOP;
+END;
+$$;
+
+-- New slots for a whole batch sent again (after a reply that proved it was not placed): all
+-- p_calls calls in one second, and one request. Returns when to send and the clock now.
+CREATE FUNCTION reserve_dial_slots(
+    p_call_limiters      text[],
+    p_call_rates         double precision[],
+    p_request_limiters   text[],
+    p_request_rates      double precision[],
+    p_calls              integer
+) RETURNS TABLE (send_at double precision, db_now double precision)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_names  text[] := coalesce(p_call_limiters, '{}') || coalesce(p_request_limiters, '{}');
+    v_rates  double precision[] := coalesce(p_call_rates, '{}') || coalesce(p_request_rates, '{}');
+    v_calls  integer := coalesce(array_length(p_call_limiters, 1), 0);
+    v_plan   record;
+BEGIN
+    SELECT * INTO v_plan FROM plan_dial_slots(v_names, v_rates, v_calls, p_calls, 1e9, true);
+    PERFORM charge_dial_slots(v_names, v_rates, v_calls, v_plan.slot_at, p_calls);
+    RETURN QUERY SELECT v_plan.slot_at, extract(epoch FROM clock_timestamp())::double precision;
+END;
+$$;
+
+-- Take the next slot of one request limiter (look-ups and cancels outside the worker's
+-- batches); returns how many seconds to wait before sending.
+CREATE FUNCTION reserve_request_slot(p_name text, p_rate double precision)
+RETURNS double precision
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_now  double precision := extract(epoch FROM clock_timestamp());
+    v_at   double precision;
+BEGIN
+    INSERT INTO rate_limiters (name) VALUES (p_name) ON CONFLICT (name) DO NOTHING;
+    SELECT greatest(next_slot_at, v_now) INTO v_at FROM rate_limiters WHERE name = p_name FOR UPDATE;
+    UPDATE rate_limiters SET next_slot_at = v_at + 1 / p_rate, updated_at = now() WHERE name = p_name;
+    RETURN greatest(v_at - v_now, 0);
+END;
+$$;
+
+
+-- 4. A batch: claim, write ahead, record --------------------------------------------------------
+-- campaign/dialing.py follows one batch through these, one round trip each: claim_batch (which
+-- writes the request ahead itself when its slot has come), else write_ahead_dial_request once
+-- the slot comes; then, after Plivo's answer, exactly one of record_dial_reply,
+-- record_dial_failure or unsend_dial_request. A crash between any two leaves each contact
+-- `claimed` (never sent) or `sending` (maybe sent), which its lease resolves (section 5).
+
+-- Start a dial attempt: the contacts (locked by the caller) become `sending` in a new request,
+-- written with its destinations in the order given (the order it is sent in); the attempt is
+-- counted and the previous call's outcome cleared (it stays in call_events and dial_attempts).
+-- The one definition of an attempt's start, for the claim and for the write-ahead.
+CREATE FUNCTION start_dial_attempts(
+    p_campaign_id   bigint,
+    p_worker_id     text,
+    p_contact_ids   bigint[],
+    p_destinations  text[],
+    p_lease_s       double precision
+) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_request bigint := nextval(pg_get_serial_sequence('dial_requests', 'id'));
+BEGIN
+    UPDATE contacts c
+    SET status = 'sending', attempts = c.attempts + 1, dial_request_id = v_request,
+        worker_id = p_worker_id, lease_expires_at = now() + make_interval(secs => p_lease_s),
+        updated_at = now(),
+        -- A new attempt: the previous call's outcome stays in call_events and dial_attempts.
+        request_uuid = NULL, api_id = NULL, call_uuid = NULL, call_status = NULL,
+        hangup_cause = NULL, hangup_cause_code = NULL, duration_s = NULL, bill_duration_s = NULL,
+        answered_at = NULL, ended_at = NULL, machine = NULL
+    WHERE c.id = ANY (p_contact_ids);
+    INSERT INTO dial_requests (id, campaign_id, worker_id, destinations, sent_at)
+    VALUES (v_request, p_campaign_id, p_worker_id, p_destinations, now());
+    RETURN v_request;
+END;
+$$;
+
+-- Claim up to p_wanted due contacts of a running campaign within every rate limit, in one round
+-- trip; always one row. p_call_limiters / rates: the account's calls per second and the
+-- campaign's own; p_request_limiters / rates: Plivo's 300 requests per 5 s. The limits are
+-- charged only for contacts actually claimed. send_at is when the batch may be sent (database
+-- clock, seconds since the epoch); db_now the clock as the claim ends. When send_at is at most
+-- p_write_ahead_within_s away, the claim writes the request ahead (start_dial_attempts) and
+-- dial_request_id is set; otherwise the contacts are `claimed` and the worker writes the request
+-- ahead once its slot comes. contact_ids and destinations are in contact id order, the order
+-- the request is sent in; empty when nothing was claimed.
+CREATE FUNCTION claim_batch(
+    p_campaign_id            bigint,
+    p_worker_id              text,
+    p_wanted                 integer,
+    p_lease_s                double precision,
+    p_pace_window_s          double precision,
+    p_call_limiters          text[],
+    p_call_rates             double precision[],
+    p_request_limiters       text[],
+    p_request_rates          double precision[],
+    p_write_ahead_within_s   double precision
+) RETURNS TABLE (contact_ids bigint[], destinations text[], send_at double precision,
+                 db_now double precision, dial_request_id bigint)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_names    text[] := coalesce(p_call_limiters, '{}') || coalesce(p_request_limiters, '{}');
+    v_rates    double precision[] := coalesce(p_call_rates, '{}') || coalesce(p_request_rates, '{}');
+    v_calls    integer := coalesce(array_length(p_call_limiters, 1), 0);
+    v_plan     record;
+    v_ids      bigint[];
+    v_dests    text[];
+    v_lease_s  double precision;
+    v_request  bigint;
+BEGIN
+    -- Before the limiters' locks, so that other workers never wait on this recovery.
+    PERFORM recover_expired_leases();
+    SELECT * INTO v_plan
+    FROM plan_dial_slots(v_names, v_rates, v_calls, p_wanted, p_pace_window_s, false);
+
+    SELECT coalesce(array_agg(due.id ORDER BY due.id), '{}'),
+           coalesce(array_agg(due.destination ORDER BY due.id), '{}')
+    INTO v_ids, v_dests
+    FROM (
+        SELECT t.id, t.destination
+        FROM contacts t
+        WHERE t.campaign_id = p_campaign_id
+          AND t.status = 'pending'
+          AND t.next_attempt_at <= now()
+          AND EXISTS (SELECT 1 FROM campaigns k WHERE k.id = p_campaign_id AND k.status = 'running')
+        ORDER BY t.next_attempt_at, t.id
+        LIMIT v_plan.granted
+        FOR UPDATE OF t SKIP LOCKED
+    ) due;
+
+    IF cardinality(v_ids) > 0 THEN
+        PERFORM charge_dial_slots(v_names, v_rates, v_calls, v_plan.slot_at, cardinality(v_ids));
+        -- The lease runs from the slot, not from now.
+        v_lease_s := p_lease_s + greatest(v_plan.slot_at - v_plan.db_now, 0);
+        IF v_plan.slot_at - v_plan.db_now <= p_write_ahead_within_s THEN
+            -- The slot has come: written ahead now, one write per contact less.
+            v_request := start_dial_attempts(p_campaign_id, p_worker_id, v_ids, v_dests, v_lease_s);
+        ELSE
+            UPDATE contacts c
+            SET status = 'claimed', worker_id = p_worker_id,
+                lease_expires_at = now() + make_interval(secs => v_lease_s), updated_at = now()
+            WHERE c.id = ANY (v_ids);
+        END IF;
+    END IF;
+
+    -- The clock as the function ends, so that the worker's estimate of "now" is not behind.
+    RETURN QUERY
+    SELECT v_ids, v_dests, v_plan.slot_at, extract(epoch FROM clock_timestamp())::double precision,
+           v_request;
+END;
+$$;
+
+-- Write ahead a batch claimed ahead of its slot: of p_contact_ids, those still claimed by this
+-- worker in a campaign still running start their attempt in a new request. A contact taken
+-- meanwhile (the campaign paused or cancelled, the lease recovered) is not sent. No row is
+-- written when none is left (dial_request_id NULL, empty arrays).
+CREATE FUNCTION write_ahead_dial_request(
+    p_campaign_id  bigint,
+    p_worker_id    text,
+    p_contact_ids  bigint[],
+    p_lease_s      double precision
+) RETURNS TABLE (dial_request_id bigint, contact_ids bigint[], destinations text[])
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_ids     bigint[];
+    v_dests   text[];
+    v_request bigint;
+BEGIN
+    SELECT coalesce(array_agg(held.id ORDER BY held.id), '{}'),
+           coalesce(array_agg(held.destination ORDER BY held.id), '{}')
+    INTO v_ids, v_dests
+    FROM (
+        SELECT c.id, c.destination
+        FROM contacts c
+        WHERE c.id = ANY (p_contact_ids)
+          AND c.status = 'claimed'
+          AND c.worker_id = p_worker_id
+          AND EXISTS (SELECT 1 FROM campaigns k WHERE k.id = p_campaign_id AND k.status = 'running')
+        FOR UPDATE OF c
+    ) held;
+    IF cardinality(v_ids) > 0 THEN
+        v_request := start_dial_attempts(p_campaign_id, p_worker_id, v_ids, v_dests, p_lease_s);
+    END IF;
+    RETURN QUERY SELECT v_request, v_ids, v_dests;
+END;
+$$;
+
+-- Lock a request's row if it is not settled yet: every settling function below starts here, so
+-- a request is settled once, and a late or repeated settle (a worker stopping, a retried write)
+-- never overwrites what was recorded.
+CREATE FUNCTION lock_unsettled_dial_request(p_request_id bigint) RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM 1 FROM dial_requests d WHERE d.id = p_request_id AND d.outcome IS NULL FOR UPDATE;
+    RETURN FOUND;
+END;
+$$;
+
+-- Plivo accepted the request: per contact fired, queued, or failed (an invalid number), with its
+-- request_uuid when the reply could be mapped. Returns the contacts recorded (a contact whose
+-- lease ran out meanwhile, now `unknown`, takes the reply too), or NULL when the request was
+-- settled already.
+CREATE FUNCTION record_dial_reply(
+    p_request_id     bigint,
+    p_contact_ids    bigint[],
+    p_statuses       text[],
+    p_request_uuids  text[],
+    p_errors         text[],
+    p_api_id         text,
+    p_message        text,
+    p_http_status    integer,
+    p_latency_ms     integer,
+    p_outcome        text,
+    p_reply_uuids    text[],
+    p_uuids_mapped   boolean,
+    p_sends          integer
+) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_by_contact jsonb;
+    v_recorded   integer;
+BEGIN
+    IF NOT lock_unsettled_dial_request(p_request_id) THEN
+        RETURN NULL;
+    END IF;
+    -- The per-contact values travel as one jsonb map keyed by contact id: joining contacts to an
+    -- unnest() lets the planner pick a nested loop over both (it expects one `sending` row),
+    -- which costs a thousand times more on a batch of 1000.
+    SELECT jsonb_object_agg(r.contact_id::text, jsonb_build_array(r.status, r.request_uuid, r.error))
+    INTO v_by_contact
+    FROM unnest(p_contact_ids, p_statuses, p_request_uuids, p_errors)
+         AS r(contact_id, status, request_uuid, error);
+    UPDATE contacts c
+    SET status = v_by_contact -> c.id::text ->> 0,
+        request_uuid = v_by_contact -> c.id::text ->> 1,
+        api_id = p_api_id, plivo_message = p_message, http_status = p_http_status,
+        last_error = v_by_contact -> c.id::text ->> 2,
+        worker_id = NULL, lease_expires_at = NULL, updated_at = now()
+    WHERE c.id = ANY (p_contact_ids) AND c.dial_request_id = p_request_id
+      AND c.status IN ('sending', 'unknown');
+    GET DIAGNOSTICS v_recorded = ROW_COUNT;
+    UPDATE dial_requests
+    SET replied_at = now(), latency_ms = p_latency_ms, outcome = p_outcome,
+        http_status = p_http_status, api_id = p_api_id, plivo_message = p_message,
+        request_uuids = p_reply_uuids, uuids_mapped = p_uuids_mapped, attempts = p_sends
+    WHERE id = p_request_id;
+    RETURN v_recorded;
+END;
+$$;
+
+-- The request failed as a whole; p_outcome is the failure class (campaign/plivo/errors.py):
+--   not_sent: back to pending after a back-off, or failed once out of attempts;
+--   account_problem: back to pending untouched (the attempt is not counted), campaign paused;
+--   rejected: failed; unknown: unknown, never sent again without reconciling.
+-- Returns the contacts recorded (NULL when the request was settled already) and whether the
+-- campaign was paused.
+CREATE FUNCTION record_dial_failure(
+    p_request_id     bigint,
+    p_contact_ids    bigint[],
+    p_outcome        text,
+    p_http_status    integer,
+    p_error          text,
+    p_backoff_s      double precision,
+    p_backoff_max_s  double precision,
+    p_latency_ms     integer,
+    p_sends          integer
+) RETURNS TABLE (recorded integer, paused boolean)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_recorded integer;
+    v_paused   boolean := false;
+BEGIN
+    IF NOT lock_unsettled_dial_request(p_request_id) THEN
+        RETURN QUERY SELECT NULL::integer, false;
+        RETURN;
+    END IF;
+    UPDATE contacts c
+    SET status = CASE
+            WHEN p_outcome = 'not_sent' AND c.attempts >= k.max_attempts THEN 'failed'
+            -- Cancelled while in flight: what was not placed will never be.
+            WHEN p_outcome IN ('not_sent', 'account_problem') AND k.status = 'cancelled'
+            THEN 'cancelled'
+            WHEN p_outcome IN ('not_sent', 'account_problem') THEN 'pending'
+            WHEN p_outcome = 'rejected' THEN 'failed'
+            ELSE 'unknown'
+        END,
+        attempts = CASE WHEN p_outcome = 'account_problem' THEN greatest(c.attempts - 1, 0)
+                        ELSE c.attempts END,
+        next_attempt_at = CASE
+            WHEN p_outcome = 'not_sent'
+            THEN now() + make_interval(
+                secs => least(p_backoff_s * power(2, greatest(c.attempts - 1, 0)), p_backoff_max_s))
+            ELSE c.next_attempt_at END,
+        http_status = p_http_status, last_error = p_error, worker_id = NULL,
+        lease_expires_at = NULL, updated_at = now()
+    FROM campaigns k
+    WHERE c.dial_request_id = p_request_id AND c.id = ANY (p_contact_ids)
+      AND k.id = c.campaign_id AND c.status IN ('sending', 'unknown');
+    GET DIAGNOSTICS v_recorded = ROW_COUNT;
+    IF p_outcome = 'account_problem' THEN
+        UPDATE campaigns k
+        SET status = 'paused', status_reason = p_error, updated_at = now()
+        FROM dial_requests d
+        WHERE d.id = p_request_id AND k.id = d.campaign_id AND k.status = 'running';
+        v_paused := FOUND;
+    END IF;
+    UPDATE dial_requests
+    SET replied_at = now(), latency_ms = p_latency_ms, outcome = p_outcome,
+        http_status = p_http_status, error = p_error, attempts = p_sends,
+        counted = p_outcome <> 'account_problem'
+    WHERE id = p_request_id;
+    RETURN QUERY SELECT v_recorded, v_paused;
+END;
+$$;
+
+-- A request written ahead that placed no call and does not count as an attempt: never sent
+-- (p_sends = 0: it missed the clock second of its rate-limit slots, or its worker stopped
+-- first), or sent p_sends times, each refused as not placed, and given up because its campaign
+-- stopped running or its worker is stopping. Its contacts go back to pending (cancelled, in a
+-- cancelled campaign) as if never claimed, the attempt uncounted, without a back-off. Returns
+-- how many went back (NULL when the request was settled already).
+CREATE FUNCTION unsend_dial_request(
+    p_request_id   bigint,
+    p_contact_ids  bigint[],
+    p_error        text,
+    p_sends        integer,
+    p_latency_ms   integer
+) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_released integer;
+BEGIN
+    IF NOT lock_unsettled_dial_request(p_request_id) THEN
+        RETURN NULL;
+    END IF;
+    UPDATE contacts c
+    SET status = CASE WHEN k.status = 'cancelled' THEN 'cancelled' ELSE 'pending' END,
+        attempts = greatest(c.attempts - 1, 0), worker_id = NULL, lease_expires_at = NULL,
+        updated_at = now()
+    FROM campaigns k
+    WHERE c.dial_request_id = p_request_id AND c.id = ANY (p_contact_ids) AND c.status = 'sending'
+      AND k.id = c.campaign_id;
+    GET DIAGNOSTICS v_released = ROW_COUNT;
+    -- Contacts no longer `sending` (a lease that ran out made them unknown) keep their state,
+    -- and then the request counts as an attempt.
+    UPDATE dial_requests
+    SET replied_at = now(), outcome = 'not_sent', error = p_error, attempts = p_sends,
+        latency_ms = p_latency_ms, counted = v_released = 0
+    WHERE id = p_request_id;
+    RETURN v_released;
+END;
+$$;
+
+
+-- 5. Leases ------------------------------------------------------------------------------------------
+
+-- Leases that ran out: a contact claimed but never sent goes back to pending; one that was
+-- being sent (maybe placed by Plivo) becomes unknown and is never sent again without reconciling.
+CREATE FUNCTION recover_expired_leases() RETURNS integer
+LANGUAGE sql AS $$
+    WITH recovered AS (
+        UPDATE contacts c
+        SET status = CASE WHEN c.status = 'claimed' THEN 'pending' ELSE 'unknown' END,
+            last_error = CASE WHEN c.status = 'claimed' THEN c.last_error
+                              ELSE 'lease of worker ' || c.worker_id || ' ran out while sending' END,
+            worker_id = NULL, lease_expires_at = NULL, updated_at = now()
+        WHERE c.id IN (
+            SELECT t.id FROM contacts t
+            WHERE t.status IN ('claimed', 'sending') AND t.lease_expires_at < now()
+            FOR UPDATE SKIP LOCKED
+        )
+        RETURNING 1
+    )
+    SELECT count(*)::integer FROM recovered
+$$;
+
+
+-- 6. Callbacks ---------------------------------------------------------------------------------------
+
+-- Record one callback for the contact `p_destination` of campaign `p_campaign_id`, in one round
+-- trip: the event (once, however often Plivo retries it), the contact's call outcome, the
+-- request_uuid of an unsettled batch (or one a positional mapping got wrong), and a redial when
+-- the campaign asks for one. Returns what happened: 'recorded', 'redial', 'duplicate',
+-- 'retry' (the contact's request is still being recorded: nothing changed, try again), or
+-- 'unknown' (no contact of this campaign has that destination and request_uuid; nothing changed).
+-- A callback for an `unknown` contact (whose request got no reply) settles it as `fired`.
+CREATE FUNCTION record_call_event(
+    p_campaign_id  bigint,
+    p_event        text,
+    p_destination  text,
+    p_request_uuid text,
+    p_call_uuid    text,
+    p_call_status  text,
+    p_payload      jsonb,
+    p_dedupe_key   text,
+    p_hangup_cause text,
+    p_cause_code   integer,
+    p_duration_s   integer,
+    p_bill_s       integer,
+    p_answered_at  timestamptz,
+    p_ended_at     timestamptz,
+    p_machine      boolean
+) RETURNS TABLE (result text, contact_id bigint, next_attempt_at timestamptz)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_contact  contacts%ROWTYPE;
+    v_campaign campaigns%ROWTYPE;
+    v_uuids    text[];
+    v_dests    text[];
+    v_delay_s  integer;
+    v_redial   boolean := false;
+BEGIN
+    SELECT * INTO v_contact FROM contacts c
+    WHERE c.campaign_id = p_campaign_id AND c.destination = p_destination
+    FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 'unknown'::text, NULL::bigint, NULL::timestamptz;
+        RETURN;
+    END IF;
+    SELECT d.request_uuids, d.destinations INTO v_uuids, v_dests
+    FROM dial_requests d WHERE d.id = v_contact.dial_request_id;
+    -- The callback belongs to the contact's latest request: its own uuid, or one of its batch's
+    -- (an unsettled batch, or a positional mapping the callback corrects).
+    -- (NULL-safe: a contact being sent, or of an unsettled batch, has no request_uuid yet.)
+    IF p_request_uuid IS NULL OR NOT (
+        coalesce(p_request_uuid = v_contact.request_uuid, false)
+        OR coalesce(p_request_uuid = ANY (v_uuids), false)
+        -- An `unknown` contact's request got no reply, so its uuids were never learned: a
+        -- signed callback of its campaign to its destination is Plivo saying the call exists.
+        -- It settles the contact (fired, with the callback's uuid) instead of waiting for
+        -- `campaign reconcile`.
+        OR (v_contact.status = 'unknown' AND v_uuids IS NULL AND v_contact.request_uuid IS NULL)
+    ) THEN
+        IF v_contact.status = 'sending' THEN
+            -- Plivo called back before its reply to the request was recorded: ask it to retry.
+            RETURN QUERY SELECT 'retry'::text, v_contact.id, NULL::timestamptz;
+            RETURN;
+        END IF;
+        RETURN QUERY SELECT 'unknown'::text, v_contact.id, NULL::timestamptz;
+        RETURN;
+    END IF;
+    INSERT INTO call_events (event, campaign_id, contact_id, dial_request_id, request_uuid,
+                             call_uuid, call_status, payload, dedupe_key)
+    VALUES (p_event, p_campaign_id, v_contact.id, v_contact.dial_request_id, p_request_uuid,
+            p_call_uuid, p_call_status, p_payload, p_dedupe_key)
+    ON CONFLICT (dedupe_key) DO NOTHING;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 'duplicate'::text, v_contact.id, NULL::timestamptz;
+        RETURN;
+    END IF;
+    SELECT * INTO v_campaign FROM campaigns k WHERE k.id = p_campaign_id;
+    IF v_contact.status = 'unknown' THEN
+        UPDATE contacts c
+        SET status = 'fired', request_uuid = p_request_uuid, worker_id = NULL,
+            lease_expires_at = NULL, updated_at = now(),
+            last_error = 'fate was unknown; a ' || p_event || ' callback from Plivo showed the call'
+        WHERE c.id = v_contact.id;
+        v_contact.status := 'fired';
+        v_contact.request_uuid := p_request_uuid;
+    END IF;
+    -- The uuid is this contact's: a batch-mate that a positional mapping gave it to loses it
+    -- (and is settled by its own callback).
+    IF p_request_uuid IS DISTINCT FROM v_contact.request_uuid THEN
+        -- Found among the request's destinations, through the (campaign, destination) key.
+        UPDATE contacts c SET request_uuid = NULL, updated_at = now()
+        WHERE c.campaign_id = p_campaign_id AND c.destination = ANY (v_dests)
+          AND c.dial_request_id = v_contact.dial_request_id AND c.request_uuid = p_request_uuid
+          AND c.id <> v_contact.id;
+    END IF;
+
+    IF p_event = 'hangup' THEN
+        v_redial := p_call_status = ANY (v_campaign.redial_on)
+                    AND v_contact.attempts < v_campaign.max_attempts
+                    AND v_contact.status IN ('fired', 'queued')
+                    AND v_campaign.status IN ('running', 'paused', 'completed');
+        IF v_redial THEN
+            -- Delay before attempt n+1 is the n-th of redial_delays_s (the last repeats).
+            v_delay_s := coalesce(
+                v_campaign.redial_delays_s[least(v_contact.attempts,
+                                                 cardinality(v_campaign.redial_delays_s))], 0);
+        END IF;
+        UPDATE contacts c
+        SET request_uuid = p_request_uuid,
+            call_uuid = coalesce(p_call_uuid, c.call_uuid),
+            call_status = p_call_status,
+            hangup_cause = p_hangup_cause,
+            hangup_cause_code = p_cause_code,
+            duration_s = p_duration_s,
+            bill_duration_s = p_bill_s,
+            answered_at = p_answered_at,
+            ended_at = p_ended_at,
+            machine = coalesce(p_machine, c.machine),
+            status = CASE WHEN v_redial THEN 'pending' ELSE c.status END,
+            next_attempt_at = CASE WHEN v_redial THEN now() + make_interval(secs => v_delay_s)
+                                   ELSE c.next_attempt_at END,
+            updated_at = now()
+        WHERE c.id = v_contact.id;
+        IF v_redial AND v_campaign.status = 'completed' THEN
+            UPDATE campaigns SET status = 'running', updated_at = now()
+            WHERE id = p_campaign_id AND status = 'completed';
+        END IF;
+        IF v_redial THEN
+            -- No NOTIFY: it serialises committing transactions, and a redial waits at least
+            -- until the workers' next poll anyway.
+            RETURN QUERY SELECT 'redial'::text, v_contact.id, now() + make_interval(secs => v_delay_s);
+            RETURN;
+        END IF;
+    ELSIF p_event = 'ring' THEN
+        -- A ring after the hangup (callbacks can arrive out of order) changes nothing settled.
+        UPDATE contacts c
+        SET request_uuid = p_request_uuid,
+            call_uuid = coalesce(p_call_uuid, c.call_uuid),
+            call_status = CASE WHEN c.call_status IS NULL OR c.call_status = 'ringing'
+                               THEN 'ringing' ELSE c.call_status END,
+            updated_at = now()
+        WHERE c.id = v_contact.id;
+    ELSE
+        UPDATE contacts c
+        SET request_uuid = p_request_uuid,
+            call_uuid = coalesce(p_call_uuid, c.call_uuid),
+            machine = coalesce(p_machine, c.machine),
+            updated_at = now()
+        WHERE c.id = v_contact.id;
+    END IF;
+    RETURN QUERY SELECT 'recorded'::text, v_contact.id, NULL::timestamptz;
+END;
+$$;
+
+-- Record many callbacks in one round trip and one commit (callbacks arrive by the thousand per
+-- second; a commit each would be bound by the disk's flush time). Element i of every array is
+-- callback i; returns each one's result, in order.
+CREATE FUNCTION record_call_events(
+    p_campaign_ids  bigint[],
+    p_events        text[],
+    p_destinations  text[],
+    p_request_uuids text[],
+    p_call_uuids    text[],
+    p_call_statuses text[],
+    p_payloads      jsonb[],
+    p_dedupe_keys   text[],
+    p_hangup_causes text[],
+    p_cause_codes   integer[],
+    p_durations_s   integer[],
+    p_bills_s       integer[],
+    p_answered_at   timestamptz[],
+    p_ended_at      timestamptz[],
+    p_machines      boolean[]
+) RETURNS TABLE (callback_index integer, callback_result text)
+LANGUAGE plpgsql AS $$
+DECLARE
+    i integer;
+BEGIN
+    FOR i IN 1 .. coalesce(array_length(p_events, 1), 0) LOOP
+        callback_index := i;
+        SELECT r.result INTO callback_result
+        FROM record_call_event(
+            p_campaign_ids[i], p_events[i], p_destinations[i], p_request_uuids[i], p_call_uuids[i],
+            p_call_statuses[i], p_payloads[i], p_dedupe_keys[i], p_hangup_causes[i],
+            p_cause_codes[i], p_durations_s[i], p_bills_s[i], p_answered_at[i], p_ended_at[i],
+            p_machines[i]
+        ) AS r;
+        RETURN NEXT;
+    END LOOP;
+END;
+$$;
+
+
+-- 7. Completion ------------------------------------------------------------------------------------
+
+-- Whether a campaign has contacts that may still be dialled: pending, claimed or sending, or
+-- fired/queued and waiting (up to p_callback_wait_s) for a hangup the campaign redials.
+CREATE FUNCTION campaign_has_work(p_campaign_id bigint, p_callback_wait_s double precision)
+RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (
+        SELECT 1 FROM contacts t
+        WHERE t.campaign_id = p_campaign_id AND t.status IN ('pending', 'claimed', 'sending')
+    ) OR EXISTS (
+        SELECT 1
+        FROM campaigns k
+        JOIN contacts t ON t.campaign_id = k.id
+        WHERE k.id = p_campaign_id
+          AND cardinality(k.redial_on) > 0
+          AND t.status IN ('fired', 'queued')
+          AND t.attempts < k.max_attempts
+          AND (t.call_status IS NULL OR t.call_status IN ('ringing', 'in-progress'))
+          AND t.updated_at > now() - make_interval(secs => p_callback_wait_s)
+    )
+$$;
+
+
+-- 8. Views: the public SQL interface (documented in README.md) ------------------------------------
+
+-- One row per campaign: how many of its contacts are in each status, and how the calls of
+-- settled contacts ended. The counts are a lateral subquery so that filtering on the campaign
+-- (by name or id) reads only that campaign's contacts. Columns are only ever added at the end.
+CREATE VIEW campaign_progress AS
+SELECT
+    c.id          AS campaign_id,
+    c.name        AS campaign,
+    c.status      AS status,
+    counts.total,
+    counts.pending,
+    counts.claimed,
+    counts.sending,
+    counts.fired,
+    counts.queued,
+    counts.failed,
+    counts.unknown,
+    counts.cancelled,
+    c.created_at  AS created_at,
+    counts.answered,
+    counts.busy,
+    counts.no_answer,
+    counts.call_failed,
+    counts.timeout,
+    counts.answered::double precision
+        / nullif(counts.answered + counts.busy + counts.no_answer + counts.call_failed
+                 + counts.timeout, 0) AS answer_rate
+FROM campaigns c
+CROSS JOIN LATERAL (
+    SELECT
+        count(*)                                       AS total,
+        count(*) FILTER (WHERE t.status = 'pending')   AS pending,
+        count(*) FILTER (WHERE t.status = 'claimed')   AS claimed,
+        count(*) FILTER (WHERE t.status = 'sending')   AS sending,
+        count(*) FILTER (WHERE t.status = 'fired')     AS fired,
+        count(*) FILTER (WHERE t.status = 'queued')    AS queued,
+        count(*) FILTER (WHERE t.status = 'failed')    AS failed,
+        count(*) FILTER (WHERE t.status = 'unknown')   AS unknown,
+        count(*) FILTER (WHERE t.status = 'cancelled') AS cancelled,
+        -- How the calls of settled contacts ended (a contact waiting for a redial is pending).
+        count(*) FILTER (WHERE t.status IN ('fired', 'queued')
+                           AND t.call_status = 'completed') AS answered,
+        count(*) FILTER (WHERE t.status IN ('fired', 'queued') AND t.call_status = 'busy') AS busy,
+        count(*) FILTER (WHERE t.status IN ('fired', 'queued')
+                           AND t.call_status = 'no-answer') AS no_answer,
+        count(*) FILTER (WHERE t.status IN ('fired', 'queued')
+                           AND t.call_status = 'failed') AS call_failed,
+        count(*) FILTER (WHERE t.status IN ('fired', 'queued')
+                           AND t.call_status = 'timeout') AS timeout
+    FROM contacts t
+    WHERE t.campaign_id = c.id
+) counts;
+
+-- One row per dial attempt of a contact (as contacts.attempts counts them: dial_requests.counted),
+-- with the call's outcome when a hangup callback told it.
+CREATE VIEW dial_attempts AS
+SELECT
+    c.id                                                          AS contact_id,
+    d.campaign_id,
+    u.destination,
+    row_number() OVER (PARTITION BY c.id ORDER BY d.sent_at, d.id) AS attempt,
+    d.id                                                          AS dial_request_id,
+    d.sent_at,
+    d.replied_at,
+    d.outcome                                                     AS request_outcome,
+    d.http_status,
+    d.error,
+    coalesce(h.request_uuid,
+             CASE WHEN c.dial_request_id = d.id THEN c.request_uuid END) AS request_uuid,
+    h.call_uuid,
+    h.call_status,
+    h.payload ->> 'HangupCause'                                   AS hangup_cause,
+    nullif(h.payload ->> 'Duration', '')::integer                 AS duration_s,
+    h.received_at                                                 AS hangup_received_at
+FROM dial_requests d
+CROSS JOIN LATERAL unnest(d.destinations) AS u(destination)
+JOIN contacts c ON c.campaign_id = d.campaign_id AND c.destination = u.destination
+LEFT JOIN LATERAL (
+    SELECT e.request_uuid, e.call_uuid, e.call_status, e.payload, e.received_at
+    FROM call_events e
+    WHERE e.contact_id = c.id AND e.dial_request_id = d.id AND e.event = 'hangup'
+    ORDER BY e.id DESC
+    LIMIT 1
+) h ON true
+WHERE d.counted;
+
+-- One row per contact: where it stands and how its latest call ended, in one word (`outcome`).
+CREATE VIEW contact_outcomes AS
+SELECT
+    c.id AS contact_id,
+    k.name AS campaign,
+    c.campaign_id,
+    c.destination,
+    c.raw_destination,
+    c.line_number,
+    c.fields,
+    c.status,
+    CASE
+        WHEN c.status = 'pending' AND c.attempts > 0 THEN 'redial scheduled'
+        WHEN c.status IN ('pending', 'claimed', 'sending') THEN c.status
+        WHEN c.status IN ('failed', 'unknown', 'cancelled') THEN c.status
+        WHEN c.call_status = 'completed' THEN 'answered'
+        WHEN c.call_status IN ('busy', 'no-answer', 'failed', 'timeout', 'cancel') THEN c.call_status
+        WHEN c.call_status IN ('ringing', 'in-progress') THEN 'in call'
+        ELSE c.status
+    END AS outcome,
+    c.attempts,
+    c.call_status,
+    c.hangup_cause,
+    c.hangup_cause_code,
+    c.duration_s,
+    c.bill_duration_s,
+    c.answered_at,
+    c.ended_at,
+    c.machine,
+    c.request_uuid,
+    c.call_uuid,
+    c.http_status,
+    c.plivo_message,
+    c.last_error,
+    c.next_attempt_at,
+    c.updated_at
+FROM contacts c
+JOIN campaigns k ON k.id = c.campaign_id;
+
+
+-- 9. Compatibility ------------------------------------------------------------------------------
+-- Kept for workers of the previous release while a rolling upgrade runs; they get today's rules.
+
+-- The previous release's claim (a row per contact).
+CREATE FUNCTION claim_dial_request(
+    p_campaign_id            bigint,
+    p_worker_id              text,
+    p_wanted                 integer,
+    p_lease_s                double precision,
+    p_pace_window_s          double precision,
+    p_call_limiters          text[],
+    p_call_rates             double precision[],
+    p_request_limiters       text[],
+    p_request_rates          double precision[],
+    p_write_ahead_within_s   double precision
+) RETURNS TABLE (contact_id bigint, destination text, send_at double precision,
+                 db_now double precision, dial_request_id bigint)
+LANGUAGE sql AS $$
+    SELECT u.contact_id, u.destination, b.send_at, b.db_now, b.dial_request_id
+    FROM claim_batch(p_campaign_id, p_worker_id, p_wanted, p_lease_s, p_pace_window_s,
+                     p_call_limiters, p_call_rates, p_request_limiters, p_request_rates,
+                     p_write_ahead_within_s) AS b
+    CROSS JOIN LATERAL unnest(b.contact_ids, b.destinations) AS u(contact_id, destination)
+$$;
+
