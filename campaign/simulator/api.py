@@ -27,6 +27,7 @@ from campaign.simulator.config import HANGUP_CAUSES, SimulatorConfig
 from campaign.simulator.ledger import Ledger, RequestRecord, SimulatedCall
 
 LEDGER_PATH = "/__simulator__/ledger"
+# Restated, not imported from campaign.plivo, for the reason given in `checks`.
 CDR_PAGE_MAX_LIMIT = 20
 
 
@@ -158,6 +159,7 @@ class PlivoSimulator:
         calls = self._account.place_calls(
             sequence, now, checked.from_number, checked.destinations, checked.parameters
         )
+        # Without callbacks a call's life is only computed, never played: cheap for benchmarks.
         if self._config.send_callbacks:
             self._player.play(calls)
         queued = any(call.queued for call in calls)
