@@ -15,6 +15,7 @@ import asyncpg
 from prometheus_client import Counter
 
 from campaign import db, queries
+from campaign.destinations import destination_of
 from campaign.metrics import Metrics
 from campaign.models import CallEvent, RecordResult
 
@@ -58,14 +59,6 @@ def _time(payload: Mapping[str, str], key: str) -> datetime | None:
         return datetime.fromisoformat(value[:19]).replace(tzinfo=UTC)
     except ValueError:
         return None
-
-
-def destination_of(to: str) -> str:
-    """A callback's `To` as contacts store it: E.164 with its `+`, or the SIP URI as is."""
-    value = to.strip()
-    if value.lower().startswith("sip:"):
-        return "sip:" + value[4:]
-    return value if value.startswith("+") else f"+{value}"
 
 
 def parse_callback(event: str, query: Mapping[str, str], payload: Mapping[str, str]) -> CallEvent:

@@ -8,6 +8,7 @@ import asyncpg
 
 from campaign import queries
 from campaign.config import Settings
+from campaign.destinations import destination_of
 from campaign.models import Campaign
 from campaign.plivo import PlivoClient
 from campaign.ratelimit import AccountLimits, RequestPacer
@@ -31,7 +32,7 @@ async def cancel_queued_calls(
         if len(by_destination) > 1:
             await pacer.wait()
             call = await client.queued_call(request_uuid)
-            owner = None if call is None else by_destination.get("+" + call.to_number.lstrip("+"))
+            owner = None if call is None else by_destination.get(destination_of(call.to_number))
             if owner is None:
                 gone += 1  # dialled already (or not one of these contacts): nothing to cancel
                 continue

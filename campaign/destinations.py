@@ -1,4 +1,10 @@
-"""Reading destinations from CSV rows: number normalisation, SIP URIs, the phone column.
+"""Destinations: reading them from CSV rows (normalisation, SIP URIs, the phone column) and
+the two ways they are written.
+
+Contacts store a number in E.164 with its `+`; Plivo writes numbers without it (in a reply's
+`invalid_numbers`, a callback's `To`, a call record's `to_number`). `bare_number` and
+`destination_of` turn one into the other, so that rule has one home. SIP URIs are the same in
+both.
 
 Pure and light (phonenumbers only): the loader's worker processes import just this module.
 """
@@ -44,6 +50,22 @@ class LoadError(Exception):
 
 class InvalidDestination(ValueError):
     """A CSV value is not a phone number or SIP URI we can dial; the message is the reason."""
+
+
+def bare_number(destination: str) -> str:
+    """A destination as Plivo writes numbers: without the leading `+` (SIP URIs unchanged)."""
+    return destination.removeprefix("+")
+
+
+def destination_of(to: str) -> str:
+    """A number as Plivo writes it (a callback's `To`) as contacts store it: with its `+`.
+
+    A SIP URI keeps its form, its scheme in lower case.
+    """
+    value = to.strip()
+    if value.lower().startswith("sip:"):
+        return "sip:" + value[4:]
+    return value if value.startswith("+") else f"+{value}"
 
 
 def _header_key(cell: str) -> str:

@@ -28,6 +28,7 @@ import asyncpg
 
 from campaign import queries
 from campaign.config import Settings
+from campaign.destinations import bare_number
 from campaign.models import ContactStatus
 from campaign.plivo import (
     AccountProblem,
@@ -59,11 +60,6 @@ class UnknownCampaign(LookupError):
     def __init__(self, name: str) -> None:
         super().__init__(f"no campaign named {name!r}; `campaign list` shows the campaigns")
         self.name = name
-
-
-def bare_number(destination: str) -> str:
-    """A destination as Plivo writes numbers: without the leading `+` (SIP URIs unchanged)."""
-    return destination.removeprefix("+")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""Reading destinations: number normalisation, SIP URIs, and finding the phone column."""
+"""Reading destinations: number normalisation, SIP URIs, finding the phone column, and the
+bare form Plivo writes numbers in."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from campaign.destinations import (
     InvalidDestination,
     LoadError,
     SourceRow,
+    bare_number,
+    destination_of,
     normalise_destination,
     validate_rows,
 )
@@ -125,3 +128,31 @@ def test_validate_rows_keeps_other_columns_and_rejects_from_number() -> None:
         (3, "is the campaign's own from number"),
         (4, "empty phone number"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("stored", "bare"),
+    [
+        ("+14155550123", "14155550123"),
+        ("14155550123", "14155550123"),
+        ("sip:john1234@phone.plivo.com", "sip:john1234@phone.plivo.com"),
+    ],
+)
+def test_bare_number_drops_only_the_plus(stored: str, bare: str) -> None:
+    """Plivo's form of a destination is the number without its `+`; SIP URIs stay as they are."""
+    assert bare_number(stored) == bare
+
+
+@pytest.mark.parametrize(
+    ("to", "stored"),
+    [
+        ("14155550123", "+14155550123"),
+        ("+14155550123", "+14155550123"),
+        (" 14155550123 ", "+14155550123"),
+        ("SIP:alice@example.com", "sip:alice@example.com"),
+    ],
+)
+def test_destination_of_restores_the_stored_form(to: str, stored: str) -> None:
+    """A number as Plivo writes it reads back as the contact stored it; it undoes bare_number."""
+    assert destination_of(to) == stored
+    assert destination_of(bare_number(stored)) == stored

@@ -21,6 +21,7 @@ from campaign.plivo import (
     classify_transport_failure,
     parse_make_call_reply,
 )
+from campaign.plivo.replies import call_record_page_from_reply, queued_call_from_reply
 
 TOKEN = "s3cret-token-value"
 UUIDS = ["u-1", "u-2", "u-3"]
@@ -230,3 +231,43 @@ def test_bad_batches_are_refused_before_sending(
     """Batches Plivo would refuse, or that would make the uuid mapping ambiguous, never go out."""
     with pytest.raises(ValueError, match=r"."):
         build_make_call_body(parameters, batch)
+
+
+def test_call_record_page_reads_codes_and_skips_malformed_items() -> None:
+    """A CDR page keeps well-formed records, reads a numeric-text cause code, takes the total from
+    `meta`, and skips items that are not objects."""
+    page = call_record_page_from_reply(
+        {
+            "meta": {"total_count": 41},
+            "objects": [
+                {
+                    "call_uuid": "c-1",
+                    "to_number": "14155550001",
+                    "from_number": "14155550100",
+                    "end_time": "2026-01-31 12:00:00",
+                    "hangup_cause_code": "4000",
+                    "hangup_cause_name": "Normal Hangup",
+                },
+                "not a record",
+                {"call_uuid": "c-2", "hangup_cause_code": "n/a"},
+            ],
+        }
+    )
+    assert page.total_count == 41
+    assert [record.call_uuid for record in page.records] == ["c-1", "c-2"]
+    assert page.records[0].hangup_cause_code == 4000
+    assert page.records[0].initiation_time is None
+    assert page.records[1].hangup_cause_code is None
+
+
+def test_call_record_page_without_meta_counts_its_records() -> None:
+    """With no `meta.total_count`, the total is the number of records on the page."""
+    page = call_record_page_from_reply({"objects": [{"call_uuid": "c-1"}]})
+    assert page.total_count == 1
+
+
+def test_queued_call_falls_back_to_the_uuid_asked_for() -> None:
+    """A queued call keeps `to` and `from`; a reply without its uuid names the one asked for."""
+    call = queued_call_from_reply({"to": "14155550001", "from": "14155550100"}, "r-1")
+    assert (call.request_uuid, call.call_uuid) == ("r-1", None)
+    assert (call.to_number, call.from_number) == ("14155550001", "14155550100")

@@ -1,0 +1,201 @@
+"""The fake account's state: its limits (calls per second, API requests per window), its queue,
+the calls it placed, and the seeded draws (uuids, outcomes, faults).
+
+No HTTP here: the API decides what a request may do and asks the account to do it. Every random
+draw comes from one generator seeded by `SimulatorConfig.seed`, in the order requests arrive, so
+a seeded run hands out the same uuids, outcomes and faults every time.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import itertools
+import math
+import random
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+
+from campaign.destinations import bare_number, destination_of
+from campaign.simulator.config import OUTCOMES, SimulatorConfig
+from campaign.simulator.ledger import Ledger, SimulatedCall
+
+
+class SimulatedAccount:
+    """One Plivo account as the simulator keeps it; placed calls enter the ledger when dialled."""
+
+    def __init__(self, config: SimulatorConfig, ledger: Ledger, clock: Callable[[], float]) -> None:
+        self._ledger = ledger
+        self._clock = clock
+        self._random = random.Random(config.seed)
+        self._faults_injected = 0
+        # The latest calls-per-second slot handed out (maybe in the future) and its dials.
+        self._slot_start_s = -math.inf
+        self._slot_used = 0
+        self._recent_requests: deque[float] = deque()
+        # Queued calls by request_uuid, and their dial times in a heap (lazily cleaned).
+        self._queue: dict[str, SimulatedCall] = {}
+        self._queue_heap: list[tuple[float, int, str]] = []
+        self._calls_by_call_uuid: dict[str, SimulatedCall] = {}
+        self._calls_by_destination: dict[str, list[SimulatedCall]] = {}
+        self._outcome_names: list[str] = []
+        self._outcome_cumulative: list[float] = []
+        self.reconfigure(config)
+
+    def reconfigure(self, config: SimulatorConfig) -> None:
+        """Take new limits, shares and fault rates; the queue, calls and draws go on."""
+        self._config = config
+        names = [name for name in OUTCOMES if config.outcome_shares.get(name, 0) > 0]
+        total = sum(config.outcome_shares[name] for name in names)
+        self._outcome_names = names
+        self._outcome_cumulative = list(
+            itertools.accumulate(config.outcome_shares[name] / total for name in names)
+        )
+
+    # --- the seeded draws ---
+
+    def new_uuid(self) -> str:
+        # From the seeded generator, so a seeded run hands out the same uuids every time.
+        return str(uuid.UUID(int=self._random.getrandbits(128), version=4))
+
+    def _draw_outcome(self) -> str:
+        index = bisect.bisect_left(self._outcome_cumulative, self._random.random())
+        return self._outcome_names[min(index, len(self._outcome_names) - 1)]
+
+    def draw_fault(self) -> str | None:
+        """The fault to inject into this request (at most one), or None."""
+        config = self._config
+        rates = config.fault_rates
+        if not any(rate for _, rate in rates):
+            return None
+        if config.fault_budget is not None and self._faults_injected >= config.fault_budget:
+            return None
+        draw = self._random.random()
+        for name, rate in rates:
+            if draw < rate:
+                self._faults_injected += 1
+                return name
+            draw -= rate
+        return None
+
+    # --- the limits ---
+
+    def admit_request(self, now: float) -> float | None:
+        """Count an API request against the rate; None when within it.
+
+        Over the rate, the request is not counted and the answer is the seconds until one is
+        allowed again.
+        """
+        window = self._recent_requests
+        while window and window[0] <= now - self._config.request_window_s:
+            window.popleft()
+        if len(window) >= self._config.requests_per_window:
+            return window[0] + self._config.request_window_s - now
+        window.append(now)
+        return None
+
+    def _dial_slot(self, now: float) -> float:
+        """When the next call may be dialled under the account's calls per second.
+
+        Slots are whole seconds of the clock (or 1/cps seconds when cps < 1), each holding at
+        most `calls_per_second` dials, so the ledger's per-second counts never exceed the limit.
+        A call that does not fit is promised the first slot with room (it is queued until then).
+        """
+        cps = self._config.calls_per_second
+        window_s = max(1.0, 1.0 / cps)
+        capacity = max(1, math.floor(cps * window_s))
+        current = math.floor(now / window_s) * window_s
+        if self._slot_start_s < current:
+            self._slot_start_s, self._slot_used = current, 0
+        if self._slot_used >= capacity:
+            self._slot_start_s += window_s
+            self._slot_used = 0
+        self._slot_used += 1
+        return max(now, self._slot_start_s)
+
+    # --- calls and the queue ---
+
+    def place_calls(
+        self,
+        sequence: int,
+        now: float,
+        from_number: str,
+        destinations: Sequence[str],
+        parameters: Mapping[str, object],
+    ) -> list[SimulatedCall]:
+        """Accept one call per destination: dialled now, or queued for the first free slot."""
+        config = self._config
+        calls = []
+        for destination in destinations:
+            dial_at = self._dial_slot(now)
+            queued = dial_at > now
+            call = SimulatedCall(
+                request_uuid=self.new_uuid(),
+                call_uuid=self.new_uuid(),
+                destination=destination,
+                from_number=from_number,
+                request_sequence=sequence,
+                accepted_at=now,
+                dial_at=dial_at,
+                outcome=self._draw_outcome(),
+                machine=bool(parameters.get("machine_detection"))
+                and self._random.random() < config.machine_share,
+                queued=queued,
+                parameters=parameters,
+                ring_after_s=config.ring_after_s,
+                answer_after_s=config.answer_after_s,
+                talk_s=config.talk_s,
+            )
+            calls.append(call)
+            self._calls_by_call_uuid[call.call_uuid] = call
+            self._calls_by_destination.setdefault(destination, []).append(call)
+            if queued:
+                self._queue[call.request_uuid] = call
+                heapq.heappush(self._queue_heap, (dial_at, sequence, call.request_uuid))
+            else:
+                self._ledger.dials.append(call)
+        return calls
+
+    def promote_due_calls(self) -> None:
+        """Dial the queued calls whose slot has come (they enter the ledger then)."""
+        now = self._clock()
+        heap = self._queue_heap
+        while heap and heap[0][0] <= now:
+            _, _, request_uuid = heapq.heappop(heap)
+            call = self._queue.pop(request_uuid, None)
+            if call is not None:
+                self._ledger.dials.append(call)
+
+    def queued_request_uuids(self) -> list[str]:
+        """The request_uuids waiting for a CPS slot (as of the last `promote_due_calls`)."""
+        return list(self._queue)
+
+    def queued_call(self, request_uuid: str) -> SimulatedCall | None:
+        return self._queue.get(request_uuid)
+
+    def cancel_queued_call(self, request_uuid: str) -> bool:
+        """Cancel a call still in the queue; False when it is not (dialled, or never was)."""
+        call = self._queue.pop(request_uuid, None)
+        if call is None:
+            return False
+        call.cancelled = True
+        self._ledger.cancelled.append(request_uuid)
+        return True
+
+    def call(self, call_uuid: str) -> SimulatedCall | None:
+        """A placed call by its call_uuid (queued, live or ended)."""
+        return self._calls_by_call_uuid.get(call_uuid)
+
+    def unqueued_calls(self, to_number: str | None = None) -> list[SimulatedCall]:
+        """Placed calls out of the queue (dialled or cancelled), optionally only to `to_number`.
+
+        `to_number` matches a call's destination written with or without its `+`.
+        """
+        if to_number is None:
+            calls = self._calls_by_call_uuid.values()
+            return [c for c in calls if c.request_uuid not in self._queue]
+        found: list[SimulatedCall] = []
+        for key in {to_number, bare_number(to_number), destination_of(to_number)}:
+            found.extend(self._calls_by_destination.get(key, ()))
+        return [c for c in found if c.request_uuid not in self._queue]
