@@ -17,6 +17,8 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_PLIVO_API_URL = "https://api.plivo.com"
+# reconcile_after_s must exceed the lease by this much.
+RECONCILE_MARGIN_S = 60.0
 
 
 class SettingsError(Exception):
@@ -92,8 +94,11 @@ class Settings(BaseSettings):
     # On SIGTERM, how long requests in flight may take to finish before the worker gives up.
     worker_stop_timeout_s: float = Field(default=30.0, ge=0.1, le=3600.0)
     # `campaign reconcile`: how long after a request a call absent from Plivo's look-ups is
-    # taken as never placed.
+    # taken as never placed. At least the lease and a margin (checked below).
     reconcile_after_s: float = Field(default=900.0, ge=0.0, le=604_800.0)
+    # The circuit breaker: after this many requests in a row whose fate is unknown (a 5xx storm,
+    # a PLIVO_API_URL that redirects), a worker pauses its campaigns. 0 turns it off.
+    pause_after_unknown_requests: int = Field(default=3, ge=0, le=1000)
 
     # Callbacks and operations: served by `campaign serve`, and by `campaign worker` when
     # CAMPAIGN_HTTP_PORT is set. CAMPAIGN_PUBLIC_URL is the base URL Plivo reaches them at.
@@ -121,6 +126,19 @@ class Settings(BaseSettings):
                 f"CAMPAIGN_WORKER_LEASE_S ({self.worker_lease_s:g}) must be longer than one request"
                 f" with its retries, CAMPAIGN_PLIVO_TIMEOUT_S + CAMPAIGN_PLIVO_RETRY_BUDGET_S "
                 f"({needed:g}); raise it or lower those"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _reconcile_waits_out_a_lease(self) -> Settings:
+        # A request is `sending` until its lease runs out; a look-up before that may miss a call
+        # its worker is still placing, and reconcile would dial the contact twice.
+        needed = self.worker_lease_s + RECONCILE_MARGIN_S
+        if self.reconcile_after_s < needed:
+            raise ValueError(
+                f"CAMPAIGN_RECONCILE_AFTER_S ({self.reconcile_after_s:g}) must be at least "
+                f"CAMPAIGN_WORKER_LEASE_S + {RECONCILE_MARGIN_S:g} ({needed:g}), so that no "
+                "request still in a worker's hands is taken for one never placed; raise it"
             )
         return self
 

@@ -43,6 +43,7 @@ from campaign.plivo import (
     RequestRejected,
 )
 from campaign.ratelimit import (
+    SHARED_SLOT_SLACK_S,
     AccountLimits,
     SlotTiming,
     reserve_batch_slots,
@@ -70,6 +71,10 @@ class DialingConfig:
     backoff_max_s: float = 3600.0
     # How long a write that records Plivo's answer keeps trying through lost connections.
     record_for_s: float = 180.0
+    # After this many requests in a row whose fate is unknown, the campaigns are paused (0: never).
+    pause_after_unknown: int = 3
+    # The campaigns this worker dials (None: every running one): what such a pause pauses.
+    campaign_ids: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +89,15 @@ class ClaimedBatch:
     paced: bool
     # Set when the claim wrote the request ahead (its contacts are `sending` already).
     request: DialRequest | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Throttled:
+    """Nothing claimed: the campaign's own cap has no slot before `wait_s` seconds from now (a
+    claim now would hold every campaign's slots idle until then)."""
+
+    campaign: Campaign
+    wait_s: float
 
 
 class BatchEnd(Enum):
@@ -162,6 +176,11 @@ class BatchDialer:
         self.report = DialingReport()
         # Requests being sent: the worker settles them as unknown if it must cut them off.
         self._in_flight: dict[int, DialRequest] = {}
+        # Claims whose giving back failed (the database was away), by when they were claimed:
+        # given back as soon as it answers again (release_stranded).
+        self._stranded: dict[int, float] = {}
+        # Requests in a row whose fate is unknown (a 5xx storm, a wrong PLIVO_API_URL).
+        self._unknown_in_a_row = 0
 
     @property
     def has_requests_in_flight(self) -> bool:
@@ -169,8 +188,9 @@ class BatchDialer:
 
     # --- claim -------------------------------------------------------------------------------
 
-    async def claim(self, campaign: Campaign) -> ClaimedBatch | None:
-        """Up to a batch of the campaign's due contacts with their slots; None when none."""
+    async def claim(self, campaign: Campaign) -> ClaimedBatch | Throttled | None:
+        """Up to a batch of the campaign's due contacts with their slots; None when none is due;
+        Throttled when the campaign's own cap has no slot yet."""
         limiters = self._limits.for_campaign(campaign)
         claim = await queries.claim_batch(
             self._pool,
@@ -181,8 +201,12 @@ class BatchDialer:
             pace_window_s=self._config.pace_window_s,
             call_limiters=limiters.calls,
             request_limiters=limiters.requests,
+            own_limiters=limiters.own_calls,
+            shared_slot_slack_s=SHARED_SLOT_SLACK_S,
             write_ahead_within_s=WRITE_AHEAD_WITHIN_S,
         )
+        if claim.retry_at_s is not None:
+            return Throttled(campaign, max(claim.retry_at_s - claim.db_now_s, 0.0))
         if not claim.contact_ids:
             return None
         return ClaimedBatch(
@@ -242,10 +266,10 @@ class BatchDialer:
                 contact_ids=batch.contact_ids,
                 lease_s=self._config.lease_s,
             )
-        except asyncpg.PostgresError:
-            # Nothing was written ahead, so nothing is sent: give the claims back.
-            with contextlib.suppress(*db.CONNECTION_ERRORS, asyncpg.PostgresError):
-                await self._release(batch.contact_ids)
+        except db.DATABASE_ERRORS:
+            # Nothing was written ahead, so nothing is sent: give the claims back (later, if the
+            # database is away).
+            await self._release(batch.contact_ids)
             raise
         sent = set() if request is None else set(request.contact_ids)
         if len(sent) < len(batch.contact_ids):
@@ -254,10 +278,40 @@ class BatchDialer:
         return request
 
     async def _release(self, contact_ids: list[int]) -> None:
-        if contact_ids:
+        """Give back claims not sent; if the database is away, as soon as it answers again."""
+        if not contact_ids:
+            return
+        try:
             await queries.release_claims(
                 self._pool, contact_ids=contact_ids, worker_id=self._config.worker_id
             )
+        except db.DATABASE_ERRORS as error:
+            logger.warning(
+                "giving back %d claims failed (%s); trying again when the database answers",
+                len(contact_ids),
+                error,
+            )
+            now = time.monotonic()
+            self._stranded.update(dict.fromkeys(contact_ids, now))
+
+    async def release_stranded(self) -> int:
+        """Give back the claims whose giving back failed; how many. Raises the database's error
+        while it is still away."""
+        # Older than a lease: recovered by then (and maybe claimed again, not to be touched).
+        horizon = time.monotonic() - self._config.lease_s
+        for contact_id, since in list(self._stranded.items()):
+            if since < horizon:
+                del self._stranded[contact_id]
+        if not self._stranded:
+            return 0
+        contact_ids = sorted(self._stranded)
+        await queries.release_claims(
+            self._pool, contact_ids=contact_ids, worker_id=self._config.worker_id
+        )
+        for contact_id in contact_ids:
+            self._stranded.pop(contact_id, None)
+        logger.info("gave back %d claims stranded while the database was away", len(contact_ids))
+        return len(contact_ids)
 
     async def _unsend(
         self, request: DialRequest, reason: str, *, sends: int = 0, latency_ms: int | None = None
@@ -289,27 +343,57 @@ class BatchDialer:
             return None  # cannot tell: retry as if nothing changed
         return None if status == CampaignStatus.RUNNING else f"the campaign is {status}"
 
-    async def _before_retry(self, campaign: Campaign, calls: int, sends: int) -> None:
-        """Before sending a refused request again: give up (RetriesStopped), or take fresh
-        rate-limit slots for it (a retry is a new request) and wait for them."""
-        reason = await self.why_give_up(campaign)
-        if reason is not None:
-            raise RetriesStopped(reason, sends=sends)
-        slot = await reserve_batch_slots(self._pool, self._limits.for_campaign(campaign), calls)
-        if slot is not None:
-            delay_s = slot.seconds_until_slot()
-            self._metrics.rate_limit_wait.observe(max(delay_s, 0.0))
-            if delay_s > 0:
-                await asyncio.sleep(delay_s)
+    async def _wait_or_give_up(self, campaign: Campaign, seconds: float) -> str | None:
+        """Wait `seconds`, looking every second whether to give up: the reason as soon as there
+        is one (a stop, a pause, a cancel), None once the wait is over."""
+        deadline = time.monotonic() + seconds
+        while True:
+            reason = await self.why_give_up(campaign)
+            left = deadline - time.monotonic()
+            if reason is not None or left <= 0:
+                return reason
+            await sleep_unless(self._stop, min(left, GIVE_UP_CHECK_S))
+
+    async def _before_retry(self, campaign: Campaign, request: DialRequest, sends: int) -> None:
+        """Before sending a refused request again: new rate-limit slots for it (a retry is a new
+        request) and the wait for them, then the fence (one statement: the lease extended, the
+        campaign still running, every contact still `sending` in it). Raises RetriesStopped to
+        give up: a stop, pause or cancel ends any wait within a second."""
+        limiters = self._limits.for_campaign(campaign)
+        while True:
+            reason = await self.why_give_up(campaign)
+            if reason is not None:
+                raise RetriesStopped(reason, sends=sends)
+            slot = await reserve_batch_slots(self._pool, limiters, len(request.destinations))
+            if isinstance(slot, float):
+                # The campaign's own cap has no slot yet: nothing was taken; wait for it.
+                wait_s = slot
+            elif slot is not None:
+                wait_s = slot.seconds_until_slot()
+                self._metrics.rate_limit_wait.observe(max(wait_s, 0.0))
+            else:
+                wait_s = 0.0
+            reason = await self._wait_or_give_up(campaign, wait_s) if wait_s > 0 else None
+            if reason is not None:
+                raise RetriesStopped(reason, sends=sends)
+            if isinstance(slot, float):
+                continue
+            refusal = await queries.fence(
+                self._pool,
+                request=request,
+                worker_id=self._config.worker_id,
+                lease_s=self._config.lease_s,
+            )
+            if refusal is not None:
+                raise RetriesStopped(refusal, sends=sends)
+            if slot is not None and limiters.paced and slot.missed_its_second():
+                continue  # late for its slots' second: take new ones
+            return
 
     async def _back_off(self, campaign: Campaign, seconds: float) -> None:
-        """Wait out a back-off, but look every second whether to give up (the check right
-        after, in _before_retry, then does)."""
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            await sleep_unless(self._stop, min(left, GIVE_UP_CHECK_S))
-            if time.monotonic() < deadline and await self.why_give_up(campaign) is not None:
-                return
+        """Wait out a back-off, but not past a reason to give up (_before_retry, right after,
+        then gives up)."""
+        await self._wait_or_give_up(campaign, seconds)
 
     async def _send_and_record(self, campaign: Campaign, request: DialRequest) -> BatchEnd:
         started = time.monotonic()
@@ -319,7 +403,7 @@ class BatchDialer:
         async def before_retry() -> None:
             nonlocal sends
             sends += 1
-            await self._before_retry(campaign, len(request.destinations), sends)
+            await self._before_retry(campaign, request, sends)
 
         async def back_off(seconds: float) -> None:
             await self._back_off(campaign, seconds)
@@ -386,6 +470,7 @@ class BatchDialer:
             give_up_after_s=self._config.record_for_s,
             what="recording a reply",
         )
+        self._unknown_in_a_row = 0
         counts = Counter(reply.status for reply in replies)
         self._count(outcome, counts)
         self._metrics.request_latency.observe(latency_ms / 1000)
@@ -438,7 +523,12 @@ class BatchDialer:
                 message,
                 latency_ms,
             )
+            self._unknown_in_a_row += 1
+            if 0 < self._config.pause_after_unknown <= self._unknown_in_a_row:
+                await self._pause_for_unknown(message)
+                return BatchEnd.DROP_CAMPAIGN
         else:
+            self._unknown_in_a_row = 0
             logger.warning(
                 "campaign %s: batch of %d %s: %s; %d ms",
                 campaign.name,
@@ -448,6 +538,25 @@ class BatchDialer:
                 latency_ms,
             )
         return BatchEnd.CONTINUE
+
+    async def _pause_for_unknown(self, last_error: str) -> None:
+        """The circuit breaker: so many requests in a row with an unknown fate say that Plivo is
+        failing or PLIVO_API_URL is wrong; dialing on would make every batch unknown."""
+        count = self._unknown_in_a_row
+        self._unknown_in_a_row = 0
+        reason = (
+            f"paused by the engine: {count} requests in a row had an unknown fate (last:"
+            f" {last_error}); check PLIVO_API_URL and Plivo's status, run `campaign reconcile`,"
+            " then `campaign resume`"
+        )
+        paused = await db.retry_until_done(
+            lambda: queries.pause_running_campaigns(
+                self._pool, self._config.campaign_ids, reason=reason
+            ),
+            give_up_after_s=self._config.record_for_s,
+            what="pausing campaigns",
+        )
+        logger.error("%s: paused %s", reason, ", ".join(paused) or "no running campaign")
 
     async def abandon_in_flight(self) -> None:
         """Requests cut off at stop may have placed calls: their contacts become unknown (a

@@ -8,8 +8,11 @@ sql/schema.sql (section 3, "Rate limits") hand out its slots on the database's c
 - `plan_dial_slots` / `charge_dial_slots`: a grant of calls, used by `claim_batch`, which
   claims a batch of contacts and its slots in one statement. A grant never leaves the clock
   second it starts in, so no second holds more calls than the rate, and it carries at most
-  `pace_window_s` of calls, so calls are spread across each second.
-- `reserve_dial_slots`: new slots for a whole batch sent again after Plivo refused it.
+  `pace_window_s` of calls, so calls are spread across each second. A campaign's own cap only
+  ever delays that campaign: a claim never holds the shared limiters (the account's calls and
+  requests) waiting for it, so what one campaign does not use flows to the others.
+- `reserve_retry_slots`: new slots for a whole batch sent again after Plivo refused it, by the
+  same rule.
 - `reserve_request_slot`: one API request outside the batches (look-ups, cancels).
 
 This module names the limiters (`AccountLimits.for_campaign`), waits for slots, and decides
@@ -31,6 +34,9 @@ from campaign.models import Campaign, Limit
 
 # A batch must leave at least this long before the end of the clock second its calls count in.
 SEND_GUARD_S = 0.02
+# A claim whose campaign's own cap puts its slot more than this after the shared limiters' next
+# one claims nothing (it would hold every campaign's slots idle) and comes back at its slot.
+SHARED_SLOT_SLACK_S = 0.02
 
 
 def request_rate_per_s(per_window: int, window_s: float) -> float | None:
@@ -46,20 +52,35 @@ def request_rate_per_s(per_window: int, window_s: float) -> float | None:
 
 @dataclass(frozen=True, slots=True)
 class Limiters:
-    """The limiters one batch draws from: of calls (the account's CPS, the campaign's own cap),
-    and of API requests (Plivo's 300 per 5 s)."""
+    """The limiters one batch draws from: of calls, the account's (shared by every campaign)
+    and the campaign's own cap; of API requests, the account's (Plivo's 300 per 5 s)."""
 
-    calls: tuple[Limit, ...] = ()
+    shared_calls: tuple[Limit, ...] = ()
+    own_calls: tuple[Limit, ...] = ()
     requests: tuple[Limit, ...] = ()
+
+    @property
+    def calls(self) -> tuple[Limit, ...]:
+        return self.shared_calls + self.own_calls
+
+    @property
+    def shared(self) -> Limiters:
+        """Only those shared with other campaigns."""
+        return Limiters(shared_calls=self.shared_calls, requests=self.requests)
+
+    @property
+    def own(self) -> Limiters:
+        """Only the campaign's own."""
+        return Limiters(own_calls=self.own_calls)
 
     @property
     def paced(self) -> bool:
         """Whether calls per second are limited, so that a batch must go out in its second."""
-        return bool(self.calls)
+        return bool(self.shared_calls or self.own_calls)
 
     @property
     def unlimited(self) -> bool:
-        return not self.calls and not self.requests
+        return not (self.shared_calls or self.own_calls or self.requests)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,13 +112,14 @@ class AccountLimits:
 
     def for_campaign(self, campaign: Campaign) -> Limiters:
         """The limiters a batch of `campaign` draws from."""
-        calls: list[Limit] = []
+        shared: tuple[Limit, ...] = ()
         if self.calls_per_second > 0:
-            calls.append(Limit(f"account:{self.auth_id}:calls", self.calls_per_second))
+            shared = (Limit(f"account:{self.auth_id}:calls", self.calls_per_second),)
+        own: tuple[Limit, ...] = ()
         if campaign.calls_per_second is not None:
-            calls.append(Limit(f"campaign:{campaign.id}:calls", campaign.calls_per_second))
+            own = (Limit(f"campaign:{campaign.id}:calls", campaign.calls_per_second),)
         request = self.request_limiter
-        return Limiters(tuple(calls), () if request is None else (request,))
+        return Limiters(shared, own, () if request is None else (request,))
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,14 +160,22 @@ async def sleep_unless(event: asyncio.Event, seconds: float) -> bool:
 
 async def reserve_batch_slots(
     executor: queries.Executor, limiters: Limiters, calls: int
-) -> SlotTiming | None:
+) -> SlotTiming | float | None:
     """Take new slots for a whole batch sent again (`calls` calls in one second, and one
-    request); None when nothing is limited."""
+    request): when to send; or, when the campaign's own cap has no slot soon enough, how many
+    seconds to wait before asking again; None when nothing is limited."""
     if limiters.unlimited:
         return None
-    slot = await queries.reserve_dial_slots(
-        executor, call_limiters=limiters.calls, request_limiters=limiters.requests, calls=calls
+    slot = await queries.reserve_retry_slots(
+        executor,
+        call_limiters=limiters.calls,
+        request_limiters=limiters.requests,
+        own_limiters=limiters.own_calls,
+        shared_slot_slack_s=SHARED_SLOT_SLACK_S,
+        calls=calls,
     )
+    if slot.retry_at_s is not None:
+        return max(slot.retry_at_s - slot.db_now_s, 0.0)
     return SlotTiming.read_now(slot.send_at_s, slot.db_now_s)
 
 

@@ -26,7 +26,7 @@ import asyncpg
 
 from campaign import db, queries
 from campaign.config import Settings
-from campaign.dialing import BatchDialer, BatchEnd, DialingConfig, DialingReport
+from campaign.dialing import BatchDialer, BatchEnd, DialingConfig, DialingReport, Throttled
 from campaign.metrics import Metrics
 from campaign.models import Campaign
 from campaign.plivo import PlivoClient
@@ -63,6 +63,8 @@ class WorkerConfig:
     api_window_s: float = 5.0
     # How long a redialable call waits for its hangup before its campaign may complete.
     callback_wait_s: float = 3600.0
+    # After this many requests in a row whose fate is unknown, pause the campaigns (0: never).
+    pause_after_unknown: int = 3
     # Dial only these campaigns (None: every running campaign).
     campaign_ids: tuple[int, ...] | None = None
 
@@ -86,6 +88,7 @@ class WorkerConfig:
             api_requests_per_window=settings.api_requests_per_window,
             api_window_s=settings.api_window_s,
             callback_wait_s=settings.callback_wait_s,
+            pause_after_unknown=settings.pause_after_unknown_requests,
             campaign_ids=campaign_ids,
         )
 
@@ -107,6 +110,8 @@ class WorkerConfig:
             backoff_s=self.backoff_s,
             backoff_max_s=self.backoff_max_s,
             record_for_s=max(self.lease_s, self.stop_timeout_s),
+            pause_after_unknown=self.pause_after_unknown,
+            campaign_ids=self.campaign_ids,
         )
 
 
@@ -132,6 +137,8 @@ class Worker:
         self._campaigns_read_at = -1e9
         self._refresh_lock = asyncio.Lock()
         self._next_campaign = 0
+        # Campaigns whose own cap has no slot yet: not claimed before then (monotonic clock).
+        self._not_before: dict[int, float] = {}
         self._idle: set[int] = set()
         self._completion_checked_at = -1e9
 
@@ -149,6 +156,7 @@ class Worker:
             self._config.account_cps,
         )
         listener = asyncio.create_task(self._listen(), name="listen")
+        sweeper = asyncio.create_task(self._sweep(), name="sweep")
         dispatchers = [
             asyncio.create_task(self._dispatch(index, drain), name=f"dispatch-{index}")
             for index in range(self._config.concurrency)
@@ -179,7 +187,13 @@ class Worker:
                 await self._dialer.abandon_in_flight()
         finally:
             self._stop.set()
-            helpers: list[asyncio.Task[Any]] = [listener, stop_waiter, drained_waiter, *dispatchers]
+            helpers: list[asyncio.Task[Any]] = [
+                listener,
+                sweeper,
+                stop_waiter,
+                drained_waiter,
+                *dispatchers,
+            ]
             for task in helpers:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
@@ -223,10 +237,35 @@ class Worker:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), max(seconds, 0.0))
 
+    # --- leases -----------------------------------------------------------------------------------
+
+    async def _sweep(self) -> None:
+        """Every poll interval, whatever else happens: give back claims stranded while the
+        database was away, and recover every worker's expired leases (a dead worker's claimed
+        contacts go back to pending, its sending ones become unknown), so that nothing waits
+        for a claim to be recovered."""
+        while not self._stop.is_set():
+            try:
+                await self._dialer.release_stranded()
+                recovered = await queries.recover_expired_leases(self._pool)
+                if recovered:
+                    logger.warning(
+                        "recovered %d contacts whose worker's lease ran out (claimed: back to"
+                        " pending; sending: unknown, for `campaign reconcile`)",
+                        recovered,
+                    )
+                    await self._complete_finished(now_or_never=True)
+                    self._notified()
+            except db.DATABASE_ERRORS as error:
+                logger.debug("sweeping leases: %s; trying again", error)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self._config.poll_interval_s)
+
     # --- choosing what to dial ------------------------------------------------------------------
 
-    async def _campaign_to_dial(self) -> Campaign | None:
-        """The next running campaign with due contacts, round robin."""
+    async def _campaign_to_dial(self) -> Campaign | float | None:
+        """The next running campaign with due contacts, round robin; or, when every one waits
+        for its own cap, how long until the first may be claimed again; None when none."""
         stale = time.monotonic() - self._campaigns_read_at > self._config.poll_interval_s
         # One dispatcher refreshes the list; the others keep dialling from the one they have.
         if (stale or not self._campaigns) and (
@@ -242,8 +281,13 @@ class Worker:
                     self._campaigns_read_at = time.monotonic()
         if not self._campaigns:
             return None
-        self._next_campaign = (self._next_campaign + 1) % len(self._campaigns)
-        return self._campaigns[self._next_campaign]
+        now = time.monotonic()
+        for _ in range(len(self._campaigns)):
+            self._next_campaign = (self._next_campaign + 1) % len(self._campaigns)
+            campaign = self._campaigns[self._next_campaign]
+            if self._not_before.get(campaign.id, 0.0) <= now:
+                return campaign
+        return min(self._not_before.get(campaign.id, now) for campaign in self._campaigns) - now
 
     def _drop(self, campaign: Campaign) -> None:
         """Leave `campaign` out of the round robin until the list is read again."""
@@ -253,8 +297,16 @@ class Worker:
         """One batch at a time, for as long as the worker runs."""
         while not self._stop.is_set():
             try:
-                campaign = await self._campaign_to_dial()
+                chosen = await self._campaign_to_dial()
+                if isinstance(chosen, float):
+                    # Every campaign waits for its own cap: sleep until the first may go.
+                    await self._sleep(min(chosen, self._config.poll_interval_s))
+                    continue
+                campaign = chosen
                 batch = await self._dialer.claim(campaign) if campaign is not None else None
+                if isinstance(batch, Throttled):
+                    self._not_before[batch.campaign.id] = time.monotonic() + batch.wait_s
+                    continue
                 if batch is None:
                     if campaign is not None:
                         self._drop(campaign)

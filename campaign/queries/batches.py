@@ -25,6 +25,9 @@ class Claim:
     send_at_s: float
     db_now_s: float
     request: DialRequest | None
+    # Set when nothing was claimed because the campaign's own cap has no slot soon enough: when
+    # to come back (database clock).
+    retry_at_s: float | None = None
 
 
 async def claim_batch(
@@ -37,9 +40,12 @@ async def claim_batch(
     pace_window_s: float,
     call_limiters: Sequence[Limit],
     request_limiters: Sequence[Limit],
+    own_limiters: Sequence[Limit],
+    shared_slot_slack_s: float,
     write_ahead_within_s: float,
 ) -> Claim:
-    """Claim up to `wanted` due contacts of a running campaign within the rate limits."""
+    """Claim up to `wanted` due contacts of a running campaign within the rate limits; of the
+    limiters, `own_limiters` are the campaign's alone (its own cap)."""
     record = await executor.fetchrow(
         sql("claim_batch"),
         campaign_id,
@@ -51,6 +57,8 @@ async def claim_batch(
         [limit.rate_per_s for limit in call_limiters],
         [limit.name for limit in request_limiters],
         [limit.rate_per_s for limit in request_limiters],
+        [limit.name for limit in own_limiters],
+        shared_slot_slack_s,
         write_ahead_within_s,
     )
     assert record is not None  # claim_batch always answers one row
@@ -82,6 +90,18 @@ async def write_ahead(
     if record is None or record["dial_request_id"] is None:
         return None
     return DialRequest(record["dial_request_id"], record["contact_ids"], record["destinations"])
+
+
+async def fence(
+    executor: Executor, *, request: DialRequest, worker_id: str, lease_s: float
+) -> str | None:
+    """Before a refused request is sent again: extend its lease and check that it may be (its
+    campaign runs, every contact is still `sending` in it for this worker); None to send it,
+    otherwise why not."""
+    refusal: str | None = await executor.fetchval(
+        sql("fence"), request.id, worker_id, request.contact_ids, lease_s
+    )
+    return refusal
 
 
 async def release_claims(executor: Executor, *, contact_ids: Sequence[int], worker_id: str) -> None:

@@ -57,6 +57,25 @@ async def campaign_by_name(
     return None if record is None else Campaign.from_record(record)
 
 
+async def campaign_for_load(connection: Connection, name: str) -> Campaign | None:
+    """The campaign called `name`, held for a load (it cannot complete meanwhile, but its
+    status can change)."""
+    record = await connection.fetchrow(sql("campaign_by_name_for_load"), name)
+    return None if record is None else Campaign.from_record(record)
+
+
+async def lock_campaign_status(connection: Connection, campaign_id: int) -> CampaignStatus:
+    """The campaign's status now, its row locked until the transaction ends."""
+    status: str = await connection.fetchval(sql("lock_campaign_status"), campaign_id)
+    return CampaignStatus(status)
+
+
+async def sending_count(executor: Executor, campaign_id: int) -> int:
+    """How many of the campaign's contacts are in a request in flight."""
+    count: int = await executor.fetchval(sql("sending_count"), campaign_id)
+    return count
+
+
 async def campaign_status(executor: Executor, campaign_id: int) -> CampaignStatus | None:
     """The campaign's status now; None when it no longer exists."""
     status: str | None = await executor.fetchval(sql("campaign_status"), campaign_id)

@@ -12,30 +12,38 @@ from campaign.queries.base import Executor, sql
 @dataclass(frozen=True, slots=True)
 class Slot:
     """When a grant of the rate limits may be used, and the clock as it was granted (seconds
-    since the epoch, on the database's clock)."""
+    since the epoch, on the database's clock). `retry_at_s` is set instead when nothing was
+    granted because the campaign's own cap has no slot soon enough: when to come back."""
 
     send_at_s: float
     db_now_s: float
+    retry_at_s: float | None = None
 
 
-async def reserve_dial_slots(
+async def reserve_retry_slots(
     executor: Executor,
     *,
     call_limiters: Sequence[Limit],
     request_limiters: Sequence[Limit],
+    own_limiters: Sequence[Limit],
+    shared_slot_slack_s: float,
     calls: int,
 ) -> Slot:
     """New slots for a whole batch sent again: `calls` calls in one second, and one request."""
     record = await executor.fetchrow(
-        sql("reserve_dial_slots"),
+        sql("reserve_retry_slots"),
         [limit.name for limit in call_limiters],
         [limit.rate_per_s for limit in call_limiters],
         [limit.name for limit in request_limiters],
         [limit.rate_per_s for limit in request_limiters],
+        [limit.name for limit in own_limiters],
+        shared_slot_slack_s,
         calls,
     )
-    assert record is not None  # reserve_dial_slots always answers one row
-    return Slot(send_at_s=record["send_at"], db_now_s=record["db_now"])
+    assert record is not None  # reserve_retry_slots always answers one row
+    return Slot(
+        send_at_s=record["send_at"], db_now_s=record["db_now"], retry_at_s=record["retry_at"]
+    )
 
 
 async def reserve_request_slot(executor: Executor, limiter: Limit) -> float:

@@ -65,6 +65,14 @@ async def known_request_uuids(executor: Executor, request_uuids: Sequence[str]) 
     return {record["request_uuid"] for record in records}
 
 
+async def known_call_uuids(
+    executor: Executor, destinations: Sequence[str], call_uuids: Sequence[str]
+) -> set[str]:
+    """Which of these call uuids already belong to an attempt to one of `destinations`."""
+    records = await executor.fetch(sql("known_call_uuids"), list(destinations), list(call_uuids))
+    return {record["call_uuid"] for record in records}
+
+
 @dataclass(frozen=True, slots=True)
 class FoundContact:
     """An unknown contact whose call Plivo has, and the outcome the contact takes from it."""

@@ -54,6 +54,15 @@ async def complete_finished(
     return [record["name"] for record in records]
 
 
+async def pause_running_campaigns(
+    executor: Executor, campaign_ids: Sequence[int] | None, *, reason: str
+) -> list[str]:
+    """Pause the running campaigns (of `campaign_ids`, or all) with the engine's reason; the
+    names of those paused."""
+    records = await executor.fetch(sql("pause_running_campaigns"), _ids(campaign_ids), reason)
+    return [record["name"] for record in records]
+
+
 async def reopen_unfinished(
     connection: Connection, campaign_ids: Sequence[int] | None
 ) -> list[str]:

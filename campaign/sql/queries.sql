@@ -36,6 +36,21 @@ SELECT * FROM campaigns WHERE name = $1;
 -- campaign_by_name_for_update --
 SELECT * FROM campaigns WHERE name = $1 FOR UPDATE;
 
+-- campaign_by_name_for_load --
+-- A load's hold on an existing campaign for its whole transaction: FOR KEY SHARE keeps the
+-- campaign from completing (lock_finished_campaigns takes FOR UPDATE) while its contacts are
+-- added, without holding up pause, resume or cancel (an UPDATE of its status).
+SELECT * FROM campaigns WHERE name = $1 FOR KEY SHARE;
+
+-- lock_campaign_status --
+-- The campaign's status now, its row locked until the transaction ends (waiting for a status
+-- change in progress): what a load reads before it commits.
+SELECT status FROM campaigns WHERE id = $1 FOR UPDATE;
+
+-- sending_count --
+-- How many of the campaign's contacts are in a request in flight.
+SELECT count(*) FROM contacts WHERE campaign_id = $1 AND status = 'sending';
+
 -- campaign_status --
 SELECT status FROM campaigns WHERE id = $1;
 
@@ -130,6 +145,13 @@ SET status = 'completed', status_reason = NULL, updated_at = now()
 WHERE k.id = ANY ($1::bigint[]) AND k.status = 'running' AND NOT campaign_has_work(k.id, $2)
 RETURNING k.name;
 
+-- pause_running_campaigns --
+-- Pause the running campaigns (of $1, or all when NULL) with the engine's reason $2.
+UPDATE campaigns
+SET status = 'paused', status_reason = $2, updated_at = now()
+WHERE status = 'running' AND ($1::bigint[] IS NULL OR id = ANY ($1::bigint[]))
+RETURNING name;
+
 -- reopen_unfinished --
 -- A completed campaign that has contacts to dial again (a race with a load or reconcile that
 -- the locking above should prevent, or a manual change) runs again.
@@ -162,15 +184,21 @@ SELECT EXISTS (
 
 -- claim_batch --
 -- Claim a batch within the rate limits (schema.sql: claim_batch); written ahead at once
--- (dial_request_id set) when its slot is at most $10 seconds away. Always one row.
-SELECT contact_ids, destinations, send_at, db_now, dial_request_id
-FROM claim_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10);
+-- (dial_request_id set) when its slot is at most $12 seconds away. Always one row; retry_at is
+-- set when the campaign's own cap has no slot soon enough.
+SELECT contact_ids, destinations, send_at, db_now, dial_request_id, retry_at
+FROM claim_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12);
 
 -- write_ahead --
 -- Write ahead a batch claimed ahead of its slot, once the slot has come (schema.sql:
 -- write_ahead_dial_request). Always one row; dial_request_id NULL when none may be sent.
 SELECT dial_request_id, contact_ids, destinations
 FROM write_ahead_dial_request($1, $2, $3, $4);
+
+-- fence --
+-- Before a refused request is sent again (schema.sql: fence_dial_request): NULL to send it,
+-- else why not.
+SELECT fence_dial_request($1, $2, $3, $4) AS refusal;
 
 -- release_claims --
 -- Give back contacts claimed but not sent (a paused campaign, a stopping worker).
@@ -192,8 +220,9 @@ SELECT unsend_dial_request($1, $2, $3, $4, $5) AS released;
 
 -- === Rate limits (campaign/ratelimit.py) =======================================================
 
--- reserve_dial_slots --
-SELECT send_at, db_now FROM reserve_dial_slots($1, $2, $3, $4, $5);
+-- reserve_retry_slots --
+-- New slots for a refused batch sent again (schema.sql: reserve_retry_slots).
+SELECT send_at, db_now, retry_at FROM reserve_retry_slots($1, $2, $3, $4, $5, $6, $7);
 
 -- reserve_request_slot --
 SELECT reserve_request_slot($1, $2);
@@ -254,6 +283,20 @@ SELECT q.request_uuid
 FROM dial_requests d
 JOIN unnest($1::text[]) AS q(request_uuid) ON q.request_uuid = ANY (d.request_uuids)
 WHERE d.uuids_mapped = false;
+
+-- known_call_uuids --
+-- Which of the call uuids in $2 already belong to an attempt to one of the destinations $1 (a
+-- contact's latest call, or any callback's): a call record with one of them is not an unknown
+-- contact's call. Contacts are read per campaign through their (campaign, destination) key.
+SELECT c.call_uuid
+FROM campaigns k
+CROSS JOIN LATERAL (
+    SELECT t.call_uuid FROM contacts t
+    WHERE t.campaign_id = k.id AND t.destination = ANY ($1::text[])
+      AND t.call_uuid = ANY ($2::text[])
+) c
+UNION
+SELECT e.call_uuid FROM call_events e WHERE e.call_uuid = ANY ($2::text[]);
 
 -- reconcile_found --
 -- Contacts Plivo has a call for take its outcome (queued or fired), in one statement. A contact

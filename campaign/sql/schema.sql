@@ -174,6 +174,8 @@ CREATE TABLE call_events (
     dedupe_key      text NOT NULL UNIQUE
 );
 CREATE INDEX call_events_contact ON call_events (contact_id, id);
+-- Whether a call uuid belongs to an attempt already (reconcile).
+CREATE INDEX call_events_call_uuid ON call_events (call_uuid);
 
 
 -- 3. Rate limits ------------------------------------------------------------------------------------
@@ -191,20 +193,79 @@ CREATE TABLE rate_limiters (
     updated_at    timestamptz NOT NULL DEFAULT now()
 );
 
+-- The earliest start, at or after p_from, of a grant of p_wanted calls from the limiters
+-- counted in p_counted (the first p_calls limiters count calls, the rest API requests), given
+-- their state (next slot, clock second and calls used in it). A grant never leaves the clock
+-- second it starts in, so no second ever holds more than ceil(rate) calls of a limiter.
+CREATE FUNCTION earliest_dial_slot(
+    p_from      double precision,
+    p_rates     double precision[],
+    p_calls     integer,
+    p_next      double precision[],
+    p_window    bigint[],
+    p_used      integer[],
+    p_counted   boolean[],
+    p_wanted    integer,
+    p_whole     boolean
+) RETURNS double precision
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    v_at      double precision := p_from;
+    v_calls   boolean := false;
+    v_in_use  integer;
+    v_cap     integer;
+    v_moved   boolean;
+    i         integer;
+    v_round   integer;
+BEGIN
+    FOR i IN 1 .. coalesce(array_length(p_rates, 1), 0) LOOP
+        IF p_counted[i] THEN
+            v_at := greatest(v_at, p_next[i]);
+            v_calls := v_calls OR i <= p_calls;
+        END IF;
+    END LOOP;
+    -- A call limiter whose clock second has no room pushes the grant to the next second; so
+    -- does a start in the last 50 ms of a second, too late to be sure of arriving in it (the
+    -- worker refuses to send a batch within 20 ms of its second's end).
+    FOR v_round IN 1 .. 3 LOOP
+        v_moved := false;
+        IF v_calls AND v_at - floor(v_at) > 0.95 THEN
+            v_at := floor(v_at) + 1;
+            v_moved := true;
+        END IF;
+        FOR i IN 1 .. p_calls LOOP
+            CONTINUE WHEN NOT p_counted[i];
+            v_cap := ceil(p_rates[i] - 1e-9)::integer;
+            v_in_use := CASE WHEN p_window[i] = floor(v_at) THEN p_used[i] ELSE 0 END;
+            IF v_in_use >= v_cap
+               OR (p_whole AND v_in_use > 0 AND v_in_use + least(p_wanted, v_cap) > v_cap) THEN
+                v_at := floor(v_at) + 1;
+                v_moved := true;
+            END IF;
+        END LOOP;
+        EXIT WHEN NOT v_moved;
+    END LOOP;
+    RETURN v_at;
+END;
+$$;
+
 -- Plan a grant of the rate limiters p_names (the first p_calls count calls, the rest API
--- requests), locking them until the transaction ends: the time the grant starts (slot_at) and
--- how many calls it holds (granted, at most p_wanted). A grant never leaves the clock second it
--- starts in, so no second ever holds more than ceil(rate) calls of a limiter; p_pace_window_s
--- caps a grant to the calls of that many seconds, so calls are spread smoothly across each
--- second. p_whole: the grant must hold all p_wanted calls (a retry of a whole batch).
+-- requests), locking them until the transaction ends: the time the grant starts (slot_at), how
+-- many calls it holds (granted, at most p_wanted), the clock, and when the limiters other than
+-- the campaign's own (p_own) alone would start it (shared_at: a grant at slot_at > shared_at
+-- would hold the shared limiters idle in between). p_pace_window_s caps a grant to the calls of
+-- that many seconds, so calls are spread smoothly across each second. p_whole: the grant must
+-- hold all p_wanted calls (a retry of a whole batch).
 CREATE FUNCTION plan_dial_slots(
     p_names          text[],
     p_rates          double precision[],
     p_calls          integer,
     p_wanted         integer,
     p_pace_window_s  double precision,
-    p_whole          boolean
-) RETURNS TABLE (slot_at double precision, granted integer, db_now double precision)
+    p_whole          boolean,
+    p_own            text[]
+) RETURNS TABLE (slot_at double precision, granted integer, db_now double precision,
+                 shared_at double precision)
 LANGUAGE plpgsql AS $$
 DECLARE
     v_count   integer := coalesce(array_length(p_names, 1), 0);
@@ -213,12 +274,13 @@ DECLARE
     v_used    integer[];
     v_now     double precision;
     v_at      double precision;
+    v_shared  double precision;
+    v_all     boolean[];
+    v_mask    boolean[];
     v_granted integer := least(p_wanted, 1000);
     v_in_use  integer;
     v_cap     integer;
-    v_moved   boolean;
     i         integer;
-    v_round   integer;
 BEGIN
     IF v_count > 0 THEN
         INSERT INTO rate_limiters (name) SELECT unnest(p_names) ON CONFLICT (name) DO NOTHING;
@@ -227,39 +289,24 @@ BEGIN
     END IF;
     -- The clock is read once the locks are held: waiting for them must not make us late.
     v_now := extract(epoch FROM clock_timestamp());
-    v_at := v_now;
     IF v_count = 0 THEN
-        RETURN QUERY SELECT v_at, v_granted, v_now;
+        RETURN QUERY SELECT v_now, v_granted, v_now, v_now;
         RETURN;
     END IF;
     SELECT array_agg(r.next_slot_at ORDER BY u.ord), array_agg(r.window_second ORDER BY u.ord),
-           array_agg(r.window_used ORDER BY u.ord)
-    INTO v_next, v_window, v_used
+           array_agg(r.window_used ORDER BY u.ord), array_agg(true ORDER BY u.ord),
+           array_agg(NOT (u.name = ANY (coalesce(p_own, '{}'))) ORDER BY u.ord)
+    INTO v_next, v_window, v_used, v_all, v_mask
     FROM unnest(p_names) WITH ORDINALITY AS u(name, ord)
     JOIN rate_limiters r ON r.name = u.name;
-    FOR i IN 1 .. v_count LOOP
-        v_at := greatest(v_at, v_next[i]);
-    END LOOP;
-    -- A call limiter whose clock second has no room pushes the grant to the next second; so
-    -- does a start in the last 50 ms of a second, too late to be sure of arriving in it (the
-    -- worker refuses to send a batch within 20 ms of its second's end).
-    FOR v_round IN 1 .. 3 LOOP
-        v_moved := false;
-        IF p_calls > 0 AND v_at - floor(v_at) > 0.95 THEN
-            v_at := floor(v_at) + 1;
-            v_moved := true;
-        END IF;
-        FOR i IN 1 .. p_calls LOOP
-            v_cap := ceil(p_rates[i] - 1e-9)::integer;
-            v_in_use := CASE WHEN v_window[i] = floor(v_at) THEN v_used[i] ELSE 0 END;
-            IF v_in_use >= v_cap
-               OR (p_whole AND v_in_use > 0 AND v_in_use + least(v_granted, v_cap) > v_cap) THEN
-                v_at := floor(v_at) + 1;
-                v_moved := true;
-            END IF;
-        END LOOP;
-        EXIT WHEN NOT v_moved;
-    END LOOP;
+    v_at := earliest_dial_slot(v_now, p_rates, p_calls, v_next, v_window, v_used, v_all,
+                               v_granted, p_whole);
+    IF true = ANY (v_mask) THEN
+        v_shared := earliest_dial_slot(v_now, p_rates, p_calls, v_next, v_window, v_used, v_mask,
+                                       v_granted, p_whole);
+    ELSE
+        v_shared := v_at;  -- nothing is shared, so nothing of anyone else's can be held idle
+    END IF;
     FOR i IN 1 .. p_calls LOOP
         v_cap := ceil(p_rates[i] - 1e-9)::integer;
         v_in_use := CASE WHEN v_window[i] = floor(v_at) THEN v_used[i] ELSE 0 END;
@@ -268,7 +315,7 @@ BEGIN
             v_granted := least(v_granted, greatest(floor(p_rates[i] * p_pace_window_s)::integer, 1));
         END IF;
     END LOOP;
-    RETURN QUERY SELECT v_at, v_granted, v_now;
+    RETURN QUERY SELECT v_at, v_granted, v_now, v_shared;
 END;
 $$;
 
@@ -303,14 +350,18 @@ END;
 $$;
 
 -- New slots for a whole batch sent again (after a reply that proved it was not placed): all
--- p_calls calls in one second, and one request. Returns when to send and the clock now.
-CREATE FUNCTION reserve_dial_slots(
+-- p_calls calls in one second, and one request. By the claim's rule (claim_batch), nothing is
+-- charged when the campaign's own limiters (p_own_limiters) would hold the shared ones idle:
+-- retry_at says when to come back. Returns when to send and the clock now.
+CREATE FUNCTION reserve_retry_slots(
     p_call_limiters      text[],
     p_call_rates         double precision[],
     p_request_limiters   text[],
     p_request_rates      double precision[],
+    p_own_limiters       text[],
+    p_shared_slack_s     double precision,
     p_calls              integer
-) RETURNS TABLE (send_at double precision, db_now double precision)
+) RETURNS TABLE (send_at double precision, db_now double precision, retry_at double precision)
 LANGUAGE plpgsql AS $$
 DECLARE
     v_names  text[] := coalesce(p_call_limiters, '{}') || coalesce(p_request_limiters, '{}');
@@ -318,9 +369,17 @@ DECLARE
     v_calls  integer := coalesce(array_length(p_call_limiters, 1), 0);
     v_plan   record;
 BEGIN
-    SELECT * INTO v_plan FROM plan_dial_slots(v_names, v_rates, v_calls, p_calls, 1e9, true);
+    SELECT * INTO v_plan
+    FROM plan_dial_slots(v_names, v_rates, v_calls, p_calls, 1e9, true, p_own_limiters);
+    IF v_plan.slot_at - v_plan.shared_at > p_shared_slack_s THEN
+        -- As in claim_batch: nothing is charged; come back at retry_at.
+        RETURN QUERY SELECT v_plan.slot_at, extract(epoch FROM clock_timestamp())::double precision,
+                            v_plan.slot_at;
+        RETURN;
+    END IF;
     PERFORM charge_dial_slots(v_names, v_rates, v_calls, v_plan.slot_at, p_calls);
-    RETURN QUERY SELECT v_plan.slot_at, extract(epoch FROM clock_timestamp())::double precision;
+    RETURN QUERY SELECT v_plan.slot_at, extract(epoch FROM clock_timestamp())::double precision,
+                        NULL::double precision;
 END;
 $$;
 
@@ -344,9 +403,10 @@ $$;
 -- 4. A batch: claim, write ahead, record --------------------------------------------------------
 -- campaign/dialing.py follows one batch through these, one round trip each: claim_batch (which
 -- writes the request ahead itself when its slot has come), else write_ahead_dial_request once
--- the slot comes; then, after Plivo's answer, exactly one of record_dial_reply,
--- record_dial_failure or unsend_dial_request. A crash between any two leaves each contact
--- `claimed` (never sent) or `sending` (maybe sent), which its lease resolves (section 5).
+-- the slot comes; fence_dial_request before each time a refused request is sent again; then,
+-- after Plivo's answer, exactly one of record_dial_reply, record_dial_failure or
+-- unsend_dial_request. A crash between any two leaves each contact `claimed` (never sent) or
+-- `sending` (maybe sent), which its lease resolves (section 5).
 
 -- Start a dial attempt: the contacts (locked by the caller) become `sending` in a new request,
 -- written with its destinations in the order given (the order it is sent in); the attempt is
@@ -380,13 +440,16 @@ $$;
 
 -- Claim up to p_wanted due contacts of a running campaign within every rate limit, in one round
 -- trip; always one row. p_call_limiters / rates: the account's calls per second and the
--- campaign's own; p_request_limiters / rates: Plivo's 300 requests per 5 s. The limits are
--- charged only for contacts actually claimed. send_at is when the batch may be sent (database
--- clock, seconds since the epoch); db_now the clock as the claim ends. When send_at is at most
--- p_write_ahead_within_s away, the claim writes the request ahead (start_dial_attempts) and
--- dial_request_id is set; otherwise the contacts are `claimed` and the worker writes the request
--- ahead once its slot comes. contact_ids and destinations are in contact id order, the order
--- the request is sent in; empty when nothing was claimed.
+-- campaign's own; p_request_limiters / rates: Plivo's 300 requests per 5 s; p_own_limiters: those
+-- of them that are the campaign's alone. The limits are charged only for contacts actually
+-- claimed, at the slot they use. A campaign's own cap only ever delays that campaign: when its
+-- own limiters put the grant more than p_shared_slack_s after the shared limiters' next slot,
+-- nothing is claimed or charged and retry_at says when to come back. send_at is when the batch
+-- may be sent (database clock, seconds since the epoch); db_now the clock as the claim ends. When
+-- send_at is at most p_write_ahead_within_s away, the claim writes the request ahead
+-- (start_dial_attempts) and dial_request_id is set; otherwise the contacts are `claimed` and the
+-- worker writes the request ahead once its slot comes. contact_ids and destinations are in
+-- contact id order, the order the request is sent in; empty when nothing was claimed.
 CREATE FUNCTION claim_batch(
     p_campaign_id            bigint,
     p_worker_id              text,
@@ -397,9 +460,11 @@ CREATE FUNCTION claim_batch(
     p_call_rates             double precision[],
     p_request_limiters       text[],
     p_request_rates          double precision[],
+    p_own_limiters           text[],
+    p_shared_slack_s         double precision,
     p_write_ahead_within_s   double precision
 ) RETURNS TABLE (contact_ids bigint[], destinations text[], send_at double precision,
-                 db_now double precision, dial_request_id bigint)
+                 db_now double precision, dial_request_id bigint, retry_at double precision)
 LANGUAGE plpgsql AS $$
 DECLARE
     v_names    text[] := coalesce(p_call_limiters, '{}') || coalesce(p_request_limiters, '{}');
@@ -411,10 +476,19 @@ DECLARE
     v_lease_s  double precision;
     v_request  bigint;
 BEGIN
-    -- Before the limiters' locks, so that other workers never wait on this recovery.
-    PERFORM recover_expired_leases();
     SELECT * INTO v_plan
-    FROM plan_dial_slots(v_names, v_rates, v_calls, p_wanted, p_pace_window_s, false);
+    FROM plan_dial_slots(v_names, v_rates, v_calls, p_wanted, p_pace_window_s, false,
+                         p_own_limiters);
+    IF v_plan.slot_at - v_plan.shared_at > p_shared_slack_s THEN
+        -- The campaign's own cap has no slot until after the shared limiters' next one: a grant
+        -- now would hold the account's calls and requests, every campaign's, idle until then.
+        -- Nothing is claimed or charged; the worker comes back at retry_at.
+        RETURN QUERY
+        SELECT '{}'::bigint[], '{}'::text[], v_plan.slot_at,
+               extract(epoch FROM clock_timestamp())::double precision, NULL::bigint,
+               v_plan.slot_at;
+        RETURN;
+    END IF;
 
     SELECT coalesce(array_agg(due.id ORDER BY due.id), '{}'),
            coalesce(array_agg(due.destination ORDER BY due.id), '{}')
@@ -449,7 +523,7 @@ BEGIN
     -- The clock as the function ends, so that the worker's estimate of "now" is not behind.
     RETURN QUERY
     SELECT v_ids, v_dests, v_plan.slot_at, extract(epoch FROM clock_timestamp())::double precision,
-           v_request;
+           v_request, NULL::double precision;
 END;
 $$;
 
@@ -488,6 +562,43 @@ BEGIN
 END;
 $$;
 
+-- Before a request Plivo refused (not placed) is sent again: in one statement, extend its
+-- contacts' lease, and check that its campaign still runs and that every contact is still
+-- `sending` in it for this worker (a lease that ran out made them unknown, and reconcile may
+-- dial them again). NULL: send it; otherwise why not (the retry is given up, not sent).
+CREATE FUNCTION fence_dial_request(
+    p_request_id   bigint,
+    p_worker_id    text,
+    p_contact_ids  bigint[],
+    p_lease_s      double precision
+) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_status   text;
+    v_extended integer;
+BEGIN
+    SELECT k.status INTO v_status
+    FROM dial_requests d JOIN campaigns k ON k.id = d.campaign_id
+    WHERE d.id = p_request_id AND d.outcome IS NULL;
+    IF NOT FOUND THEN
+        RETURN 'the request was settled meanwhile';
+    END IF;
+    IF v_status <> 'running' THEN
+        RETURN 'the campaign is ' || v_status;
+    END IF;
+    UPDATE contacts c
+    SET lease_expires_at = now() + make_interval(secs => p_lease_s), updated_at = now()
+    WHERE c.id = ANY (p_contact_ids) AND c.dial_request_id = p_request_id
+      AND c.status = 'sending' AND c.worker_id = p_worker_id;
+    GET DIAGNOSTICS v_extended = ROW_COUNT;
+    IF v_extended < cardinality(p_contact_ids) THEN
+        RETURN format('%s of its %s contacts are no longer being sent by this worker (their lease'
+                      ' ran out)', cardinality(p_contact_ids) - v_extended,
+                      cardinality(p_contact_ids));
+    END IF;
+    RETURN NULL;
+END;
+$$;
 -- Lock a request's row if it is not settled yet: every settling function below starts here, so
 -- a request is settled once, and a late or repeated settle (a worker stopping, a retried write)
 -- never overwrites what was recorded.
@@ -577,6 +688,10 @@ BEGIN
         RETURN QUERY SELECT NULL::integer, false;
         RETURN;
     END IF;
+    -- Read the campaign's status under its lock: a cancel committing meanwhile is waited for
+    -- (and then seen), and one that comes after waits for us and cancels what we make pending.
+    PERFORM 1 FROM campaigns k JOIN dial_requests d ON d.campaign_id = k.id
+    WHERE d.id = p_request_id FOR SHARE OF k;
     UPDATE contacts c
     SET status = CASE
             WHEN p_outcome = 'not_sent' AND c.attempts >= k.max_attempts THEN 'failed'
@@ -636,6 +751,9 @@ BEGIN
     IF NOT lock_unsettled_dial_request(p_request_id) THEN
         RETURN NULL;
     END IF;
+    -- As in record_dial_failure: the campaign's status is read under its lock.
+    PERFORM 1 FROM campaigns k JOIN dial_requests d ON d.campaign_id = k.id
+    WHERE d.id = p_request_id FOR SHARE OF k;
     UPDATE contacts c
     SET status = CASE WHEN k.status = 'cancelled' THEN 'cancelled' ELSE 'pending' END,
         attempts = greatest(c.attempts - 1, 0), worker_id = NULL, lease_expires_at = NULL,
@@ -659,6 +777,8 @@ $$;
 
 -- Leases that ran out: a contact claimed but never sent goes back to pending; one that was
 -- being sent (maybe placed by Plivo) becomes unknown and is never sent again without reconciling.
+-- Every worker runs this on a timer of its own (and `campaign status` and `reconcile` before they
+-- read), so a dead worker's contacts come back within a lease and a poll interval.
 CREATE FUNCTION recover_expired_leases() RETURNS integer
 LANGUAGE sql AS $$
     WITH recovered AS (
@@ -687,6 +807,7 @@ $$;
 -- 'retry' (the contact's request is still being recorded: nothing changed, try again), or
 -- 'unknown' (no contact of this campaign has that destination and request_uuid; nothing changed).
 -- A callback for an `unknown` contact (whose request got no reply) settles it as `fired`.
+-- Called by record_call_events, which holds the campaigns' rows locked (FOR SHARE) first.
 CREATE FUNCTION record_call_event(
     p_campaign_id  bigint,
     p_event        text,
@@ -853,6 +974,10 @@ LANGUAGE plpgsql AS $$
 DECLARE
     i integer;
 BEGIN
+    -- The campaigns first, in id order (a cancel locks its campaign before its contacts too):
+    -- a redial decided below reads a status no cancel can change until this commits, and a
+    -- cancel that came first is waited for and seen.
+    PERFORM 1 FROM campaigns k WHERE k.id = ANY (p_campaign_ids) ORDER BY k.id FOR SHARE;
     FOR i IN 1 .. coalesce(array_length(p_events, 1), 0) LOOP
         callback_index := i;
         SELECT r.result INTO callback_result
@@ -1022,7 +1147,8 @@ JOIN campaigns k ON k.id = c.campaign_id;
 -- 9. Compatibility ------------------------------------------------------------------------------
 -- Kept for workers of the previous release while a rolling upgrade runs; they get today's rules.
 
--- The previous release's claim (a row per contact).
+-- The previous release's claim (a row per contact; its campaign limiters are named
+-- campaign:<id>:calls), which recovers expired leases as that release's workers expect.
 CREATE FUNCTION claim_dial_request(
     p_campaign_id            bigint,
     p_worker_id              text,
@@ -1036,11 +1162,31 @@ CREATE FUNCTION claim_dial_request(
     p_write_ahead_within_s   double precision
 ) RETURNS TABLE (contact_id bigint, destination text, send_at double precision,
                  db_now double precision, dial_request_id bigint)
-LANGUAGE sql AS $$
+LANGUAGE plpgsql AS $$
+BEGIN
+    -- The previous release's workers sweep no leases of their own: their claim still does.
+    PERFORM recover_expired_leases();
+    RETURN QUERY
     SELECT u.contact_id, u.destination, b.send_at, b.db_now, b.dial_request_id
     FROM claim_batch(p_campaign_id, p_worker_id, p_wanted, p_lease_s, p_pace_window_s,
                      p_call_limiters, p_call_rates, p_request_limiters, p_request_rates,
-                     p_write_ahead_within_s) AS b
-    CROSS JOIN LATERAL unnest(b.contact_ids, b.destinations) AS u(contact_id, destination)
+                     -- Their campaign limiters are named campaign:<id>:calls.
+                     ARRAY(SELECT n FROM unnest(p_call_limiters) AS n WHERE n LIKE 'campaign:%'),
+                     0.02, p_write_ahead_within_s) AS b
+    CROSS JOIN LATERAL unnest(b.contact_ids, b.destinations) AS u(contact_id, destination);
+END;
 $$;
 
+-- The previous release's slots for a retried batch (all limiters charged at once).
+CREATE FUNCTION reserve_dial_slots(
+    p_call_limiters      text[],
+    p_call_rates         double precision[],
+    p_request_limiters   text[],
+    p_request_rates      double precision[],
+    p_calls              integer
+) RETURNS TABLE (send_at double precision, db_now double precision)
+LANGUAGE sql AS $$
+    SELECT r.send_at, r.db_now
+    FROM reserve_retry_slots(p_call_limiters, p_call_rates, p_request_limiters, p_request_rates,
+                             '{}', 'Infinity', p_calls) AS r
+$$;

@@ -2,26 +2,22 @@
 
 Every time the engine reads or writes lives in SQL: `now()` in the callbacks' redial schedule
 (`next_attempt_at`), in the worker's claim (`next_attempt_at <= now()`), in its leases and in
-campaign completion. The clock below shadows `now()` for every connection to this test's
-database (a schema ahead of pg_catalog in the search_path) with a time that stands still until
-the test moves it, so the engine's time moves by exactly what the test says and nothing else
-is faked: the simulator, the HTTP server and the worker run for real.
+campaign completion. The injected clock (tests/clock_fixtures.py) stands still until the test
+moves it, so the engine's time moves by exactly what the test says and nothing else is faked:
+the simulator, the HTTP server and the worker run for real.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import aiohttp
 import asyncpg
-import pytest
+from clock_fixtures import Clock
 from plivo_fixtures import AUTH_ID, AUTH_TOKEN, client_config, simulator_config
 from worker_fixtures import wait_for
 
-from campaign import db, queries
-from campaign.config import Settings
+from campaign import queries
 from campaign.metrics import Metrics
 from campaign.models import CampaignSpec
 from campaign.plivo import PlivoClient
@@ -31,48 +27,6 @@ from campaign.worker import Worker, WorkerConfig
 
 DESTINATIONS = ["+14155551000", "+14155551001"]
 POLL_S = 0.05
-
-CLOCK_SQL = """
-CREATE SCHEMA injected_clock;
-CREATE TABLE injected_clock.frozen (started timestamptz NOT NULL, at timestamptz NOT NULL);
-INSERT INTO injected_clock.frozen VALUES (pg_catalog.now(), pg_catalog.now());
-CREATE FUNCTION injected_clock.now() RETURNS timestamptz
-LANGUAGE sql STABLE AS $$ SELECT at FROM injected_clock.frozen $$;
-"""
-
-
-@dataclass
-class Clock:
-    """The database's clock as the engine sees it: it stands still until the test moves it."""
-
-    pool: asyncpg.Pool
-
-    async def advance(self, seconds: float) -> None:
-        await self.pool.execute(
-            "UPDATE injected_clock.frozen SET at = at + make_interval(secs => $1)", seconds
-        )
-
-    async def elapsed_s(self) -> float:
-        value: float = await self.pool.fetchval(
-            "SELECT extract(epoch FROM at - started)::float8 FROM injected_clock.frozen"
-        )
-        return value
-
-
-@pytest.fixture
-async def clocked_pool(settings: Settings, database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    """A pool whose every connection reads `now()` from the injected clock."""
-    connection = await asyncpg.connect(database_url)
-    try:
-        await connection.execute(CLOCK_SQL)
-        name = await connection.fetchval("SELECT current_database()")
-        await connection.execute(
-            f'ALTER DATABASE "{name}" SET search_path = injected_clock, "$user", public, pg_catalog'
-        )
-    finally:
-        await connection.close()
-    async with db.open_pool(settings) as opened:
-        yield opened
 
 
 async def test_the_clock_is_injected_into_the_engine_sql(clocked_pool: asyncpg.Pool) -> None:
