@@ -157,3 +157,12 @@ class Progress:
             "timeout": self.timeout,
             "answer_rate": self.answer_rate,
         }
+
+
+class RedialableCallStatus(StrEnum):
+    """A final call status a campaign may dial again (the CHECK on campaigns.redial_on, 0004)."""
+
+    BUSY = "busy"
+    NO_ANSWER = "no-answer"
+    TIMEOUT = "timeout"
+    FAILED = "failed"
