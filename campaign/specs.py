@@ -73,14 +73,13 @@ def load_target(options: CampaignOptions, public_url: str | None) -> CampaignSpe
     `public_url` is CAMPAIGN_PUBLIC_URL, where --track-calls points the calls' callbacks.
     """
     if options.existing is not None:
-        return existing_campaign(options)
+        check_load_into_existing(options)
+        return options.existing
     return new_campaign(options, public_url)
 
 
-def existing_campaign(options: CampaignOptions) -> str:
-    """The name of the campaign to add to; a load into it cannot change its settings."""
-    if options.existing is None:
-        raise SpecError(None, "give --campaign NAME to add to an existing campaign")
+def check_load_into_existing(options: CampaignOptions) -> None:
+    """A load into an existing campaign names no new one and cannot change its settings."""
     if options.name is not None:
         raise SpecError(
             None, "give either --name (a new campaign) or --campaign (an existing one), not both"
@@ -106,7 +105,6 @@ def existing_campaign(options: CampaignOptions) -> str:
             "--track-calls/--redial-on/--redial-delays",
             "a load into an existing campaign cannot change its settings",
         )
-    return options.existing
 
 
 def new_campaign(options: CampaignOptions, public_url: str | None) -> CampaignSpec:
