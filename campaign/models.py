@@ -247,3 +247,12 @@ class CallEvent:
             f"{len(key)}:{key}{len(value)}:{value}" for key, value in sorted(self.payload.items())
         )
         return hashlib.sha256(f"{self.event}|{canonical}".encode()).hexdigest()
+
+
+class RedialableCallStatus(StrEnum):
+    """A final call status a campaign may dial again (the CHECK on campaigns.redial_on)."""
+
+    BUSY = "busy"
+    NO_ANSWER = "no-answer"
+    TIMEOUT = "timeout"
+    FAILED = "failed"

@@ -1,0 +1,36 @@
+"""The `campaign` command line: builds the object graph once from Settings, per command.
+
+`app` holds the group and what every command shares (error lines, exit codes, signals); the
+commands live by what they act on: `load`, `campaigns` (status, list, export, pause, resume,
+cancel, reconcile), `services` (migrate, worker, serve, demo) and `simulator`. The validation of
+a campaign's settings is campaign.specs, pure and tested without a subprocess.
+"""
+
+from __future__ import annotations
+
+from campaign.cli import campaigns, load, services, simulator
+from campaign.cli.app import cli
+
+for command in (
+    load.load,
+    campaigns.status,
+    campaigns.list_campaigns,
+    campaigns.export,
+    campaigns.pause,
+    campaigns.resume,
+    campaigns.cancel,
+    campaigns.reconcile_command,
+    services.migrate,
+    services.worker,
+    services.serve,
+    services.demo,
+    simulator.simulator_command,
+):
+    cli.add_command(command)
+
+__all__ = ["cli", "main"]
+
+
+def main() -> None:
+    """Entry point of the `campaign` console script."""
+    cli()

@@ -1,0 +1,266 @@
+"""The commands on stored campaigns: status, list, export, pause, resume, cancel, reconcile."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from campaign import db, queries
+from campaign.cli.app import (
+    EXIT_FAILURE,
+    EXIT_USAGE,
+    fail,
+    run_command,
+    settings_from_environment,
+    stop_on_signals,
+)
+from campaign.console import print_progress_table
+from campaign.models import Campaign, CampaignStatus
+
+RECONCILE_FAILURES_SHOWN = 10
+
+
+@click.command()
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON once instead of a table.")
+@click.option("--once", is_flag=True, help="Print the table once, even on a terminal.")
+@run_command
+async def status(name: str | None, as_json: bool, once: bool) -> None:
+    """Show campaigns (or the one called NAME): contacts by status and how their calls ended.
+
+    On a terminal, `campaign status NAME` stays open and refreshes every second, with the
+    dialing rate and an ETA, until the campaign is completed or cancelled, or Ctrl-C.
+    """
+    settings = settings_from_environment()
+    live = name is not None and not (as_json or once) and sys.stdout.isatty()
+    async with db.open_pool(settings) as pool:
+        if name is None:
+            rows = await queries.progress_all(pool)
+        else:
+            row = await queries.progress(pool, name)
+            if row is None:
+                fail(f"no campaign named {name!r}; `campaign list` shows the campaigns")
+            if live:
+                from rich.console import Console
+
+                from campaign.live import watch_status
+
+                stop = stop_on_signals()
+                if await watch_status(pool, name, Console(highlight=False), stop) is None:
+                    fail(f"campaign {name!r} was deleted while it was shown")
+                return
+            rows = [row]
+    if as_json:
+        payload: Any = rows[0].as_json() if name is not None else [row.as_json() for row in rows]
+        click.echo(json.dumps(payload))
+        return
+    print_progress_table(rows)
+
+
+@click.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@run_command
+async def list_campaigns(as_json: bool) -> None:
+    """List every campaign with its status and counts."""
+    settings = settings_from_environment()
+    async with db.open_pool(settings) as pool:
+        rows = await queries.progress_all(pool)
+    if as_json:
+        click.echo(json.dumps([row.as_json() for row in rows]))
+        return
+    if not rows:
+        click.echo("no campaigns yet; create one with `campaign load FILE.csv --name …`")
+        return
+    print_progress_table(rows)
+
+
+@click.command()
+@click.argument("name")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path),
+    help="Write the CSV to this file (whole, or not at all) instead of stdout.",
+)
+@run_command
+async def export(name: str, output: Path | None) -> None:
+    """Write campaign NAME's contacts as CSV, one row each with its outcome, in load order.
+
+    Columns: the contact's own CSV columns (sorted by name; one named like an outcome column
+    becomes field:NAME), then destination, raw_destination, line_number, status, outcome,
+    attempts, call_status, hangup_cause, hangup_cause_code, duration_s, bill_duration_s,
+    answered_at, ended_at, machine, request_uuid, call_uuid, last_error, updated_at.
+    """
+    from campaign.export import ExportError, OutputError, atomic_output, export_campaign
+
+    settings = settings_from_environment()
+    async with db.open_pool(settings) as pool:
+        try:
+            if output is None:
+                await export_campaign(pool, name, sys.stdout)
+            else:
+                with atomic_output(output) as out:
+                    summary = await export_campaign(pool, name, out)
+                click.echo(f"exported {summary.rows} contacts of {summary.campaign} to {output}")
+        except OutputError as error:
+            if isinstance(error.error, BrokenPipeError):
+                # The reader went away (`| head`): not an error, but nothing more can be written.
+                _silence_stdout()
+                sys.exit(EXIT_FAILURE)
+            fail(str(error))
+        except ExportError as error:
+            fail(str(error))
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that flushing it at exit raises no second BrokenPipeError."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+async def _set_status(
+    connection: queries.Connection,
+    name: str,
+    new_status: CampaignStatus,
+    allowed_from: tuple[CampaignStatus, ...],
+) -> Campaign:
+    """Move campaign `name` to `new_status` (a no-op if it is there already), or fail clearly."""
+    campaign = await queries.set_campaign_status(connection, name, new_status, allowed_from)
+    if campaign is not None:
+        return campaign
+    existing = await queries.campaign_by_name(connection, name)
+    if existing is None:
+        fail(f"no campaign named {name!r}; `campaign list` shows the campaigns")
+    if existing.status != new_status:
+        fail(
+            f"campaign {name!r} is {existing.status}; only a campaign that is "
+            f"{' or '.join(allowed_from)} can be set {new_status}"
+        )
+    return existing
+
+
+async def _change_status(
+    name: str, new_status: CampaignStatus, allowed_from: tuple[CampaignStatus, ...]
+) -> None:
+    """Move campaign `name` to `new_status` in one transaction; wake the workers on resume."""
+    settings = settings_from_environment()
+    async with (
+        db.open_pool(settings) as pool,
+        pool.acquire() as connection,
+        connection.transaction(),
+    ):
+        campaign = await _set_status(connection, name, new_status, allowed_from)
+        if new_status == CampaignStatus.RUNNING:
+            await queries.notify_work(connection, campaign.id)
+    click.echo(f"campaign {name}: {new_status}")
+
+
+@click.command()
+@click.argument("name")
+@run_command
+async def pause(name: str) -> None:
+    """Stop dialling campaign NAME (every worker stops within a second; calls in flight end)."""
+    await _change_status(
+        name, CampaignStatus.PAUSED, (CampaignStatus.RUNNING, CampaignStatus.DRAFT)
+    )
+
+
+@click.command()
+@click.argument("name")
+@run_command
+async def resume(name: str) -> None:
+    """Resume dialling a paused campaign NAME."""
+    await _change_status(
+        name, CampaignStatus.RUNNING, (CampaignStatus.PAUSED, CampaignStatus.DRAFT)
+    )
+
+
+@click.command()
+@click.argument("name")
+@click.option(
+    "--cancel-queued",
+    is_flag=True,
+    help="Also cancel the calls Plivo still holds queued for this campaign (needs credentials).",
+)
+@run_command
+async def cancel(name: str, cancel_queued: bool) -> None:
+    """Cancel campaign NAME: contacts not dialled yet become `cancelled`."""
+    settings = settings_from_environment()
+    if cancel_queued and not settings.has_plivo_credentials:
+        fail("--cancel-queued: set PLIVO_AUTH_ID and PLIVO_AUTH_TOKEN to reach Plivo", EXIT_USAGE)
+    allowed = (CampaignStatus.RUNNING, CampaignStatus.PAUSED, CampaignStatus.DRAFT)
+    async with db.open_pool(settings) as pool:
+        async with pool.acquire() as connection, connection.transaction():
+            campaign = await _set_status(connection, name, CampaignStatus.CANCELLED, allowed)
+            cancelled = await queries.cancel_contacts(connection, campaign.id)
+        click.echo(f"campaign {name}: cancelled ({cancelled} contacts not dialled)")
+        if cancel_queued:
+            from campaign.cancellation import cancel_queued_calls
+            from campaign.plivo import PlivoClient, PlivoClientConfig, new_plivo_session
+
+            async with new_plivo_session() as session:
+                client = PlivoClient(session, PlivoClientConfig.from_settings(settings))
+                removed, gone = await cancel_queued_calls(pool, client, campaign, settings)
+            click.echo(
+                f"cancelled {removed} calls queued at Plivo ({gone} had left the queue already)"
+            )
+
+
+@click.command("reconcile")
+@click.argument("campaign_name", metavar="[CAMPAIGN]", required=False)
+@click.option(
+    "--dry-run", is_flag=True, help="Ask Plivo and report what would change; change nothing."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@run_command
+async def reconcile_command(campaign_name: str | None, dry_run: bool, as_json: bool) -> None:
+    """Settle `unknown` contacts (of every campaign, or CAMPAIGN) by looking their calls up.
+
+    For each, Plivo is asked whether a call to its destination exists since its request was
+    sent (queued, live, or in the call records). Found: the contact takes that outcome. Not
+    found once the request is CAMPAIGN_RECONCILE_AFTER_S old: dialled again (pending), or
+    failed when out of attempts. A contact whose look-ups failed stays unknown.
+    """
+    from campaign.plivo import PlivoClient, PlivoClientConfig, new_plivo_session
+    from campaign.reconcile import UnknownCampaign, reconcile_unknown_contacts
+
+    settings = settings_from_environment()
+    if not settings.has_plivo_credentials:
+        fail(
+            "PLIVO_AUTH_ID and PLIVO_AUTH_TOKEN are not set: reconcile looks calls up in your "
+            "Plivo account",
+            EXIT_USAGE,
+        )
+    async with db.open_pool(settings) as pool, new_plivo_session() as session:
+        client = PlivoClient(session, PlivoClientConfig.from_settings(settings))
+        try:
+            report = await reconcile_unknown_contacts(
+                pool, client, settings, campaign_name, dry_run=dry_run
+            )
+        except UnknownCampaign as error:
+            fail(str(error))
+    if as_json:
+        click.echo(json.dumps(report.as_json()))
+    else:
+        click.echo(report.summary())
+        failures = report.lookup_failures
+        for failure in failures[:RECONCILE_FAILURES_SHOWN]:
+            click.echo(
+                f"look-up failed: contact {failure.contact_id} ({failure.destination}) of "
+                f"campaign {failure.campaign}: {failure.error}",
+                err=True,
+            )
+        if len(failures) > RECONCILE_FAILURES_SHOWN:
+            click.echo(
+                f"… and {len(failures) - RECONCILE_FAILURES_SHOWN} more (--json lists them all)",
+                err=True,
+            )
+    if report.account_problem is not None:
+        fail(f"look-ups stopped: {report.account_problem}")

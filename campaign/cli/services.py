@@ -1,0 +1,233 @@
+"""The long-running and set-up commands: migrate, worker, serve, demo.
+
+The dialing and serving code (aiohttp, prometheus-client, the worker) is imported inside the
+commands that run it, so that `campaign load` and the other short commands never pay for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import asyncpg
+import click
+
+from campaign import db, queries
+from campaign.cli.app import (
+    EXIT_USAGE,
+    fail,
+    run_command,
+    settings_from_environment,
+    stop_on_signals,
+)
+from campaign.config import Settings
+from campaign.console import LoadReporter, print_progress_table
+from campaign.importer import CsvSource
+
+if TYPE_CHECKING:
+    from campaign.metrics import Metrics
+    from campaign.worker import WorkerReport
+
+DEFAULT_HTTP_PORT = 8080
+
+logger = logging.getLogger("campaign")
+
+
+@click.command()
+@run_command
+async def migrate() -> None:
+    """Apply the database migrations that are not applied yet."""
+    settings = settings_from_environment()
+    url, _embedded = await db.resolve_database_url(settings)
+    connection = await db.connect(url)
+    try:
+        applied = await db.migrate(connection)
+    finally:
+        await connection.close()
+    for migration in applied:
+        click.echo(f"applied {migration.filename}")
+    click.echo(f"database {db.describe_url(url)} is up to date")
+
+
+@click.command()
+@click.option(
+    "--csv",
+    "csv_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Load this CSV instead of a generated one.",
+)
+@click.option(
+    "--rows",
+    type=click.IntRange(1, 1_000_000),
+    default=50,
+    show_default=True,
+    help="Rows of the generated CSV.",
+)
+@click.option("--name", help="Campaign name (default: demo-<time>).")
+@run_command
+async def demo(csv_file: Path | None, rows: int, name: str | None) -> None:
+    """Run a whole campaign on embedded defaults: load a CSV, dial it through the simulator.
+
+    The database is the embedded PostgreSQL unless CAMPAIGN_DATABASE_URL is set; Plivo is the
+    built-in simulator, run inside this command (never your account, even if PLIVO_* are set).
+    """
+    from campaign.demo import run_demo, write_sample_csv
+
+    settings = settings_from_environment()
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    campaign_name = name or f"demo-{stamp}"
+    if csv_file is None:
+        csv_file = settings.data_dir / "demo" / f"{campaign_name}.csv"
+        write_sample_csv(csv_file, rows)
+        click.echo(f"wrote {rows} sample rows to {csv_file}")
+    source = CsvSource(csv_file)
+    try:
+        with LoadReporter(source.size_bytes, None) as reporter:
+            result = await run_demo(settings, source, campaign_name, reporter)
+    finally:
+        source.close()
+    summary = result.load
+    click.echo(
+        f"campaign {campaign_name} (id {summary.campaign.id}): rows read {summary.rows_read}, "
+        f"loaded {summary.loaded}, duplicates {summary.duplicates}, rejected {summary.rejected}"
+    )
+    click.echo(
+        f"dialled {result.dialled} destinations through the Plivo simulator in "
+        f"{result.elapsed_s:.1f} s, at most {result.max_calls_per_second} calls in one second "
+        f"(account limit {result.calls_per_second:g}/s)"
+    )
+    print_progress_table([result.progress])
+
+
+def _require_token_for_callbacks(settings: Settings) -> None:
+    """Refuse to serve callbacks that cannot be verified; warn if they may fail behind a proxy."""
+    if settings.plivo_auth_token is None:
+        fail(
+            "PLIVO_AUTH_TOKEN is not set: callbacks are verified with it (X-Plivo-Signature-V3),"
+            " so without it every callback would be refused",
+            EXIT_USAGE,
+        )
+    if settings.public_url is None:
+        logger.warning(
+            "CAMPAIGN_PUBLIC_URL is not set: signatures are checked against the URL as this "
+            "server sees it, which fails behind a proxy"
+        )
+
+
+@contextlib.asynccontextmanager
+async def _maybe_serving(
+    settings: Settings, pool: asyncpg.Pool, metrics: Metrics
+) -> AsyncIterator[None]:
+    """Serve callbacks, /healthz and /metrics beside the worker when CAMPAIGN_HTTP_PORT is set."""
+    if settings.http_port is None:
+        yield
+        return
+    from campaign.web import WebConfig, serving
+
+    _require_token_for_callbacks(settings)
+    config = WebConfig.from_settings(settings)
+    async with serving(pool, metrics, config, settings.http_host, settings.http_port):
+        yield
+
+
+@click.command()
+@click.option("--host", help="Listen address (default CAMPAIGN_HTTP_HOST, 127.0.0.1).")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), help="Port (default CAMPAIGN_HTTP_PORT, 8080)."
+)
+@run_command
+async def serve(host: str | None, port: int | None) -> None:
+    """Serve Plivo's callbacks (/plivo/ring, /plivo/hangup, /plivo/machine), /healthz, /metrics.
+
+    Callbacks are checked against PLIVO_AUTH_TOKEN and CAMPAIGN_PUBLIC_URL (the URL Plivo
+    calls, as it signs it). Runs until SIGTERM or Ctrl-C.
+    """
+    from campaign.metrics import Metrics
+    from campaign.web import WebConfig, serving
+
+    settings = settings_from_environment()
+    _require_token_for_callbacks(settings)
+    stop = stop_on_signals()
+    async with (
+        db.open_pool(settings, min_connections=12) as pool,
+        serving(
+            pool,
+            Metrics(),
+            WebConfig.from_settings(settings),
+            host or settings.http_host,
+            port or settings.http_port or DEFAULT_HTTP_PORT,
+        ) as url,
+    ):
+        click.echo(f"serving callbacks, /healthz and /metrics on {url}")
+        await stop.wait()
+
+
+async def _dial(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    metrics: Metrics,
+    *,
+    drain: bool,
+    stop: asyncio.Event | None,
+    campaign_ids: tuple[int, ...] | None,
+) -> WorkerReport:
+    """Run a worker on `pool` with the settings' Plivo account until stopped or drained."""
+    from campaign.plivo import PlivoClient, PlivoClientConfig, new_plivo_session
+    from campaign.worker import Worker, WorkerConfig
+
+    async with new_plivo_session(connection_limit=settings.worker_concurrency * 2) as session:
+        client = PlivoClient(session, PlivoClientConfig.from_settings(settings))
+        config = WorkerConfig.from_settings(settings, campaign_ids=campaign_ids)
+        worker = Worker(pool, client, config, metrics)
+        return await worker.run(drain=drain, stop=stop)
+
+
+@click.command()
+@click.option("--drain", is_flag=True, help="Exit once no running campaign has work left.")
+@click.option(
+    "--campaign",
+    "campaign_names",
+    metavar="NAME",
+    multiple=True,
+    help="Dial only this campaign (repeatable; default: every running campaign).",
+)
+@run_command
+async def worker(drain: bool, campaign_names: tuple[str, ...]) -> None:
+    """Dial the pending contacts of running campaigns, as a long-lived service.
+
+    Run as many as you like, on as many hosts: they share the account's limits through
+    Postgres. SIGTERM or Ctrl-C stops claiming, lets requests in flight finish, and exits 0.
+    """
+    settings = settings_from_environment()
+    if not settings.has_plivo_credentials:
+        fail(
+            "PLIVO_AUTH_ID and PLIVO_AUTH_TOKEN are not set: the worker dials through your "
+            "Plivo account (to try the engine without one, run `campaign demo`, or point "
+            "PLIVO_API_URL at `campaign simulator`)",
+            EXIT_USAGE,
+        )
+    from campaign.metrics import Metrics
+
+    stop = stop_on_signals()
+    metrics = Metrics()
+    async with (
+        db.open_pool(settings, min_connections=settings.worker_concurrency + 4) as pool,
+        _maybe_serving(settings, pool, metrics),
+    ):
+        campaign_ids: tuple[int, ...] | None = None
+        if campaign_names:
+            found = [await queries.campaign_by_name(pool, name) for name in campaign_names]
+            missing = [name for name, match in zip(campaign_names, found, strict=True) if not match]
+            if missing:
+                fail(f"--campaign: no campaign named {missing[0]!r}; `campaign list` shows them")
+            campaign_ids = tuple(match.id for match in found if match is not None)
+        report = await _dial(
+            settings, pool, metrics, drain=drain, stop=stop, campaign_ids=campaign_ids
+        )
+    if drain:
+        click.echo(f"drained: {report.summary()}")

@@ -1,0 +1,256 @@
+"""A campaign's settings, checked: pure functions from the raw option values to a CampaignSpec.
+
+No I/O, no click, no exit: `campaign load` hands the values of its options in, and turns the one
+error type, SpecError, into one line naming the option (`campaign: error: --from: …`) and exit
+code 2. The rules here are the ones a user can break; the database's CHECK constraints restate
+the bounds, as a last line of defence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import phonenumbers
+
+from campaign.callparams import CallParameterError, validate_call_parameters
+from campaign.destinations import InvalidDestination, normalise_destination
+from campaign.models import CampaignSpec, CampaignStatus, RedialableCallStatus
+
+NAME_MAX_CHARS = 200
+# The bounds of the campaigns table's CHECK constraints (migrations/0001); `campaign load`'s
+# options declare the same ranges, so click refuses an out-of-range value before we see it.
+BATCH_SIZE_RANGE = (1, 1000)
+MAX_ATTEMPTS_RANGE = (1, 100)
+CALLS_PER_SECOND_RANGE = (0.01, 1000.0)
+DEFAULT_BATCH_SIZE = 100
+DEFAULT_MAX_ATTEMPTS = 3
+
+DURATION_UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# The callbacks --track-calls points at this engine: a campaign cannot also set its own.
+TRACKED_CALLBACK_PARAMETERS = ("ring_url", "hangup_url", "machine_detection_url")
+
+
+class SpecError(ValueError):
+    """A campaign setting breaks a rule: `option` names the option(s) at fault, if one is."""
+
+    def __init__(self, option: str | None, message: str) -> None:
+        super().__init__(f"{option}: {message}" if option else message)
+        self.option = option
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignOptions:
+    """The raw values of `campaign load`'s options that say which campaign a load goes into.
+
+    `None` (and `False`) means "not given". `call_parameters` holds the optional Make-a-call
+    parameters by their Plivo names (`ring_url`), in the order they were given.
+    """
+
+    name: str | None = None
+    existing: str | None = None  # --campaign NAME
+    from_number: str | None = None
+    answer_url: str | None = None
+    call_parameters: Mapping[str, str | None] = field(default_factory=dict)
+    calls_per_second: float | None = None
+    batch_size: int = DEFAULT_BATCH_SIZE
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    paused: bool = False
+    track_calls: bool = False
+    redial_on: str | None = None
+    redial_delays: str | None = None
+
+
+def option_for(parameter: str) -> str:
+    """The command-line option of a Make-a-call parameter: `ring_url` → `--ring-url`."""
+    return f"--{parameter.replace('_', '-')}"
+
+
+def load_target(options: CampaignOptions, public_url: str | None) -> CampaignSpec | str:
+    """The campaign a load goes into: a new campaign's checked spec, or an existing one's name.
+
+    `public_url` is CAMPAIGN_PUBLIC_URL, where --track-calls points the calls' callbacks.
+    """
+    if options.existing is not None:
+        check_load_into_existing(options)
+        return options.existing
+    return new_campaign(options, public_url)
+
+
+def check_load_into_existing(options: CampaignOptions) -> None:
+    """A load into an existing campaign names no new one and cannot change its settings."""
+    if options.name is not None:
+        raise SpecError(
+            None, "give either --name (a new campaign) or --campaign (an existing one), not both"
+        )
+    changed = [
+        option_for(name) for name, value in options.call_parameters.items() if value is not None
+    ]
+    changed += [
+        flag
+        for flag, value in (
+            ("--from", options.from_number),
+            ("--answer-url", options.answer_url),
+            ("--calls-per-second", options.calls_per_second),
+        )
+        if value is not None
+    ]
+    if changed:
+        raise SpecError(
+            ", ".join(changed), "a load into an existing campaign cannot change its settings"
+        )
+    if options.track_calls or options.redial_on or options.redial_delays:
+        raise SpecError(
+            "--track-calls/--redial-on/--redial-delays",
+            "a load into an existing campaign cannot change its settings",
+        )
+
+
+def new_campaign(options: CampaignOptions, public_url: str | None) -> CampaignSpec:
+    """The spec of a new campaign, with every setting checked and normalised."""
+    if options.name is None:
+        raise SpecError(
+            None, "give --name NAME to create a campaign, or --campaign NAME to add to one"
+        )
+    name = campaign_name(options.name)
+    if options.from_number is None:
+        raise SpecError(
+            "--from", "a new campaign needs the caller ID number, e.g. --from +14155550100"
+        )
+    if options.answer_url is None:
+        raise SpecError("--answer-url", "a new campaign needs the URL of its Plivo XML")
+    from_number = caller_id(options.from_number)
+    parameters = call_parameters(options.answer_url, options.call_parameters)
+    answer_url = str(parameters.pop("answer_url"))
+    _check_range("--calls-per-second", options.calls_per_second, CALLS_PER_SECOND_RANGE)
+    _check_range("--batch-size", options.batch_size, BATCH_SIZE_RANGE)
+    _check_range("--max-attempts", options.max_attempts, MAX_ATTEMPTS_RANGE)
+    statuses = redial_statuses(options.redial_on)
+    delays_s = redial_delays(options.redial_delays)
+    if statuses and not options.track_calls:
+        raise SpecError("--redial-on", "redials need the calls' outcomes; add --track-calls")
+    if delays_s and not statuses:
+        raise SpecError("--redial-delays", "say which calls to redial with --redial-on")
+    return CampaignSpec(
+        name=name,
+        from_number=from_number,
+        answer_url=answer_url,
+        call_parameters=parameters,
+        calls_per_second=options.calls_per_second,
+        batch_size=options.batch_size,
+        max_attempts=options.max_attempts,
+        status=CampaignStatus.PAUSED if options.paused else CampaignStatus.RUNNING,
+        redial_on=statuses,
+        redial_delays_s=delays_s,
+        track_calls_at=tracking_url(options.track_calls, public_url, parameters),
+    )
+
+
+def campaign_name(name: str) -> str:
+    """A campaign's name: 1 to 200 characters, not only spaces; kept as given."""
+    if not name.strip() or len(name) > NAME_MAX_CHARS:
+        raise SpecError("--name", f"must be 1 to {NAME_MAX_CHARS} characters")
+    return name
+
+
+def caller_id(from_number: str) -> str:
+    """The caller ID in E.164 (`+14155550100`); a SIP URI cannot be one."""
+    try:
+        number = normalise_destination(from_number, None)
+    except InvalidDestination as error:
+        raise SpecError(
+            "--from", f"{from_number!r}: {error}; write it as +<country code><number>"
+        ) from None
+    if number.startswith("sip:"):
+        raise SpecError("--from", "must be a phone number, not a SIP URI")
+    return number
+
+
+def call_parameters(answer_url: str, given: Mapping[str, str | None]) -> dict[str, object]:
+    """The answer URL and the given Make-a-call parameters, normalised by Plivo's rules."""
+    values = {name: value for name, value in given.items() if value is not None}
+    try:
+        return validate_call_parameters({"answer_url": answer_url, **values})
+    except CallParameterError as error:
+        raise SpecError(option_for(error.parameter), error.message) from None
+
+
+def redial_statuses(text: str | None) -> tuple[RedialableCallStatus, ...]:
+    """`busy,no-answer` → the call statuses to dial again, each once, in the order given."""
+    if not text:
+        return ()
+    known = {status.value: status for status in RedialableCallStatus}
+    statuses = []
+    for part in dict.fromkeys(part.strip() for part in text.split(",")):
+        if part not in known:
+            raise SpecError(
+                "--redial-on",
+                f"{part!r} is not a call status that can be redialled; use some of "
+                f"{','.join(known)}",
+            )
+        statuses.append(known[part])
+    return tuple(statuses)
+
+
+def redial_delays(text: str | None) -> tuple[int, ...]:
+    """`10m,1h` → the delays in seconds before attempt 2, 3, … (the last one repeats)."""
+    if not text:
+        return ()
+    try:
+        return parse_durations(text)
+    except ValueError as error:
+        raise SpecError("--redial-delays", str(error)) from None
+
+
+def parse_durations(text: str) -> tuple[int, ...]:
+    """`10m,1h,4h` → (600, 3600, 14400); a bare number is seconds. ValueError names the bad one."""
+    durations = []
+    for item in text.split(","):
+        value = item.strip().lower()
+        unit = value[-1:] if value[-1:] in DURATION_UNITS_S else "s"
+        number = value[:-1] if value[-1:] in DURATION_UNITS_S else value
+        if not number.isdigit():
+            raise ValueError(f"{item.strip()!r} is not a duration such as 90s, 10m, 1h or 2d")
+        durations.append(int(number) * DURATION_UNITS_S[unit])
+    return tuple(durations)
+
+
+def tracking_url(
+    track_calls: bool, public_url: str | None, parameters: Mapping[str, object]
+) -> str | None:
+    """Where the calls' callbacks go with --track-calls (CAMPAIGN_PUBLIC_URL); None without."""
+    if not track_calls:
+        return None
+    if public_url is None:
+        raise SpecError(
+            "--track-calls",
+            "set CAMPAIGN_PUBLIC_URL to the URL Plivo reaches this engine at "
+            "(where `campaign serve` or a worker with CAMPAIGN_HTTP_PORT listens)",
+        )
+    own = [name for name in TRACKED_CALLBACK_PARAMETERS if parameters.get(name) is not None]
+    if own:
+        raise SpecError(
+            option_for(own[0]),
+            "--track-calls sets it to this engine's endpoint; give one or the other",
+        )
+    return public_url
+
+
+def default_region(value: str | None) -> str | None:
+    """The region of numbers written without a country code (`us` → `US`), if one is given."""
+    if value is None:
+        return None
+    region = value.upper()
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise SpecError(
+            "--default-region",
+            f"{value!r} is not a region code; use two letters such as US, GB, IN",
+        )
+    return region
+
+
+def _check_range(option: str, value: float | None, bounds: tuple[float, float]) -> None:
+    low, high = bounds
+    if value is not None and not low <= value <= high:
+        raise SpecError(option, f"must be between {low:g} and {high:g}, got {value:g}")

@@ -1,0 +1,361 @@
+"""The rules of a campaign's settings (campaign.specs), checked without a database or a process."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from campaign.models import CampaignStatus, RedialableCallStatus
+from campaign.specs import (
+    CampaignOptions,
+    SpecError,
+    default_region,
+    load_target,
+    new_campaign,
+    parse_durations,
+    redial_delays,
+    redial_statuses,
+)
+
+PUBLIC_URL = "https://dialer.example.com"
+NEW = CampaignOptions(
+    name="reminders", from_number="+14155550100", answer_url="https://example.com/answer.xml"
+)
+EXISTING = CampaignOptions(existing="reminders")
+CANNOT_CHANGE = "a load into an existing campaign cannot change its settings"
+
+
+def refused(options: CampaignOptions, public_url: str | None = None) -> SpecError:
+    """The SpecError that `load_target` raises for `options` (the test fails if it returns)."""
+    with pytest.raises(SpecError) as caught:
+        load_target(options, public_url)
+    return caught.value
+
+
+# --- the error --------------------------------------------------------------------------------
+
+
+def test_error_line_starts_with_the_option() -> None:
+    """A SpecError reads `OPTION: message`, keeping both parts for a caller that wants them."""
+    error = SpecError("--from", "must be a phone number")
+    assert str(error) == "--from: must be a phone number"
+    assert (error.option, error.message) == ("--from", "must be a phone number")
+
+
+def test_error_without_an_option_is_the_message_alone() -> None:
+    """A rule about a combination of options has no single option: the line is the message."""
+    assert str(SpecError(None, "give --name or --campaign")) == "give --name or --campaign"
+
+
+# --- new or existing --------------------------------------------------------------------------
+
+
+def test_existing_campaign_is_its_name() -> None:
+    """--campaign NAME alone is a load into that campaign: the target is the name, unchecked."""
+    assert load_target(EXISTING, None) == "reminders"
+
+
+def test_name_and_campaign_together_are_refused() -> None:
+    """--name and --campaign together are one line asking for one of them."""
+    error = refused(replace(EXISTING, name="other"))
+    assert error.option is None
+    assert str(error) == (
+        "give either --name (a new campaign) or --campaign (an existing one), not both"
+    )
+
+
+def test_neither_name_nor_campaign_is_refused() -> None:
+    """Without --name or --campaign there is nothing to load into: the line says how to name one."""
+    error = refused(replace(NEW, name=None))
+    assert str(error) == ("give --name NAME to create a campaign, or --campaign NAME to add to one")
+
+
+def test_existing_campaign_settings_cannot_change() -> None:
+    """Call parameters, --from, --answer-url and --calls-per-second with --campaign are refused,
+    all named in one line: call parameters in the order given, then the campaign's own options."""
+    options = replace(
+        EXISTING,
+        call_parameters={"ring_url": "x", "caller_name": None, "time_limit": "30"},
+        from_number="+1415",
+        answer_url="https://example.com/a",
+        calls_per_second=2.0,
+    )
+    assert str(refused(options)) == (
+        f"--ring-url, --time-limit, --from, --answer-url, --calls-per-second: {CANNOT_CHANGE}"
+    )
+
+
+def test_existing_campaign_refuses_an_empty_parameter() -> None:
+    """A call parameter given as an empty text is still given: it counts as a change."""
+    assert str(refused(replace(EXISTING, call_parameters={"caller_name": ""}))) == (
+        f"--caller-name: {CANNOT_CHANGE}"
+    )
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"track_calls": True}, {"redial_on": "busy"}, {"redial_delays": "1m"}],
+)
+def test_existing_campaign_tracking_cannot_change(change: dict[str, Any]) -> None:
+    """--track-calls, --redial-on or --redial-delays with --campaign: refused in one line."""
+    error = refused(replace(EXISTING, **change))
+    assert error.option == "--track-calls/--redial-on/--redial-delays"
+    assert error.message == CANNOT_CHANGE
+
+
+def test_existing_campaign_settings_are_named_before_tracking() -> None:
+    """With both kinds of change, the call settings are named first (as the command always did)."""
+    error = refused(replace(EXISTING, from_number="+14155550100", track_calls=True))
+    assert error.option == "--from"
+
+
+# --- a new campaign ---------------------------------------------------------------------------
+
+
+def test_new_campaign_spec_from_every_option() -> None:
+    """Every option ends up in the spec, normalised: E.164 caller ID, Plivo's parameter forms,
+    redial statuses as RedialableCallStatus, delays in seconds, callbacks at the public URL."""
+    options = replace(
+        NEW,
+        from_number="+1 (415) 555-0100",
+        call_parameters={"ring_method": "get", "time_limit": "30", "caller_name": None},
+        calls_per_second=2.5,
+        batch_size=50,
+        max_attempts=4,
+        track_calls=True,
+        redial_on="busy, no-answer",
+        redial_delays="10m,1h",
+    )
+    spec = load_target(options, PUBLIC_URL)
+    assert not isinstance(spec, str)
+    assert spec.name == "reminders"
+    assert spec.from_number == "+14155550100"
+    assert spec.answer_url == "https://example.com/answer.xml"
+    assert spec.call_parameters == {"ring_method": "GET", "time_limit": 30}
+    assert (spec.calls_per_second, spec.batch_size, spec.max_attempts) == (2.5, 50, 4)
+    assert spec.status == CampaignStatus.RUNNING
+    assert spec.redial_on == (RedialableCallStatus.BUSY, RedialableCallStatus.NO_ANSWER)
+    assert spec.redial_delays_s == (600, 3600)
+    assert spec.track_calls_at == PUBLIC_URL
+
+
+def test_paused_campaign_starts_paused() -> None:
+    """--paused creates the campaign paused; without it, running."""
+    assert new_campaign(replace(NEW, paused=True), None).status == CampaignStatus.PAUSED
+    assert new_campaign(NEW, None).status == CampaignStatus.RUNNING
+
+
+def test_name_is_kept_as_given() -> None:
+    """A name with spaces around it is stored as given, up to exactly 200 characters."""
+    assert new_campaign(replace(NEW, name=" spring "), None).name == " spring "
+    assert new_campaign(replace(NEW, name="x" * 200), None).name == "x" * 200
+
+
+@pytest.mark.parametrize("name", ["", "   ", "x" * 201])
+def test_name_must_be_1_to_200_characters(name: str) -> None:
+    """An empty, blank or over-long name is refused, naming --name and the bounds."""
+    assert str(refused(replace(NEW, name=name))) == "--name: must be 1 to 200 characters"
+
+
+def test_new_campaign_needs_a_caller_id() -> None:
+    """Without --from, the line says a new campaign needs one, with an example."""
+    error = refused(replace(NEW, from_number=None, answer_url=None))
+    assert str(error) == (
+        "--from: a new campaign needs the caller ID number, e.g. --from +14155550100"
+    )
+
+
+def test_new_campaign_needs_an_answer_url() -> None:
+    """Without --answer-url, the line says a new campaign needs the URL of its XML."""
+    error = refused(replace(NEW, answer_url=None))
+    assert str(error) == "--answer-url: a new campaign needs the URL of its Plivo XML"
+
+
+def test_caller_id_must_be_a_phone_number() -> None:
+    """A --from that is no number is refused, quoting it and the form to write it in."""
+    assert str(refused(replace(NEW, from_number="nope"))) == (
+        "--from: 'nope': not a phone number; write it as +<country code><number>"
+    )
+
+
+def test_caller_id_cannot_be_a_sip_uri() -> None:
+    """A SIP URI is a destination, not a caller ID."""
+    assert str(refused(replace(NEW, from_number="sip:alice@example.com"))) == (
+        "--from: must be a phone number, not a SIP URI"
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "line"),
+    [
+        (
+            {"answer_url": "ftp://x"},
+            "--answer-url: must be an http:// or https:// URL with a host, "
+            "e.g. https://example.com/answer",
+        ),
+        ({"call_parameters": {"ring_method": "PUT"}}, "--ring-method: must be GET or POST"),
+        (
+            {"call_parameters": {"caller_name": "x" * 51}},
+            "--caller-name: must be at most 50 characters, got 51",
+        ),
+        (
+            {"call_parameters": {"machine_detection_time": "50"}},
+            "--machine-detection-time: must be between 2000 and 10000 milliseconds, got 50",
+        ),
+    ],
+)
+def test_call_parameters_follow_plivo_rules(change: dict[str, Any], line: str) -> None:
+    """A Make-a-call parameter that breaks Plivo's table is one SpecError naming its option."""
+    assert str(refused(replace(NEW, **change))) == line
+
+
+@pytest.mark.parametrize(
+    ("change", "line"),
+    [
+        ({"batch_size": 0}, "--batch-size: must be between 1 and 1000, got 0"),
+        ({"batch_size": 1001}, "--batch-size: must be between 1 and 1000, got 1001"),
+        ({"max_attempts": 0}, "--max-attempts: must be between 1 and 100, got 0"),
+        ({"max_attempts": 101}, "--max-attempts: must be between 1 and 100, got 101"),
+        ({"calls_per_second": 0.0}, "--calls-per-second: must be between 0.01 and 1000, got 0"),
+    ],
+)
+def test_dialing_settings_are_bounded(change: dict[str, Any], line: str) -> None:
+    """Batch size, attempts and calls per second stay within the campaigns table's CHECKs."""
+    assert str(refused(replace(NEW, **change))) == line
+
+
+def test_dialing_settings_bounds_are_inclusive() -> None:
+    """The bounds themselves are allowed."""
+    for batch_size, max_attempts, calls_per_second in ((1, 1, 0.01), (1000, 100, 1000.0)):
+        options = replace(
+            NEW,
+            batch_size=batch_size,
+            max_attempts=max_attempts,
+            calls_per_second=calls_per_second,
+        )
+        spec = new_campaign(options, None)
+        assert (spec.batch_size, spec.max_attempts, spec.calls_per_second) == (
+            batch_size,
+            max_attempts,
+            calls_per_second,
+        )
+
+
+# --- redials and call tracking ----------------------------------------------------------------
+
+
+def test_redial_statuses_are_deduplicated_in_order() -> None:
+    """`busy, timeout,busy` → busy then timeout, each once, spaces ignored."""
+    assert redial_statuses(" busy, timeout,busy") == (
+        RedialableCallStatus.BUSY,
+        RedialableCallStatus.TIMEOUT,
+    )
+
+
+@pytest.mark.parametrize("text", [None, ""])
+def test_no_redial_statuses(text: str | None) -> None:
+    """No --redial-on (or an empty one) means no redials."""
+    assert redial_statuses(text) == ()
+
+
+@pytest.mark.parametrize(("text", "bad"), [("completed", "'completed'"), ("busy,", "''")])
+def test_only_final_failures_can_be_redialled(text: str, bad: str) -> None:
+    """A status outside busy, no-answer, timeout, failed (or an empty item) is refused, quoting it
+    and listing the statuses that can be redialled, in the CHECK constraint's order."""
+    with pytest.raises(SpecError) as caught:
+        redial_statuses(text)
+    assert str(caught.value) == (
+        f"--redial-on: {bad} is not a call status that can be redialled; use some of "
+        "busy,no-answer,timeout,failed"
+    )
+
+
+def test_redial_needs_call_tracking() -> None:
+    """Redials depend on the calls' outcomes: --redial-on without --track-calls is refused."""
+    assert str(refused(replace(NEW, redial_on="busy"), PUBLIC_URL)) == (
+        "--redial-on: redials need the calls' outcomes; add --track-calls"
+    )
+
+
+def test_redial_delays_need_redial_statuses() -> None:
+    """--redial-delays without --redial-on has nothing to delay: refused."""
+    options = replace(NEW, track_calls=True, redial_delays="10m")
+    assert str(refused(options, PUBLIC_URL)) == (
+        "--redial-delays: say which calls to redial with --redial-on"
+    )
+
+
+def test_bad_redial_delay_names_the_option() -> None:
+    """A delay that is not a duration is one line naming --redial-delays and the bad item."""
+    assert redial_delays(None) == ()
+    with pytest.raises(SpecError) as caught:
+        redial_delays("10m, 10 minutes")
+    assert str(caught.value) == (
+        "--redial-delays: '10 minutes' is not a duration such as 90s, 10m, 1h or 2d"
+    )
+
+
+def test_redial_statuses_are_checked_before_delays() -> None:
+    """With a bad status and a bad delay, the status is the one reported."""
+    options = replace(NEW, track_calls=True, redial_on="completed", redial_delays="soon")
+    assert refused(options, PUBLIC_URL).option == "--redial-on"
+
+
+def test_durations_in_every_unit() -> None:
+    """s, m, h and d (any case, spaces allowed) convert to seconds; a bare number is seconds."""
+    assert parse_durations("90s, 10M,1h ,2d,45") == (90, 600, 3600, 172800, 45)
+
+
+@pytest.mark.parametrize("text", ["10x", "1.5h", "-5m", "m", "1h,,2h"])
+def test_not_a_duration(text: str) -> None:
+    """Fractions, negatives, unknown units and empty items are not durations."""
+    with pytest.raises(ValueError, match="is not a duration such as 90s, 10m, 1h or 2d"):
+        parse_durations(text)
+
+
+def test_tracking_needs_the_public_url() -> None:
+    """--track-calls without CAMPAIGN_PUBLIC_URL is refused: Plivo would not know where to call."""
+    assert str(refused(replace(NEW, track_calls=True), None)) == (
+        "--track-calls: set CAMPAIGN_PUBLIC_URL to the URL Plivo reaches this engine at "
+        "(where `campaign serve` or a worker with CAMPAIGN_HTTP_PORT listens)"
+    )
+
+
+@pytest.mark.parametrize("parameter", ["ring_url", "hangup_url", "machine_detection_url"])
+def test_tracking_replaces_the_campaign_own_callbacks(parameter: str) -> None:
+    """--track-calls sets ring, hangup and machine-detection URLs: giving one too is refused."""
+    options = replace(
+        NEW, track_calls=True, call_parameters={parameter: "https://mine.example.com/x"}
+    )
+    option = "--" + parameter.replace("_", "-")
+    assert str(refused(options, PUBLIC_URL)) == (
+        f"{option}: --track-calls sets it to this engine's endpoint; give one or the other"
+    )
+
+
+def test_no_tracking_without_the_flag() -> None:
+    """Without --track-calls the calls' callbacks stay the campaign's own, public URL or not."""
+    options = replace(NEW, call_parameters={"hangup_url": "https://mine.example.com/h"})
+    spec = new_campaign(options, PUBLIC_URL)
+    assert spec.track_calls_at is None
+    assert spec.call_parameters == {"hangup_url": "https://mine.example.com/h"}
+
+
+# --- the default region -----------------------------------------------------------------------
+
+
+def test_default_region_is_upper_cased() -> None:
+    """`us` is the region US; no --default-region is None."""
+    assert default_region("us") == "US"
+    assert default_region(None) is None
+
+
+def test_unknown_default_region_is_refused() -> None:
+    """A code that is not a region is refused, quoting it as given with examples."""
+    with pytest.raises(SpecError) as caught:
+        default_region("xx")
+    assert str(caught.value) == (
+        "--default-region: 'xx' is not a region code; use two letters such as US, GB, IN"
+    )
