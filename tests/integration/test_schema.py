@@ -20,6 +20,7 @@ from campaign.models import (
     CallStatus,
     CampaignStatus,
     ContactStatus,
+    RedialableCallStatus,
     RequestOutcome,
 )
 
@@ -141,6 +142,7 @@ def _check_values(definition: str) -> set[str]:
         ("contacts_call_status_check", CallStatus),
         ("dial_requests_outcome_check", RequestOutcome),
         ("call_events_event_check", CallbackEvent),
+        ("campaigns_redial_on_check", RedialableCallStatus),
     ],
 )
 async def test_python_enums_mirror_the_check_constraints(
@@ -163,7 +165,11 @@ def test_schema_sql_defines_every_function_the_migrations_define() -> None:
     needs no database, naming what to add)."""
     defined = set(re.findall(r"CREATE FUNCTION (\w+)\(", schema_sql()))
     migrated: set[str] = set()
+    statement = re.compile(r"^(CREATE (?:OR REPLACE )?|DROP )FUNCTION (\w+)\(", re.MULTILINE)
     for migration in db.load_migrations():
-        migrated |= set(re.findall(r"CREATE (?:OR REPLACE )?FUNCTION (\w+)\(", migration.sql))
-        migrated -= set(re.findall(r"DROP FUNCTION (\w+)\(", migration.sql))
+        for verb, name in statement.findall(migration.sql):
+            if verb == "DROP ":
+                migrated.discard(name)
+            else:
+                migrated.add(name)
     assert migrated == defined

@@ -368,6 +368,8 @@ async def claim(pool: asyncpg.Pool, campaign_id: int, *limits: Limit) -> queries
         pace_window_s=0.1,
         call_limiters=limits,
         request_limiters=(),
+        own_limiters=(),
+        shared_slot_slack_s=0.02,
         write_ahead_within_s=0.01,
     )
 
