@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 
 import asyncpg
 
@@ -14,6 +16,22 @@ from campaign.plivo import PlivoClient
 from campaign.ratelimit import AccountLimits, RequestPacer
 
 logger = logging.getLogger(__name__)
+
+IN_FLIGHT_POLL_S = 0.2
+
+
+async def wait_for_requests_in_flight(
+    pool: asyncpg.Pool, campaign: Campaign, *, timeout_s: float
+) -> int:
+    """Wait until no contact of `campaign` is in a request in flight (its reply recorded, so that
+    a queued call of it can be found), for at most `timeout_s`; how many still are."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        in_flight = await queries.sending_count(pool, campaign.id)
+        if not in_flight or time.monotonic() >= deadline:
+            return in_flight
+        # Polled: replies are recorded by workers of other processes, with no notification.
+        await asyncio.sleep(IN_FLIGHT_POLL_S)
 
 
 async def cancel_queued_calls(

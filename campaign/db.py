@@ -243,6 +243,19 @@ async def retry_until_done(
             delay_s = min(delay_s * 2, 5.0)
 
 
+async def durability_warnings(executor: asyncpg.Pool) -> list[str]:
+    """What in the server's settings weakens the promise that nothing is dialled twice: a
+    request's write-ahead must survive a crash (and a failover) before the request is sent."""
+    warnings_found = []
+    if await executor.fetchval("SHOW synchronous_commit") == "off":
+        warnings_found.append(
+            "the database runs with synchronous_commit = off: a crash may lose a request written"
+            " ahead after it was sent, and its contacts could be dialled twice; set it to on (and"
+            " to remote_apply or on with synchronous_standby_names when a standby may take over)"
+        )
+    return warnings_found
+
+
 async def connect(url: str, **options: Any) -> asyncpg.Connection:
     """One connection, with a clear error when the server cannot be reached."""
     try:

@@ -180,7 +180,9 @@ async def _open_target(connection: queries.Connection, target: CampaignSpec | st
                 f"campaign {target.name!r} exists already; add to it with --campaign "
                 f"{target.name!r}, or choose another --name"
             ) from None
-    campaign = await queries.campaign_by_name(connection, target, for_update=True)
+    # Held until the load commits: the campaign cannot complete meanwhile (a completion would miss
+    # these contacts), but pause, resume and cancel take effect at once.
+    campaign = await queries.campaign_for_load(connection, target)
     if campaign is None:
         raise LoadError(
             f"no campaign named {target!r}; create it with --name {target!r} --from NUMBER "
@@ -260,8 +262,17 @@ async def load_csv(
             finally:
                 for future in in_flight:
                     future.cancel()
+        # The campaign's status as the load ends, its row locked until the commit (waiting for a
+        # status change in progress): a cancel that came meanwhile is seen, and one that comes
+        # after waits for the commit and then cancels these contacts too.
+        status = await queries.lock_campaign_status(connection, campaign.id)
+        if status == CampaignStatus.CANCELLED:
+            raise LoadError(
+                f"campaign {campaign.name!r} was cancelled while {source.path} was loading; "
+                "nothing was loaded"
+            )
         if summary.loaded > 0:
-            if campaign.status == CampaignStatus.COMPLETED:
+            if status == CampaignStatus.COMPLETED:
                 # New contacts reopen a campaign that had finished.
                 await queries.reopen_campaign(connection, campaign.id)
             await queries.notify_work(connection, campaign.id)

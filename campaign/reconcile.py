@@ -9,6 +9,11 @@ sent, in an order that leaves no gap for a call moving along its life:
 2. the live calls to the destination;
 3. the completed calls (CDR) to the destination that ended after the request was sent.
 
+A call is the contact's only if it comes from the campaign's caller ID, started no earlier than
+the request was sent (less a small clock margin), and has a uuid no other attempt owns; when more
+than one call qualifies, the look-up counts as failed (the contact stays unknown): a contact is
+never settled with someone else's call, so that its person is not left uncalled.
+
 Found: the contact takes that outcome (`queued`, or `fired` when live or completed). Not found,
 with every look-up answered, and the request older than `reconcile_after_s`: Plivo never placed
 the call, so the contact is dialled again (`pending`), or `failed` when out of attempts. Anything
@@ -31,6 +36,7 @@ from campaign.config import Settings
 from campaign.destinations import bare_number
 from campaign.models import ContactStatus
 from campaign.plivo import (
+    CDR_PAGE_MAX_LIMIT,
     AccountProblem,
     CallRecord,
     PlivoClient,
@@ -45,9 +51,13 @@ logger = logging.getLogger(__name__)
 # Look-ups in flight at once; the account's API request limit (RequestPacer) paces them anyway,
 # this only keeps Plivo's reply latency from being the bottleneck.
 LOOKUP_CONCURRENCY = 8
-# The CDR look-up reaches back this far before the request's sent_at (database clock), so a
-# clock of Plivo's running behind ours cannot hide a call: a wider window can only find more.
-CLOCK_SKEW_MARGIN_S = 60.0
+# A call may have started this long before its request's sent_at (database clock) and still be
+# its request's: the margin for a clock of Plivo's running behind ours. Earlier calls are some
+# other attempt's (a redial due at once must not be settled by the previous attempt's call).
+CLOCK_SKEW_MARGIN_S = 5.0
+# Call-record pages read per contact at most (20 records each): more calls to one destination
+# since the request than that and the look-up counts as failed rather than guessed.
+CDR_MAX_PAGES = 5
 
 FOUND_QUEUED_MESSAGE = "reconciled: found queued at Plivo"
 FOUND_LIVE_MESSAGE = "reconciled: found live at Plivo"
@@ -174,10 +184,13 @@ class _QueueIndex:
     # Why some queued call's destination is not known; then nothing not found may be re-dialled.
     error: str | None = None
 
-    def take(self, destination: str) -> QueuedCall | None:
-        """A queued call to `destination`, each handed to one contact only."""
-        calls = self.by_destination.get(bare_number(destination))
-        return calls.pop(0) if calls else None
+    def take(self, destination: str, from_number: str) -> QueuedCall | None:
+        """A queued call to `destination` from `from_number`, each handed to one contact only."""
+        calls = self.by_destination.get(bare_number(destination), [])
+        for position, call in enumerate(calls):
+            if bare_number(call.from_number) == bare_number(from_number):
+                return calls.pop(position)
+        return None
 
 
 class _AccountRefused(Exception):
@@ -250,40 +263,79 @@ class _Lookups:
         return index
 
     async def live(self, contact: UnknownContact) -> FoundCall | None:
-        """A call in progress to the contact's destination, if any."""
+        """A call in progress to the contact's destination from its campaign's caller ID that
+        no other attempt owns, if any. Raises PlivoError when several could be the contact's."""
         await self._paced()
         try:
-            call_uuids = await self._client.live_calls(to_number=bare_number(contact.destination))
-        except AccountProblem as error:
-            raise self._refused(error) from None
-        if not call_uuids:
-            return None
-        return FoundCall(ContactStatus.FIRED, None, call_uuids[0], FOUND_LIVE_MESSAGE)
-
-    async def completed(self, contact: UnknownContact) -> FoundCall | None:
-        """A completed call to the contact's destination that ended after its request was sent.
-
-        Raises PlivoError when Plivo lists calls for the destination none of which is to it
-        (a filter that matched differently than we compare): neither found nor surely absent.
-        """
-        await self._paced()
-        since = contact.look_up_since - timedelta(seconds=CLOCK_SKEW_MARGIN_S)
-        try:
-            page = await self._client.call_records(
-                bare_number(contact.destination), end_time_after=since
+            call_uuids = await self._client.live_calls(
+                to_number=bare_number(contact.destination),
+                from_number=bare_number(contact.campaign_from_number),
             )
         except AccountProblem as error:
             raise self._refused(error) from None
-        wanted = bare_number(contact.destination)
-        matching = [record for record in page.records if bare_number(record.to_number) == wanted]
-        if not matching:
-            if page.records:
-                others = ", ".join(sorted({record.to_number for record in page.records})[:3])
-                raise PlivoError(
-                    f"the call records for {wanted} list calls to other numbers ({others})"
-                )
+        if call_uuids:
+            owned = await queries.known_call_uuids(self._pool, [contact.destination], call_uuids)
+            call_uuids = [call_uuid for call_uuid in call_uuids if call_uuid not in owned]
+        if not call_uuids:
             return None
-        record = _best_record(matching, contact.campaign_from_number)
+        if len(call_uuids) > 1:
+            raise PlivoError(
+                f"{len(call_uuids)} live calls to {contact.destination} from the campaign's caller"
+                " ID could be this contact's; not guessing"
+            )
+        return FoundCall(ContactStatus.FIRED, None, call_uuids[0], FOUND_LIVE_MESSAGE)
+
+    async def completed(self, contact: UnknownContact) -> FoundCall | None:
+        """A completed call to the contact's destination from its campaign's caller ID, started
+        since its request was sent, that no other attempt owns.
+
+        Raises PlivoError when several calls qualify, or when Plivo lists calls that its filter
+        should have left out (neither found nor surely absent).
+        """
+        since = contact.look_up_since - timedelta(seconds=CLOCK_SKEW_MARGIN_S)
+        wanted = bare_number(contact.destination)
+        caller = bare_number(contact.campaign_from_number)
+        records: list[CallRecord] = []
+        for page_number in range(CDR_MAX_PAGES):
+            await self._paced()
+            try:
+                page = await self._client.call_records(
+                    wanted,
+                    end_time_after=since,
+                    from_number=caller,
+                    offset=page_number * CDR_PAGE_MAX_LIMIT,
+                )
+            except AccountProblem as error:
+                raise self._refused(error) from None
+            records += page.records
+            if len(page.records) < CDR_PAGE_MAX_LIMIT or len(records) >= page.total_count:
+                break
+        else:
+            raise PlivoError(
+                f"more than {len(records)} call records to {wanted} since the request; not guessing"
+            )
+        others = sorted({bare_number(record.to_number) for record in records} - {wanted})
+        if others:
+            listed = ", ".join(others[:3])
+            raise PlivoError(f"the call records for {wanted} list calls to other numbers: {listed}")
+        candidates = [
+            record
+            for record in records
+            if bare_number(record.from_number) == caller and _started_since(record, since)
+        ]
+        if candidates:
+            owned = await queries.known_call_uuids(
+                self._pool, [contact.destination], [record.call_uuid for record in candidates]
+            )
+            candidates = [record for record in candidates if record.call_uuid not in owned]
+        if not candidates:
+            return None
+        if len(candidates) > 1:
+            raise PlivoError(
+                f"{len(candidates)} calls to {wanted} from the campaign's caller ID since the"
+                " request could be this contact's; not guessing"
+            )
+        (record,) = candidates
         raw_request_uuid = record.raw.get("request_uuid")
         return FoundCall(
             ContactStatus.FIRED,
@@ -293,14 +345,16 @@ class _Lookups:
         )
 
 
-def _best_record(records: Sequence[CallRecord], from_number: str) -> CallRecord:
-    """The record most likely the contact's: from the campaign's caller ID first, then earliest."""
-
-    def rank(record: CallRecord) -> tuple[bool, str]:
-        other_caller = bare_number(record.from_number) != bare_number(from_number)
-        return other_caller, record.initiation_time or "9999"
-
-    return min(records, key=rank)
+def _started_since(record: CallRecord, since: datetime) -> bool:
+    """Whether the call began at or after `since` (Plivo writes UTC times, `2026-12-02 10:00:00`).
+    A record without a readable start is not taken: it cannot be told from an older call."""
+    if not record.initiation_time:
+        return False
+    try:
+        started = datetime.fromisoformat(record.initiation_time[:19]).replace(tzinfo=UTC)
+    except ValueError:
+        return False
+    return started >= since
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,6 +409,10 @@ async def reconcile_unknown_contacts(
         if campaign is None:
             raise UnknownCampaign(campaign_name)
         campaign_id = campaign.id
+    if not dry_run:
+        # A request whose worker died is `sending` until its lease is recovered; reconcile does
+        # not wait for a worker's sweep to see it.
+        await queries.recover_expired_leases(pool)
     read = await queries.unknown_contacts(pool, campaign_id, now=now)
     report.examined = len(read.contacts)
     if read.checked_at is None:
@@ -371,7 +429,7 @@ async def reconcile_unknown_contacts(
     verdicts: list[_Verdict] = []
     to_look_up: list[UnknownContact] = []
     for contact in contacts:
-        queued = queue.take(contact.destination)
+        queued = queue.take(contact.destination, contact.campaign_from_number)
         if queued is None:
             to_look_up.append(contact)
             continue

@@ -22,6 +22,8 @@ from campaign.console import print_progress_table
 from campaign.models import Campaign, CampaignStatus
 
 RECONCILE_FAILURES_SHOWN = 10
+# `cancel --cancel-queued` waits for requests in flight up to a Make-a-call time-out and this.
+IN_FLIGHT_MARGIN_S = 5.0
 
 
 @click.command()
@@ -38,6 +40,9 @@ async def status(name: str | None, as_json: bool, once: bool) -> None:
     settings = settings_from_environment()
     live = name is not None and not (as_json or once) and sys.stdout.isatty()
     async with db.open_pool(settings) as pool:
+        # Leases of workers that died count as what they are (back to pending, or unknown) even
+        # when no worker runs to sweep them.
+        await queries.recover_expired_leases(pool)
         if name is None:
             rows = await queries.progress_all(pool)
         else:
@@ -68,6 +73,7 @@ async def list_campaigns(as_json: bool) -> None:
     """List every campaign with its status and counts."""
     settings = settings_from_environment()
     async with db.open_pool(settings) as pool:
+        await queries.recover_expired_leases(pool)
         rows = await queries.progress_all(pool)
     if as_json:
         click.echo(json.dumps([row.as_json() for row in rows]))
@@ -202,9 +208,23 @@ async def cancel(name: str, cancel_queued: bool) -> None:
             cancelled = await queries.cancel_contacts(connection, campaign.id)
         click.echo(f"campaign {name}: cancelled ({cancelled} contacts not dialled)")
         if cancel_queued:
-            from campaign.cancellation import cancel_queued_calls
+            from campaign.cancellation import cancel_queued_calls, wait_for_requests_in_flight
             from campaign.plivo import PlivoClient, PlivoClientConfig, new_plivo_session
 
+            # A request in flight now may still come back "queued": its calls are cancelled too,
+            # once its reply is recorded.
+            in_flight = await queries.sending_count(pool, campaign.id)
+            if in_flight:
+                click.echo(f"waiting for the replies to {in_flight} calls in flight …")
+                left = await wait_for_requests_in_flight(
+                    pool, campaign, timeout_s=settings.plivo_timeout_s + IN_FLIGHT_MARGIN_S
+                )
+                if left:
+                    click.echo(
+                        f"{left} calls still have no reply (their worker may have stopped); "
+                        "after `campaign reconcile`, run `campaign cancel --cancel-queued` again",
+                        err=True,
+                    )
             async with new_plivo_session() as session:
                 client = PlivoClient(session, PlivoClientConfig.from_settings(settings))
                 removed, gone = await cancel_queued_calls(pool, client, campaign, settings)

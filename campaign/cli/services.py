@@ -219,6 +219,8 @@ async def worker(drain: bool, campaign_names: tuple[str, ...]) -> None:
         db.open_pool(settings, min_connections=settings.worker_concurrency + 4) as pool,
         _maybe_serving(settings, pool, metrics),
     ):
+        for warning in await db.durability_warnings(pool):
+            logger.warning("%s", warning)
         campaign_ids: tuple[int, ...] | None = None
         if campaign_names:
             found = [await queries.campaign_by_name(pool, name) for name in campaign_names]

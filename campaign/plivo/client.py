@@ -293,11 +293,16 @@ class PlivoClient:
             raise
         return queued_call_from_reply(reply, request_uuid)
 
-    async def live_calls(self, to_number: str | None = None) -> list[str]:
-        """The call_uuids of calls in progress, optionally only those to `to_number`."""
+    async def live_calls(
+        self, to_number: str | None = None, from_number: str | None = None
+    ) -> list[str]:
+        """The call_uuids of calls in progress, optionally only those to `to_number` and from
+        `from_number` (numbers as Plivo writes them, without `+`)."""
         query = {"status": "live"}
         if to_number is not None:
             query["to_number"] = to_number
+        if from_number is not None:
+            query["from_number"] = from_number
         reply = await self._get_json("/Call/", query, "live-calls look-up")
         return [str(item) for item in reply.get("calls") or []]
 
@@ -308,8 +313,10 @@ class PlivoClient:
         *,
         limit: int = CDR_PAGE_MAX_LIMIT,
         offset: int = 0,
+        from_number: str | None = None,
     ) -> CallRecordPage:
-        """Completed calls to `to_number` that ended after `end_time_after` (one page, ≤ 20)."""
+        """Completed calls to `to_number` (and from `from_number`) that ended after
+        `end_time_after` (one page, ≤ 20)."""
         if not 1 <= limit <= CDR_PAGE_MAX_LIMIT:
             raise ValueError(f"limit must be between 1 and {CDR_PAGE_MAX_LIMIT}")
         when = end_time_after.astimezone(UTC) if end_time_after.tzinfo else end_time_after
@@ -319,6 +326,8 @@ class PlivoClient:
             "limit": str(limit),
             "offset": str(offset),
         }
+        if from_number is not None:
+            query["from_number"] = from_number
         reply = await self._get_json("/Call/", query, "call-records look-up")
         return call_record_page_from_reply(reply)
 

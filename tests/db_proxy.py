@@ -1,0 +1,94 @@
+"""A TCP proxy in front of the tests' PostgreSQL that a test can take away and give back.
+
+`cut()` resets every connection through it and refuses new ones, as a server that went down
+does; `restore()` listens again on the same port. Everything between is real PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+
+class DatabaseProxy:
+    """Forwards 127.0.0.1:<port> to the server of `upstream_url` (TCP or a unix socket)."""
+
+    def __init__(self, upstream_url: str) -> None:
+        parts = urlsplit(upstream_url)
+        query = dict(parse_qsl(parts.query))
+        self._socket_dir = query.get("host") if query.get("host", "").startswith("/") else None
+        self._host = parts.hostname or "127.0.0.1"
+        self._port = parts.port or 5432
+        self._upstream_url = upstream_url
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.port = 0
+
+    def url(self) -> str:
+        """The upstream URL, pointed at the proxy (same user and database)."""
+        parts = urlsplit(self._upstream_url)
+        query = [(k, v) for k, v in parse_qsl(parts.query) if k != "host"]
+        user = parts.username or "postgres"
+        netloc = f"{user}@127.0.0.1:{self.port}"
+        return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query)))
+
+    async def _open_upstream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self._socket_dir is not None:
+            return await asyncio.open_unix_connection(f"{self._socket_dir}/.s.PGSQL.{self._port}")
+        return await asyncio.open_connection(self._host, self._port)
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.CancelledError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            upstream_reader, upstream_writer = await self._open_upstream()
+        except OSError:
+            writer.close()
+            return
+        self._writers |= {writer, upstream_writer}
+        pipes = [
+            asyncio.create_task(self._pipe(reader, upstream_writer)),
+            asyncio.create_task(self._pipe(upstream_reader, writer)),
+        ]
+        self._tasks.update(pipes)
+        await asyncio.gather(*pipes, return_exceptions=True)
+        self._tasks.difference_update(pipes)
+        self._writers -= {writer, upstream_writer}
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def cut(self) -> None:
+        """The database goes away: every connection is reset, new ones are refused."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for writer in list(self._writers):
+            transport = writer.transport
+            transport.abort()
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def restore(self) -> None:
+        """The database answers again, on the same port."""
+        await self.start()
+
+
+@contextlib.asynccontextmanager
+async def database_proxy(upstream_url: str) -> AsyncIterator[DatabaseProxy]:
+    proxy = DatabaseProxy(upstream_url)
+    await proxy.start()
+    try:
+        yield proxy
+    finally:
+        await proxy.cut()
