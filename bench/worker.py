@@ -250,6 +250,15 @@ async def run_workers(
     environment: dict[str, str], processes: int, timeout_s: float
 ) -> tuple[float, list[str]]:
     """Start `processes` drained workers at once; wall seconds until the last exits, and output."""
+    return await run_worker_processes([environment] * processes, timeout_s)
+
+
+async def run_worker_processes(
+    environments: Sequence[dict[str, str]], timeout_s: float
+) -> tuple[float, list[str]]:
+    """One drained worker per environment, all started at once; wall seconds until the last
+    exits, and each one's output."""
+    processes = len(environments)
     with tempfile.TemporaryDirectory() as folder:
         logs = [Path(folder) / f"worker-{index}.log" for index in range(processes)]
         handles = [log.open("w") for log in logs]
@@ -263,11 +272,14 @@ async def run_workers(
                 stdout=handle,
                 stderr=subprocess.STDOUT,
             )
-            for handle in handles
+            for environment, handle in zip(environments, handles, strict=True)
         ]
+        codes: list[int | None]
         try:
-            codes = await asyncio.wait_for(
-                asyncio.gather(*(child.wait() for child in children)), timeout_s
+            codes = list(
+                await asyncio.wait_for(
+                    asyncio.gather(*(child.wait() for child in children)), timeout_s
+                )
             )
         except TimeoutError:
             for child in children:
@@ -371,6 +383,7 @@ async def dial_run(
             "FROM dial_requests WHERE campaign_id = $1",
             campaign_id,
         )
+        assert span is not None  # an aggregate without GROUP BY always returns a row
         run.requests = span["requests"]
         run.recorded_span_s = span["span_s"] or 0.0
     finally:
