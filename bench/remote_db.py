@@ -11,17 +11,23 @@ at once, each connected to Postgres through its own latency-injecting TCP proxy.
 in this process, which does nothing else while the workers run. A proxy holds every chunk it
 reads, in each direction, for L +- 20 % (drawn uniformly per chunk), and never delivers a chunk
 before the one read ahead of it in the same direction, so the bytes of a connection stay in
-order. "direct" connects the workers straight to Postgres: compared with L = 0 it shows the
-proxy's own cost.
+order. Its timers are asyncio's (millisecond granularity): a chunk arrives about 0.5-1 ms later
+than drawn, which is why each run first measures the round trip it really gets (`SELECT 1` on
+one connection, and through a one-connection pool: asyncpg's pool resets a connection with a
+second round trip before handing it back). "direct" connects the workers straight to Postgres:
+compared with L = 0 it shows the proxy's own cost.
 
 Read afterwards: the simulator's ledger (calls per whole second of ITS clock, as Plivo would
 count them; dials per destination) and the database (requests written ahead, requests given
-back unsent, when each worker wrote its first request).
+back unsent, when each worker wrote its first request, when the last contact was first claimed).
 
-Steady state: the whole seconds of the simulator's clock strictly after both the first second
-with a dial and the second in which the last of the worker processes wrote its first request
-(start-up: Python, the pool's connections through the proxy), and strictly before the last second
-with a dial (the tail). The simulator and the database run on this host's clock.
+Steady state: the whole seconds of the simulator's clock strictly after the first second with a
+dial and after the second in which the last of the worker processes had written its first
+request --warm-up-s (2) seconds earlier (start-up: Python, then the pool's connections opened
+one by one through the proxy as the dispatchers need them), and strictly before the last
+second with a dial and before the second in which the last contact never claimed before was
+claimed (from then on the workers may find nothing pending, and wait their poll interval: the
+tail). The simulator and the database run on this host's clock.
 """
 
 from __future__ import annotations
@@ -245,12 +251,22 @@ class RemoteRun:
     given_back: int = 0
     # Per worker process: when (epoch seconds, database clock) it wrote its first request.
     first_request_s: list[float] = field(default_factory=list)
+    # When the last contact was written ahead for the first time (nothing fresh was left).
+    last_fresh_claim_s: float | None = None
+    warm_up_s: float = 2.0
     drain_s: float = 0.0
     proxy_cpu_s: float = 0.0
     workers_cpu_s: float = 0.0
     proxied_chunks: int = 0
     round_trip_ms: float = 0.0
     pool_statement_ms: float = 0.0
+
+    @property
+    def round_trips(self) -> str:
+        def milliseconds(value: float) -> str:
+            return f"{value:.2f}" if value < 10 else f"{value:.1f}"
+
+        return f"{milliseconds(self.round_trip_ms)} / {milliseconds(self.pool_statement_ms)} ms"
 
     @property
     def label(self) -> str:
@@ -261,10 +277,12 @@ class RemoteRun:
         if not self.calls_per_second:
             return range(0)
         first, last = min(self.calls_per_second), max(self.calls_per_second)
-        start = first + 1
+        start, end = first + 1, last
         if self.first_request_s:
-            start = max(start, math.floor(max(self.first_request_s)) + 1)
-        return range(start, last)
+            start = max(start, math.floor(max(self.first_request_s) + self.warm_up_s) + 1)
+        if self.last_fresh_claim_s is not None:
+            end = min(end, math.floor(self.last_fresh_claim_s))
+        return range(start, end)
 
     def steady(self) -> list[int]:
         return [self.calls_per_second.get(second, 0) for second in self.steady_range()]
@@ -298,7 +316,7 @@ async def remote_run(
 ) -> RemoteRun:
     """Load a campaign into a fresh database and drain it through proxied workers; measure."""
     contacts = arguments.contacts or round(cps * arguments.seconds)
-    run = RemoteRun(cps, one_way_ms, arguments.workers, contacts)
+    run = RemoteRun(cps, one_way_ms, arguments.workers, contacts, warm_up_s=arguments.warm_up_s)
     server = urlsplit(arguments.server_url)
     upstream = (server.hostname or "127.0.0.1", server.port or 5432)
 
@@ -390,6 +408,14 @@ async def read_database(url: str, campaign_id: int, run: RemoteRun) -> None:
             campaign_id,
         )
         run.first_request_s = [row["first_s"] for row in firsts]
+        run.last_fresh_claim_s = await connection.fetchval(
+            "SELECT extract(epoch FROM max(first_at))::float8 FROM ("
+            "    SELECT min(r.sent_at) AS first_at"
+            "    FROM dial_requests r, unnest(r.destinations) AS d"
+            "    WHERE r.campaign_id = $1 GROUP BY d"
+            ") AS firsts",
+            campaign_id,
+        )
     finally:
         await connection.close()
 
@@ -410,8 +436,8 @@ def read_ledger_into(ledger: dict[str, Any], run: RemoteRun) -> None:
 def print_run(run: RemoteRun) -> None:
     steady = run.steady_range()
     print(
-        f"  one-way {run.label}: SELECT 1 round trip {run.round_trip_ms:.1f} ms, a pooled "
-        f"statement {run.pool_statement_ms:.1f} ms; drain {run.drain_s:.1f} s",
+        f"  one-way {run.label}: round trip of SELECT 1 / of a pooled statement "
+        f"{run.round_trips}; drain {run.drain_s:.1f} s",
         flush=True,
     )
     print("    calls per second of the simulator's clock, in order ([ ] = steady state):")
@@ -456,7 +482,7 @@ def print_table(runs: Sequence[RemoteRun]) -> None:
         core_share = run.proxy_cpu_s / run.drain_s * 100 if run.drain_s else 0.0
         over = f"**{run.seconds_over}**" if run.seconds_over else "0"
         print(
-            f"| {run.label} | {run.round_trip_ms:.1f} / {run.pool_statement_ms:.1f} ms "
+            f"| {run.label} | {run.round_trips} "
             f"| {run.steady_mean:.1f} | {min(counts, default=0)}-{max(counts, default=0)} "
             f"({len(counts)}) | {run.most_in_a_second} | {over} | {run.dialled_twice} "
             f"| {run.dials:,} / {run.contacts:,} | {run.given_back} of {run.requests:,} "
@@ -539,6 +565,12 @@ def main() -> None:
         type=float,
         default=30.0,
         help="contacts per unit of CPS, i.e. the seconds a run lasts at full pace (default 30)",
+    )
+    parser.add_argument(
+        "--warm-up-s",
+        type=float,
+        default=2.0,
+        help="after the last worker's first request, not yet steady state (default 2)",
     )
     parser.add_argument("--concurrency", type=int, default=4, help="CAMPAIGN_WORKER_CONCURRENCY")
     parser.add_argument("--batch-size", type=int, default=100, help="the campaign's batch size")
