@@ -191,8 +191,10 @@ async def running_simulator(
         "--latency-s", format(latency_s, "g"), "--no-callbacks",
         "--auth-id", AUTH_ID, "--auth-token", AUTH_TOKEN,
     ]  # fmt: skip
+    # Its output is kept, to say why if it ends before the benchmark is done with it.
+    output = tempfile.TemporaryFile()  # noqa: SIM115  # closed in the finally below
     process = await asyncio.create_subprocess_exec(
-        *command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        *command, stdout=output, stderr=subprocess.STDOUT
     )
     base_url = f"http://127.0.0.1:{port}"
     try:
@@ -210,6 +212,15 @@ async def running_simulator(
                 await asyncio.sleep(0.1)
         yield base_url
     finally:
+        if process.returncode is not None:
+            output.seek(0)
+            tail = output.read().decode(errors="replace").strip().splitlines()[-10:]
+            print(
+                f"the simulator on port {port} exited early (code {process.returncode}):",
+                *tail,
+                sep="\n    ",
+                file=sys.stderr,
+            )
         with contextlib.suppress(ProcessLookupError):
             process.terminate()
         try:
@@ -217,6 +228,7 @@ async def running_simulator(
         except TimeoutError:
             process.kill()
             await process.wait()
+        output.close()
 
 
 async def read_ledger(base_url: str) -> dict[str, Any]:
