@@ -137,7 +137,10 @@ class _ClientSide(_Side):
 
 
 class LatencyProxy:
-    """A TCP proxy on a free loopback port that delays each direction by `one_way_s` +- jitter."""
+    """A TCP proxy on a free loopback port that delays each direction by `one_way_s` +- jitter.
+
+    No flow control: a worker's statements and their replies are a few kilobytes at most.
+    """
 
     def __init__(
         self, upstream_host: str, upstream_port: int, one_way_s: float, jitter: float, seed: str
