@@ -191,8 +191,10 @@ async def running_simulator(
         "--latency-s", format(latency_s, "g"), "--no-callbacks",
         "--auth-id", AUTH_ID, "--auth-token", AUTH_TOKEN,
     ]  # fmt: skip
+    # Its output is kept, to say why if it ends before the benchmark is done with it.
+    output = tempfile.TemporaryFile()  # noqa: SIM115  # closed in the finally below
     process = await asyncio.create_subprocess_exec(
-        *command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        *command, stdout=output, stderr=subprocess.STDOUT
     )
     base_url = f"http://127.0.0.1:{port}"
     try:
@@ -210,6 +212,15 @@ async def running_simulator(
                 await asyncio.sleep(0.1)
         yield base_url
     finally:
+        if process.returncode is not None:
+            output.seek(0)
+            tail = output.read().decode(errors="replace").strip().splitlines()[-10:]
+            print(
+                f"the simulator on port {port} exited early (code {process.returncode}):",
+                *tail,
+                sep="\n    ",
+                file=sys.stderr,
+            )
         with contextlib.suppress(ProcessLookupError):
             process.terminate()
         try:
@@ -217,6 +228,7 @@ async def running_simulator(
         except TimeoutError:
             process.kill()
             await process.wait()
+        output.close()
 
 
 async def read_ledger(base_url: str) -> dict[str, Any]:
@@ -250,6 +262,15 @@ async def run_workers(
     environment: dict[str, str], processes: int, timeout_s: float
 ) -> tuple[float, list[str]]:
     """Start `processes` drained workers at once; wall seconds until the last exits, and output."""
+    return await run_worker_processes([environment] * processes, timeout_s)
+
+
+async def run_worker_processes(
+    environments: Sequence[dict[str, str]], timeout_s: float
+) -> tuple[float, list[str]]:
+    """One drained worker per environment, all started at once; wall seconds until the last
+    exits, and each one's output."""
+    processes = len(environments)
     with tempfile.TemporaryDirectory() as folder:
         logs = [Path(folder) / f"worker-{index}.log" for index in range(processes)]
         handles = [log.open("w") for log in logs]
@@ -263,11 +284,14 @@ async def run_workers(
                 stdout=handle,
                 stderr=subprocess.STDOUT,
             )
-            for handle in handles
+            for environment, handle in zip(environments, handles, strict=True)
         ]
+        codes: list[int | None]
         try:
-            codes = await asyncio.wait_for(
-                asyncio.gather(*(child.wait() for child in children)), timeout_s
+            codes = list(
+                await asyncio.wait_for(
+                    asyncio.gather(*(child.wait() for child in children)), timeout_s
+                )
             )
         except TimeoutError:
             for child in children:
@@ -371,6 +395,7 @@ async def dial_run(
             "FROM dial_requests WHERE campaign_id = $1",
             campaign_id,
         )
+        assert span is not None  # an aggregate without GROUP BY always returns a row
         run.requests = span["requests"]
         run.recorded_span_s = span["span_s"] or 0.0
     finally:
