@@ -27,7 +27,7 @@ class Claim:
     request: DialRequest | None
     # Set when nothing was claimed because the campaign's own cap has no slot soon enough: when
     # to come back (database clock).
-    retry_at_s: float | None = None
+    retry_at_s: float | None
 
 
 async def claim_batch(
@@ -71,6 +71,7 @@ async def claim_batch(
         send_at_s=record["send_at"],
         db_now_s=record["db_now"],
         request=None if request_id is None else DialRequest(request_id, contact_ids, destinations),
+        retry_at_s=record["retry_at"],
     )
 
 
