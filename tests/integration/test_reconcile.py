@@ -8,7 +8,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
@@ -420,3 +420,115 @@ async def test_cli_reconcile(
     assert (summary["found"], summary["pending"], summary["still_unknown"]) == (0, 0, 1)
     assert summary["run_again_after"] is not None
     assert summary["lookups_failed"] == 0
+
+
+# --- a contact is settled only with its own call ----------------------------------------------
+
+OTHER_CALLER = "+14155550199"
+
+
+async def place_call(client: PlivoClient, from_number: str, destination: str) -> None:
+    """A call placed through the simulator outside the engine (another campaign, another tool)."""
+    await client.make_call(
+        {"from": from_number.removeprefix("+"), "answer_url": "https://example.com/a"},
+        [destination.removeprefix("+")],
+    )
+
+
+async def test_another_callers_call_to_the_same_number_is_not_this_contacts(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """An unknown contact whose request was never placed is not settled by a call to its number
+    from another caller ID: no look-up finds its call, so it is dialled again (pending)."""
+    campaign = await create_campaign(pool)
+    (destination,) = numbers(1)
+    await add_unknown(pool, campaign, [destination])
+    async with (
+        running_simulator(simulator_config()) as sim,
+        plivo_client(sim.base_url) as client,
+    ):
+        await place_call(client, OTHER_CALLER, destination)
+        await asyncio.sleep(0.1)  # the stranger's call ends: it is in the call records
+        report = await reconcile_unknown_contacts(pool, client, settings)
+    assert report.found_total == 0
+    assert report.not_found == {"pending": 1}
+    contacts = await contacts_by_destination(pool)
+    assert contacts[destination]["status"] == "pending"
+
+
+async def test_a_redial_is_not_settled_by_the_previous_attempts_call(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """A contact redialled at once (no redial delay) whose new request's fate is unknown: the
+    previous attempt's call, which started 22 s before the new request and ended 2 s before it,
+    is not taken for the new one (it started before the request, less the clock margin)."""
+    campaign = await create_campaign(pool)
+    (destination,) = numbers(1)
+    clock = FakeClock(time.time() - 22.0)
+    config = simulator_config(outcome_shares={"completed": 1.0}, talk_s=20.0)
+    async with (
+        running_simulator(config, clock=clock) as sim,
+        plivo_client(sim.base_url) as client,
+    ):
+        await place_call(client, CALLER_ID, destination)  # the previous attempt's call
+        clock.advance(22.0)
+        await add_unknown(pool, campaign, [destination], sent_ago_s=0.0)
+        later = datetime.now(UTC) + timedelta(seconds=settings.reconcile_after_s + 60)
+        report = await reconcile_unknown_contacts(pool, client, settings, now=later)
+    assert report.lookup_failures == []
+    assert report.found_total == 0
+    assert report.not_found == {"pending": 1}
+
+
+async def test_two_calls_that_could_be_the_contacts_are_a_failed_look_up(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """Two calls from the campaign's caller ID to the contact's number since its request: the
+    look-up does not guess which is its own; the contact stays unknown and is reported."""
+    campaign = await create_campaign(pool)
+    (destination,) = numbers(1)
+    await add_unknown(pool, campaign, [destination])
+    async with (
+        running_simulator(simulator_config()) as sim,
+        plivo_client(sim.base_url) as client,
+    ):
+        await place_call(client, CALLER_ID, destination)
+        await place_call(client, CALLER_ID, destination)
+        await asyncio.sleep(0.1)
+        report = await reconcile_unknown_contacts(pool, client, settings)
+    assert report.found_total == 0
+    assert report.not_found.total() == 0
+    assert len(report.lookup_failures) == 1
+    assert "not guessing" in report.lookup_failures[0].error
+    contacts = await contacts_by_destination(pool)
+    assert contacts[destination]["status"] == "unknown"
+
+
+async def test_a_call_another_attempt_owns_is_not_this_contacts(
+    pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """A call to the same number from the same caller ID whose uuid a contact of another
+    campaign owns (its hangup callback named it) is that contact's, not this one's."""
+    owner = await create_campaign(pool, "owner")
+    stranger = await create_campaign(pool, "stranger")
+    (destination,) = numbers(1)
+    await add_unknown(pool, stranger, [destination])
+    await add_pending(pool, owner, [destination])
+    async with (
+        running_simulator(simulator_config()) as sim,
+        plivo_client(sim.base_url) as client,
+    ):
+        await place_call(client, CALLER_ID, destination)
+        (call,) = sim.ledger.dials
+        await pool.execute(
+            "INSERT INTO call_events (event, campaign_id, contact_id, call_uuid, payload,"
+            " dedupe_key) SELECT 'hangup', campaign_id, id, $3, '{}', 'k' FROM contacts"
+            " WHERE campaign_id = $1 AND destination = $2",
+            owner.id,
+            destination,
+            call.call_uuid,
+        )
+        await asyncio.sleep(0.1)
+        report = await reconcile_unknown_contacts(pool, client, settings)
+    assert report.found_total == 0
+    assert report.not_found == {"pending": 1}

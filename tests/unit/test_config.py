@@ -97,3 +97,14 @@ def test_request_spacing_never_fits_more_than_the_window_allows() -> None:
     # Requests at 0, 1/rate, 2/rate, ...: how many land in [0, 5] inclusive?
     assert int(5.0 * rate) + 1 <= 300
     assert request_rate_per_s(0, 5.0) is None
+
+
+def test_reconcile_waits_at_least_a_lease() -> None:
+    """CAMPAIGN_RECONCILE_AFTER_S shorter than the lease (plus a margin) is refused naming both:
+    reconcile would take a request still in a worker's hands for one never placed."""
+    with pytest.raises(SettingsError) as raised:
+        load_settings(reconcile_after_s=0, worker_lease_s=180)
+    message = str(raised.value)
+    assert "CAMPAIGN_RECONCILE_AFTER_S (0)" in message
+    assert "CAMPAIGN_WORKER_LEASE_S + 60 (240)" in message
+    assert load_settings(reconcile_after_s=240, worker_lease_s=180).reconcile_after_s == 240
