@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat, ValidationResult
 
+from campaign.bare_digits import Reading, is_bare_digits, read_bare_digits, region_of
+
 # Header names that mark the phone column, most specific first; compared case-insensitively
 # with spaces and hyphens read as underscores.
 PHONE_HEADERS: tuple[str, ...] = (
@@ -72,8 +74,14 @@ def _header_key(cell: str) -> str:
     return re.sub(r"[\s\-]+", "_", cell.strip().lower())
 
 
-def normalise_destination(raw: str, default_region: str | None) -> str:
-    """E.164 with a leading + for a number, `sip:user@host` as is; else InvalidDestination."""
+def normalise_destination(
+    raw: str, default_region: str | None, caller_region: str | None = None
+) -> str:
+    """E.164 with a leading + for a number, `sip:user@host` as is; else InvalidDestination.
+
+    Without `default_region`, bare digits are read by the rule of campaign/bare_digits.py for
+    a caller ID in `caller_region`; digits that could be two numbers raise AmbiguousNumber.
+    """
     value = raw.strip()
     if not value:
         raise InvalidDestination("empty phone number")
@@ -83,13 +91,82 @@ def normalise_destination(raw: str, default_region: str | None) -> str:
         return "sip:" + value[4:]
     if "<" in value:
         raise InvalidDestination("contains <, which Plivo reads as a separator of destinations")
+    if default_region is None and is_bare_digits(value):
+        return _bare_digits_number(value, caller_region)
+    return _parsed_number(value, default_region)
+
+
+class AmbiguousNumber(InvalidDestination):
+    """Bare digits without a region that may be another number than the one they make as
+    country code + number, or that are a national number of the caller ID's country: a load
+    refuses the whole file rather than guess. `meaning` says what the value could be, `fix`
+    what to do."""
+
+    def __init__(self, meaning: str, fix: str) -> None:
+        super().__init__(f"{meaning}; {fix}")
+        self.meaning = meaning
+        self.fix = fix
+
+
+def _bare_digits_number(value: str, caller_region: str | None) -> str:
+    """Plivo's own format (country code + number, no `+`) when it is the only reading."""
+    readings = read_bare_digits(value, caller_region)
+    number = readings.as_country_code
+    if number is not None and not readings.dialled and not readings.written:
+        return number.e164
+    meanings = []
+    if number is not None:
+        meanings.append(f"{number.e164} ({number.region}) as country code and number")
+    if readings.dialled:
+        meanings.append(
+            f"{_listed(readings.dialled, regions=False)} dialled from the caller ID's country "
+            f"({caller_region})"
+        )
+    if readings.written:
+        meanings.append(f"a number written nationally: {_listed(readings.written)}")
+    if meanings:
+        regions = {other.region for other in readings.written}
+        if readings.dialled:
+            region = str(caller_region)
+        elif len(regions) == 1:
+            region = regions.pop()
+        else:
+            region = "<its country>"
+        fix = (
+            f"pass --default-region {region} if the file holds national numbers, or write "
+            "every number with + and its country code"
+        )
+        if number is not None:
+            raise AmbiguousNumber(f"{value!r} could be {', or '.join(meanings)}", fix)
+        if readings.dialled:
+            # A national number of the caller ID's own country: the file is national.
+            raise AmbiguousNumber(f"{value!r} has no country code: it is {meanings[0]}", fix)
+        raise InvalidDestination(f"no country code; it could be {meanings[0]}; {fix}")
+    try:
+        _parsed_number("+" + value, None)
+    except InvalidDestination as error:
+        raise InvalidDestination(
+            f"{error}, read as country code and number (no --default-region given)"
+        ) from None
+    # read_bare_digits found +digits invalid, so phonenumbers raised above.
+    raise InvalidDestination("not a phone number")  # pragma: no cover
+
+
+def _listed(readings: Sequence[Reading], *, regions: bool = True) -> str:
+    """`+14155552671 (US), +3584155552671 (FI), …`: the first three."""
+    listed = ", ".join(
+        f"{reading.e164} ({reading.region})" if regions else reading.e164
+        for reading in readings[:3]
+    )
+    return listed + (", …" if len(readings) > 3 else "")
+
+
+def _parsed_number(value: str, default_region: str | None) -> str:
+    """phonenumbers' reading of a value; InvalidDestination with the reason if it is not valid."""
     try:
         number = phonenumbers.parse(value, default_region)
     except NumberParseException as error:
         if error.error_type == NumberParseException.INVALID_COUNTRY_CODE:
-            if default_region is None and re.fullmatch(r"[0-9][0-9 .\-]*", value):
-                # Plivo's own format is the country code and number without a `+`.
-                return normalise_destination("+" + value, None)
             if value.startswith("+"):
                 raise InvalidDestination("unknown country code") from None
             raise InvalidDestination(
@@ -179,16 +256,25 @@ def validate_rows(
     default_region: str | None,
     from_number: str | None,
 ) -> tuple[list[ContactRecord], list[Rejected]]:
-    """Validate and normalise a chunk of rows (pure: runs in worker processes)."""
+    """Validate and normalise a chunk of rows (pure: runs in worker processes).
+
+    Raises LoadError (naming the line) for a row that refuses the whole load.
+    """
     valid: list[ContactRecord] = []
     rejected: list[Rejected] = []
     header = layout.header
     phone_index = layout.phone_index
+    caller_region = region_of(from_number)
     for row in rows:
         cells = row.cells
         raw = cells[phone_index] if phone_index < len(cells) else ""
         try:
-            destination = normalise_destination(raw, default_region)
+            destination = normalise_destination(raw, default_region, caller_region)
+        except AmbiguousNumber as error:
+            # Guessing could call a stranger abroad: the whole file waits for the user's word.
+            raise LoadError(
+                f"line {row.line_number}: {error.meaning}; nothing was loaded: {error.fix}"
+            ) from None
         except InvalidDestination as error:
             rejected.append(Rejected(row.line_number, raw, str(error)))
             continue

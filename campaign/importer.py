@@ -241,7 +241,10 @@ async def load_csv(
                 while len(in_flight) < ahead and submit_next():
                     pass
                 while in_flight:
-                    valid, rejected = await in_flight.popleft()
+                    try:
+                        valid, rejected = await in_flight.popleft()
+                    except LoadError as error:
+                        raise LoadError(f"{source.path}: {error}") from None
                     submit_next()
                     for row in rejected:
                         observer.rejected(row)

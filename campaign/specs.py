@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import phonenumbers
 
 from campaign.callparams import CallParameterError, validate_call_parameters
-from campaign.destinations import InvalidDestination, normalise_destination
+from campaign.destinations import AmbiguousNumber, InvalidDestination, normalise_destination
 from campaign.models import CampaignSpec, CampaignStatus, RedialableCallStatus
 
 NAME_MAX_CHARS = 200
@@ -158,6 +158,8 @@ def caller_id(from_number: str) -> str:
     """The caller ID in E.164 (`+14155550100`); a SIP URI cannot be one."""
     try:
         number = normalise_destination(from_number, None)
+    except AmbiguousNumber as error:
+        raise SpecError("--from", f"{error.meaning}; write it as +<country code><number>") from None
     except InvalidDestination as error:
         raise SpecError(
             "--from", f"{from_number!r}: {error}; write it as +<country code><number>"

@@ -185,6 +185,39 @@ def test_missing_file_and_unusable_file(
     assert json.loads(run(campaign_command, cli_env, "list", "--json").stdout) == []
 
 
+def test_national_numbers_without_a_region_refuse_the_load(
+    campaign_command: list[str], cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Without --default-region, a US number written nationally from a US caller ID refuses the
+    whole load with one line (the line, the value, what it is, the fix); nothing is created.
+    The same file with --default-region US loads, and Plivo's format loads without one."""
+    national = tmp_path / "national.csv"
+    national.write_text("name,phone\nAda,+1 415 555 0123\nBob,415-555-0124\n")
+    refused = run(campaign_command, cli_env, "load", str(national), "--name", "n", *LOAD_OPTIONS)
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines() == [
+        f"campaign: error: {national}: line 3: '415-555-0124' has no country code: it is "
+        "+14155550124 dialled from the caller ID's country (US); nothing was loaded: pass "
+        "--default-region US if the file holds national numbers, or write every number with + "
+        "and its country code"
+    ]
+    assert json.loads(run(campaign_command, cli_env, "list", "--json").stdout) == []
+    with_region = run(
+        campaign_command, cli_env, "load", str(national), "--name", "n", *LOAD_OPTIONS,
+        "--default-region", "US", "--json",
+    )  # fmt: skip
+    assert with_region.returncode == 0, with_region.stderr
+    assert json.loads(with_region.stdout)["loaded"] == 2
+
+    plivo = tmp_path / "plivo.csv"
+    plivo.write_text("phone\n14155550125\n1-415-555-0126\n447911123456\n919876543210\n")
+    loaded = run(
+        campaign_command, cli_env, "load", str(plivo), "--name", "p", *LOAD_OPTIONS, "--json"
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    assert json.loads(loaded.stdout)["loaded"] == 4
+
+
 def test_invalid_setting_exits_2_without_secret(
     campaign_command: list[str], cli_env: dict[str, str]
 ) -> None:

@@ -180,6 +180,18 @@ def test_caller_id_must_be_a_phone_number() -> None:
     )
 
 
+def test_caller_id_in_bare_digits_that_could_be_two_numbers_is_refused() -> None:
+    """A --from of bare digits is Plivo's format only when nothing else fits: 13012345678 is
+    also a Chinese mobile, so it must be written with its +."""
+    assert str(refused(replace(NEW, from_number="13012345678"))) == (
+        "--from: '13012345678' could be +13012345678 (US) as country code and number, or a "
+        "number written nationally: +8613012345678 (CN); write it as +<country code><number>"
+    )
+    assert new_campaign(replace(NEW, from_number="14155550100"), None).from_number == (
+        "+14155550100"
+    )
+
+
 def test_caller_id_cannot_be_a_sip_uri() -> None:
     """A SIP URI is a destination, not a caller ID."""
     assert str(refused(replace(NEW, from_number="sip:alice@example.com"))) == (
