@@ -43,6 +43,8 @@ PHONE_HEADERS: tuple[str, ...] = (
     "sip_uri",
     "sip",
 )
+# PostgreSQL text and jsonb cannot hold a NUL character: a row with one is rejected.
+NUL = "\x00"
 SIP_URI = re.compile(r"^sip:[^\s@<>]+@[A-Za-z0-9.\-]+(:[0-9]{1,5})?(;[^\s<>]*)?$", re.IGNORECASE)
 
 
@@ -210,7 +212,7 @@ class CsvLayout:
             wanted = _header_key(column)
             for index, cell in enumerate(cells):
                 if _header_key(cell) == wanted:
-                    return cls(index, tuple(cells))
+                    return cls._with_header(index, cells, source)
             raise LoadError(
                 f"{source}: no column {column!r} in the header ({', '.join(cells)}); "
                 "give --column one of these names"
@@ -218,15 +220,35 @@ class CsvLayout:
         keys = [_header_key(cell) for cell in cells]
         for name in PHONE_HEADERS:
             if name in keys:
-                return cls(keys.index(name), tuple(cells))
+                return cls._with_header(keys.index(name), cells, source)
         if len(cells) == 1:
             looks_dialable = any(ch.isdigit() for ch in cells[0]) or keys[0].startswith("sip:")
             # A lone column is the phone column; its first row is data unless it reads as a title.
-            return cls(0, None if looks_dialable else tuple(cells))
+            return cls(0, None) if looks_dialable else cls._with_header(0, cells, source)
         raise LoadError(
             f"{source}: no phone column found in the header ({', '.join(cells)}); "
             "name it with --column HEADER"
         )
+
+    @classmethod
+    def _with_header(cls, phone_index: int, cells: list[str], source: str) -> CsvLayout:
+        """The layout of a file with this header, once nothing in it would lose a column."""
+        if any(NUL in cell for cell in cells):
+            raise LoadError(
+                f"{source}: the header holds a NUL byte (\\0), which no column name can hold; "
+                "remove it and load the file again"
+            )
+        first_of: dict[str, int] = {}
+        for index, cell in enumerate(cells):
+            if not cell:
+                continue  # an unnamed column is stored as columnN, which cannot clash
+            if cell in first_of:
+                raise LoadError(
+                    f"{source}: columns {first_of[cell] + 1} and {index + 1} of the header are "
+                    f"both named {cell!r}, so one would be lost; rename one of them"
+                )
+            first_of[cell] = index
+        return cls(phone_index, tuple(cells))
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +266,12 @@ class Rejected:
     line_number: int
     raw_value: str
     reason: str
+
+
+def _nul_reason(index: int, header: tuple[str, ...] | None) -> str:
+    name = header[index] if header is not None and index < len(header) and header[index] else None
+    column = f"column {name!r}" if name else f"column {index + 1}"
+    return f"{column} holds a NUL byte (\\0), which the database cannot store; remove it"
 
 
 # A valid row as COPY takes it: line_number, raw_destination, destination, fields (JSON text).
@@ -268,6 +296,10 @@ def validate_rows(
     for row in rows:
         cells = row.cells
         raw = cells[phone_index] if phone_index < len(cells) else ""
+        with_nul = next((index for index, cell in enumerate(cells) if NUL in cell), None)
+        if with_nul is not None:
+            rejected.append(Rejected(row.line_number, raw, _nul_reason(with_nul, header)))
+            continue
         try:
             destination = normalise_destination(raw, default_region, caller_region)
         except AmbiguousNumber as error:

@@ -132,6 +132,20 @@ def test_add_to_existing_campaign(
         (["--ring-method", "PUT"], "--ring-method: must be GET or POST"),
         (["--sip-headers", "a=b;c"], "--sip-headers: must be key=value pairs"),
         (["--default-region", "XX"], "--default-region: 'XX' is not a region code"),
+        # Numbers beyond their integer columns overflowed inside PostgreSQL (a traceback).
+        (
+            ["--time-limit", "99999999999"],
+            "--time-limit: must be between 1 and 2147483647 seconds, got 99999999999",
+        ),
+        (
+            ["--machine-detection-time", "99999999999"],
+            "--machine-detection-time: must be between 2000 and 10000 milliseconds",
+        ),
+        (["--ring-timeout", "2147483648"], "--ring-timeout: must be between 1 and 2147483647"),
+        (
+            ["--track-calls", "--redial-on", "busy", "--redial-delays", "1h,30000d"],
+            "--redial-delays: '30000d' is longer than 365 days, the longest delay",
+        ),
     ],
 )
 def test_bad_campaign_parameter_exits_2(
@@ -216,6 +230,79 @@ def test_national_numbers_without_a_region_refuse_the_load(
     )
     assert loaded.returncode == 0, loaded.stderr
     assert json.loads(loaded.stdout)["loaded"] == 4
+
+
+def test_nul_bytes_reject_their_rows_and_refuse_a_header(
+    campaign_command: list[str], cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A NUL byte (which PostgreSQL cannot store) rejects its row with its line number and the
+    column; the other rows load. One in the header refuses the file in one line."""
+    rows = tmp_path / "nul.csv"
+    rows.write_bytes(
+        b"name,phone,note\nAda,+14155550123,ok\nBob,+14155550124,bad\x00note\n"
+        b"Cy,+1415555\x000125,ok\nDi,+14155550126,ok\n"
+    )
+    loaded = run(campaign_command, cli_env, "load", str(rows), "--name", "n", *LOAD_OPTIONS)
+    assert loaded.returncode == 0, loaded.stderr
+    assert "rows read 4, loaded 2, duplicates 0, rejected 2" in loaded.stdout
+    assert loaded.stderr.splitlines() == [
+        "line 3: '+14155550124' rejected: column 'note' holds a NUL byte (\\0), which the "
+        "database cannot store; remove it",
+        "line 4: '+1415555\\x000125' rejected: column 'phone' holds a NUL byte (\\0), which "
+        "the database cannot store; remove it",
+    ]
+    header = tmp_path / "nul-header.csv"
+    header.write_bytes(b"name,phone,no\x00te\nAda,+14155550123,ok\n")
+    refused = run(campaign_command, cli_env, "load", str(header), "--name", "h", *LOAD_OPTIONS)
+    assert refused.returncode == 1
+    assert refused.stderr.splitlines() == [
+        f"campaign: error: {header}: the header holds a NUL byte (\\0), which no column name "
+        "can hold; remove it and load the file again"
+    ]
+
+
+def test_a_duplicated_header_is_refused(
+    campaign_command: list[str], cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Two columns named alike (the first used to be dropped silently) refuse the file with one
+    line naming both; nothing is created."""
+    path = tmp_path / "twice.csv"
+    path.write_text("name,phone,name\nAda,+14155550123,Lovelace\n")
+    result = run(campaign_command, cli_env, "load", str(path), "--name", "t", *LOAD_OPTIONS)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"campaign: error: {path}: columns 1 and 3 of the header are both named 'name', so "
+        "one would be lost; rename one of them"
+    ]
+    assert json.loads(run(campaign_command, cli_env, "list", "--json").stdout) == []
+
+
+def test_a_database_error_is_one_line_naming_the_command(
+    campaign_command: list[str], cli_env: dict[str, str], numbers_csv: Path
+) -> None:
+    """A statement the database refuses for a reason the engine cannot explain (here a trigger
+    of the site's own) ends `campaign load` with one line naming the command, exit 1; with
+    CAMPAIGN_LOG_LEVEL=debug the whole error is logged too."""
+    _set_outcomes(
+        cli_env["CAMPAIGN_DATABASE_URL"],
+        [
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'refused by the site''s trigger'; END $$",
+            "CREATE TRIGGER refuse BEFORE INSERT ON campaigns FOR EACH ROW "
+            "EXECUTE FUNCTION refuse()",
+        ],
+    )
+    arguments = ["load", str(numbers_csv), "--name", "x", *LOAD_OPTIONS, "--default-region", "US"]
+    result = run(campaign_command, cli_env, *arguments)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "campaign: error: `campaign load` failed in the database (RaiseError: refused by the "
+        "site's trigger, SQLSTATE P0001); set CAMPAIGN_LOG_LEVEL=debug to log the whole error"
+    ]
+    debug = run(campaign_command, cli_env | {"CAMPAIGN_LOG_LEVEL": "debug"}, *arguments)
+    assert debug.returncode == 1
+    assert "Traceback" in debug.stderr
+    assert debug.stderr.splitlines()[-1] == result.stderr.splitlines()[-1]
 
 
 def test_invalid_setting_exits_2_without_secret(

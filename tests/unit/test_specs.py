@@ -320,7 +320,19 @@ def test_durations_in_every_unit() -> None:
     assert parse_durations("90s, 10M,1h ,2d,45") == (90, 600, 3600, 172800, 45)
 
 
-@pytest.mark.parametrize("text", ["10x", "1.5h", "-5m", "m", "1h,,2h"])
+def test_a_redial_delay_is_at_most_a_year() -> None:
+    """365 days is the longest delay; 30000d (which overflowed the integer column inside
+    PostgreSQL) and a thousand-digit number are one line naming the option and the item."""
+    assert parse_durations("365d,31536000") == (31_536_000, 31_536_000)
+    for text in ("30000d", "366d", "31536001", "9" * 1000 + "s"):
+        with pytest.raises(SpecError) as caught:
+            redial_delays(f"10m,{text}")
+        assert str(caught.value) == (
+            f"--redial-delays: {text!r} is longer than 365 days, the longest delay"
+        )
+
+
+@pytest.mark.parametrize("text", ["10x", "1.5h", "-5m", "m", "1h,,2h", "\u00b2m", "\u0663h"])
 def test_not_a_duration(text: str) -> None:
     """Fractions, negatives, unknown units and empty items are not durations."""
     with pytest.raises(ValueError, match="is not a duration such as 90s, 10m, 1h or 2d"):
