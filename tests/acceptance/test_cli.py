@@ -337,6 +337,30 @@ def test_migrate_reports_up_to_date(campaign_command: list[str], cli_env: dict[s
     assert "is up to date" in result.stdout
 
 
+def test_a_password_in_the_url_query_is_never_shown(
+    campaign_command: list[str], cli_env: dict[str, str]
+) -> None:
+    """`?password=` in CAMPAIGN_DATABASE_URL is *** in migrate's line and in a connect error,
+    as the userinfo's password is."""
+    with_password = cli_env | {
+        "CAMPAIGN_DATABASE_URL": cli_env["CAMPAIGN_DATABASE_URL"]
+        + "?sslmode=disable&password=SEKRET"
+    }
+    migrated = run(campaign_command, with_password, "migrate")
+    assert migrated.returncode == 0, migrated.stderr
+    assert migrated.stdout.strip().endswith("?sslmode=disable&password=*** is up to date")
+    unreachable = cli_env | {
+        "CAMPAIGN_DATABASE_URL": "postgresql://u:SEKRET1@127.0.0.1:1/x?sslpassword=SEKRET2"
+    }
+    refused = run(campaign_command, unreachable, "list")
+    assert refused.returncode == 1
+    assert refused.stderr.startswith(
+        "campaign: error: cannot connect to the database at "
+        "postgresql://u:***@127.0.0.1:1/x?sslpassword=***: "
+    )
+    assert "SEKRET" not in migrated.stdout + migrated.stderr + refused.stdout + refused.stderr
+
+
 @pytest.mark.slow
 def test_demo_runs_on_embedded_defaults(campaign_command: list[str], tmp_path: Path) -> None:
     """With nothing configured, `campaign demo` loads a sample and dials it via the simulator."""
