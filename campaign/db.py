@@ -325,3 +325,29 @@ async def open_pool(settings: Settings, *, min_connections: int = 0) -> AsyncIte
         yield pool
     finally:
         await pool.close()
+
+
+# /metrics and /healthz each read through one connection at a time (single-flight), so two
+# connections are all their pool ever needs, whatever the number of HTTP requests.
+STATUS_POOL_CONNECTIONS = 2
+
+
+@contextlib.asynccontextmanager
+async def open_status_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    """A small pool of its own for the HTTP side's reads (/metrics, /healthz), apart from the
+    pool a worker dials and records with, so that no scrape can hold a connection it needs.
+
+    Opened after `open_pool` (which started and migrated an embedded server); it connects
+    lazily, so a database that is down does not stop the service from starting.
+    """
+    url, _embedded = await resolve_database_url(settings)
+    try:
+        pool = await asyncpg.create_pool(
+            url, min_size=0, max_size=STATUS_POOL_CONNECTIONS, init=_init_connection
+        )
+    except (OSError, asyncpg.PostgresError) as error:
+        raise DatabaseError(f"cannot connect to {describe_url(url)}: {error}") from None
+    try:
+        yield pool
+    finally:
+        await pool.close()

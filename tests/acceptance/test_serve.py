@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import signal
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
+import asyncpg
 import pytest
 from worker_fixtures import free_port
 
@@ -169,3 +174,93 @@ def test_serve_refuses_to_start_without_the_token(
     result = run(campaign_command, cli_env, "serve", "--port", str(free_port()))
     assert result.returncode == 2
     assert result.stderr.startswith("campaign: error: PLIVO_AUTH_TOKEN is not set")
+
+
+@contextlib.contextmanager
+def _serving(
+    campaign_command: list[str], cli_env: dict[str, str], **extra: str
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """`campaign serve` on a free port until the block ends (then SIGTERM)."""
+    port = free_port()
+    env = cli_env | {"PLIVO_AUTH_TOKEN": "serve-secret-token", "CAMPAIGN_HTTP_PORT": str(port)}
+    process = subprocess.Popen(
+        [*campaign_command, "serve"], env=env | extra, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(base + "/healthz", timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError("campaign serve did not come up")
+        yield base, process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=20)
+        if process.poll() is None:
+            process.kill()
+
+
+async def _get(session: aiohttp.ClientSession, url: str) -> int:
+    async with session.get(url, timeout=aiohttp.ClientTimeout(total=120)) as response:
+        await response.read()
+        return response.status
+
+
+async def test_scrapes_cannot_starve_the_database_pool(
+    campaign_command: list[str], cli_env: dict[str, str]
+) -> None:
+    """30 scrapes of /metrics while the contact counts cannot be read (another session holds a
+    lock on campaigns): one read waits, not 30, and /healthz still answers 200 (it used to find
+    the pool taken by the scrapes and answer 503); once the lock goes, every scrape gets 200."""
+    url = cli_env["CAMPAIGN_DATABASE_URL"]
+    setup = await asyncpg.connect(url)
+    try:
+        await setup.execute(
+            """INSERT INTO campaigns (name, status, "from", answer_url)
+               VALUES ('busy', 'running', '+14155550100', 'https://example.com/a.xml')"""
+        )
+    finally:
+        await setup.close()
+    with _serving(campaign_command, cli_env) as (base, _process):
+        blocker = await asyncpg.connect(url)
+        async with aiohttp.ClientSession() as session:
+            try:
+                transaction = blocker.transaction()
+                await transaction.start()
+                await blocker.execute("LOCK TABLE campaigns IN ACCESS EXCLUSIVE MODE")
+                scrapes = [asyncio.create_task(_get(session, base + "/metrics")) for _ in range(30)]
+                waiting = 0
+                for _ in range(200):
+                    waiting = await _sessions_waiting_on_locks(url)
+                    if waiting:
+                        break
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(0.5)  # let every scrape reach the server
+                health = [await _get(session, base + "/healthz") for _ in range(3)]
+                waiting = await _sessions_waiting_on_locks(url)
+                await transaction.rollback()
+            finally:
+                await blocker.close()
+            statuses = await asyncio.gather(*scrapes)
+    assert health == [200, 200, 200]
+    assert waiting == 1
+    assert set(statuses) == {200}
+
+
+async def _sessions_waiting_on_locks(url: str) -> int:
+    connection = await asyncpg.connect(url)
+    try:
+        count: int = await connection.fetchval(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return count
+    finally:
+        await connection.close()

@@ -97,3 +97,24 @@ def test_request_spacing_never_fits_more_than_the_window_allows() -> None:
     # Requests at 0, 1/rate, 2/rate, ...: how many land in [0, 5] inclusive?
     assert int(5.0 * rate) + 1 <= 300
     assert request_rate_per_s(0, 5.0) is None
+
+
+def test_metrics_token_is_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CAMPAIGN_METRICS_TOKEN is read as a secret (never in a repr); empty means unset; one that
+    cannot travel in an HTTP header is refused naming the variable, not the value."""
+    monkeypatch.setenv("CAMPAIGN_METRICS_TOKEN", "s3cret-token")
+    monkeypatch.setenv("CAMPAIGN_METRICS_REFRESH_S", "2.5")
+    settings = load_settings()
+    assert settings.metrics_token is not None
+    assert settings.metrics_token.get_secret_value() == "s3cret-token"
+    assert settings.metrics_refresh_s == 2.5
+    assert "s3cret-token" not in repr(settings)
+    monkeypatch.setenv("CAMPAIGN_METRICS_TOKEN", "")
+    assert load_settings().metrics_token is None
+    monkeypatch.setenv("CAMPAIGN_METRICS_TOKEN", "two words-s3cret")
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    assert str(raised.value).startswith(
+        "invalid setting CAMPAIGN_METRICS_TOKEN: must be printable ASCII without spaces"
+    )
+    assert "s3cret" not in str(raised.value)
