@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import signal
+import socket
 import subprocess
 import time
 import urllib.request
@@ -264,3 +265,32 @@ async def _sessions_waiting_on_locks(url: str) -> int:
         return count
     finally:
         await connection.close()
+
+
+def test_a_signature_header_of_raw_bytes_gets_403_without_a_traceback(
+    campaign_command: list[str], cli_env: dict[str, str]
+) -> None:
+    """A callback whose X-Plivo-Signature-V3 is not UTF-8 (sent over a raw socket: HTTP
+    clients refuse such headers) is refused with 403 and counted, and `campaign serve` logs no
+    traceback (it used to answer 500 with a traceback for each such request)."""
+    body = b"To=14155551000&CallStatus=busy"
+    request = (
+        b"POST /plivo/hangup?campaign=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\n"
+        b"X-Plivo-Signature-V3: \xff\xfe\xc3garbage\r\nX-Plivo-Signature-V3-Nonce: 12345\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body
+    )
+    with _serving(campaign_command, cli_env) as (base, process):
+        host, port = base.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as connection:
+            connection.sendall(request)
+            reply = b""
+            while chunk := connection.recv(65536):
+                reply += chunk
+        with urllib.request.urlopen(base + "/metrics", timeout=5) as response:
+            metrics = response.read().decode()
+        process.send_signal(signal.SIGTERM)
+        _out, err = process.communicate(timeout=20)
+    assert reply.startswith(b"HTTP/1.1 403 "), reply[:100]
+    assert 'campaign_callbacks_rejected_total{reason="signature"} 1.0' in metrics
+    assert "Traceback" not in err

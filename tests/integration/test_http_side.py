@@ -1,5 +1,5 @@
 """/metrics and /healthz beside a worker: their own connections, one read however many
-requests, a bearer token."""
+requests, a bearer token; malformed signature headers over a raw socket."""
 
 from __future__ import annotations
 
@@ -164,3 +164,48 @@ async def test_metrics_token_is_required_when_set(
         bodies.append(text)
         assert (await _get(served, "/healthz"))[0] == 200
     assert METRICS_TOKEN not in "".join(bodies) + caplog.text
+
+
+async def _raw_request(url: str, request: bytes) -> bytes:
+    """Send bytes as they are (aiohttp's client refuses non-ASCII headers) and read the reply."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(request)
+        await writer.drain()
+        return await reader.read()
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+@pytest.mark.parametrize(
+    ("signature", "nonce"),
+    [
+        (b"\xff\xfe\xc3bad", b"12345678901234567890"),
+        (b"abc=", b"\xff\xfe"),
+        (b"\xc3\xa9t\xc3\xa9", b"\xe2\x82\xac"),
+    ],
+)
+async def test_malformed_signature_headers_get_403_and_are_counted(
+    served: Served, signature: bytes, nonce: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A signature or nonce header of bytes that are not UTF-8 (or not ASCII) gets 403 and
+    counts as a signature refusal, like a wrong one; no 500, no traceback in the log."""
+    body = b"To=14155551000&CallStatus=busy"
+    request = (
+        b"POST /plivo/hangup?campaign=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\n"
+        b"X-Plivo-Signature-V3: " + signature + b"\r\n"
+        b"X-Plivo-Signature-V3-Nonce: " + nonce + b"\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body
+    )
+    caplog.set_level(logging.DEBUG)
+    reply = await _raw_request(served.url, request)
+    assert reply.startswith(b"HTTP/1.1 403 "), reply[:200]
+    rejected = served.metrics.registry.get_sample_value(
+        "campaign_callbacks_rejected_total", {"reason": "signature"}
+    )
+    assert rejected == 1
+    assert "Traceback" not in caplog.text
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
