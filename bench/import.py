@@ -1,12 +1,19 @@
 """Benchmark `campaign load`: rows/s and peak memory, beside validation alone and psql \\copy.
 
     python bench/import.py --rows 100000 --rows 1000000
+    python bench/import.py --rows 1000000 --format plivo           # no --default-region
+    python bench/import.py --rows 1000000 --format plivo-foreign   # no --default-region
 
-Generates a CSV of N rows (mixed number formats, 1 % invalid, 1 % duplicates), then for each N:
+Generates a CSV of N rows, then for each N:
   1. `campaign load` as a subprocess into a fresh database: wall time, rows/s, peak RSS of the
      process tree (the loader and its validating processes);
   2. the same rows validated with phonenumbers alone, in one process (no CSV, no database);
   3. `psql \\copy` of the already-normalised rows into contacts (the database's own floor).
+Formats: `mixed` (the default: five US formats, 1 % invalid, 1 % duplicates, loaded with
+--default-region US); `plivo` (US numbers as country code + number, `14155552671`, loaded
+without a region from a US caller ID: the common case of campaign/bare_digits.py's rule 1);
+`plivo-foreign` (numbers of seven other countries in that format, from the same US caller ID,
+so that every row is searched for another reading).
 Needs a PostgreSQL server (--server-url, default the local one) and psql on PATH.
 """
 
@@ -33,6 +40,33 @@ from campaign import db
 from campaign.destinations import InvalidDestination, normalise_destination
 
 AREA_CODES = (201, 212, 213, 305, 312, 415, 503, 617, 646, 702, 713, 818, 917, 972)
+
+
+FOREIGN_PLIVO = ((44, "7", 9), (91, "9", 9), (33, "6", 8), (52, "55", 8), (61, "4", 8),
+                 (55, "119", 8), (234, "80", 8))  # fmt: skip
+
+
+def generate_plivo(path: Path, rows: int, foreign: bool, seed: int = 1) -> None:
+    """N rows: name, phone, note; numbers as country code + number without `+`, all valid."""
+    rng = random.Random(seed)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["name", "phone", "note"])
+        written = 0
+        while written < rows:
+            if foreign:
+                country_code, leading, length = rng.choice(FOREIGN_PLIVO)
+                digits = "".join(rng.choice("0123456789") for _ in range(length))
+                phone = f"{country_code}{leading}{digits}"
+            else:
+                area = rng.choice(AREA_CODES)
+                phone = f"1{area}{rng.randint(200, 999)}{rng.randint(0, 9999):04d}"
+            try:
+                normalise_destination(phone, None, "US")
+            except InvalidDestination:
+                continue  # not assigned, or another reading: the bench measures loads that pass
+            writer.writerow([f"person {written}", phone, "appointment at 10:00"])
+            written += 1
 
 
 def generate(path: Path, rows: int, seed: int = 1) -> None:
@@ -66,7 +100,7 @@ def generate(path: Path, rows: int, seed: int = 1) -> None:
             writer.writerow([f"person {index}", phone, "appointment at 10:00"])
 
 
-def validate_alone(path: Path) -> tuple[float, list[tuple[int, str, str]]]:
+def validate_alone(path: Path, region: str | None) -> tuple[float, list[tuple[int, str, str]]]:
     """Seconds to validate every phone cell with phonenumbers in this process, and the results."""
     with path.open(newline="") as handle:
         values = [row[1] for row in csv.reader(handle)][1:]
@@ -74,11 +108,13 @@ def validate_alone(path: Path) -> tuple[float, list[tuple[int, str, str]]]:
     normalised = []
     for line, value in enumerate(values, start=2):
         with contextlib.suppress(InvalidDestination):
-            normalised.append((line, value, normalise_destination(value, "US")))
+            normalised.append((line, value, normalise_destination(value, region, "US")))
     return time.perf_counter() - started, normalised
 
 
-def run_load(path: Path, database_url: str, jobs: int | None) -> tuple[float, int, int, str]:
+def run_load(
+    path: Path, database_url: str, jobs: int | None, region: str | None
+) -> tuple[float, int, int, str]:
     """Wall seconds, peak RSS of the loader process, peak RSS of its tree, and its summary."""
     env = dict(os.environ, CAMPAIGN_DATABASE_URL=database_url)
     command = [
@@ -93,9 +129,9 @@ def run_load(path: Path, database_url: str, jobs: int | None) -> tuple[float, in
         "+14155550100",
         "--answer-url",
         "https://example.com/a.xml",
-        "--default-region",
-        "US",
     ]
+    if region is not None:
+        command += ["--default-region", region]
     if jobs is not None:
         command += ["--jobs", str(jobs)]
     started = time.perf_counter()
@@ -170,14 +206,20 @@ async def drop_database(server_url: str, url: str) -> None:
     await admin.close()
 
 
-async def bench(rows: int, server_url: str, jobs: int | None, folder: Path) -> None:
-    path = folder / f"contacts-{rows}.csv"
-    generate(path, rows)
+async def bench(
+    rows: int, server_url: str, jobs: int | None, folder: Path, number_format: str
+) -> None:
+    path = folder / f"contacts-{rows}-{number_format}.csv"
+    if number_format == "mixed":
+        generate(path, rows)
+    else:
+        generate_plivo(path, rows, foreign=number_format == "plivo-foreign")
+    region = "US" if number_format == "mixed" else None
     size_mb = path.stat().st_size / 1e6
-    validation_s, normalised = validate_alone(path)
+    validation_s, normalised = validate_alone(path, region)
     url = await fresh_database(server_url)
     try:
-        load_s, peak_main, peak_tree, summary = run_load(path, url, jobs)
+        load_s, peak_main, peak_tree, summary = run_load(path, url, jobs, region)
         connection = await asyncpg.connect(url)
         campaign_id = await connection.fetchval(
             "INSERT INTO campaigns (name, \"from\", answer_url) VALUES ('copy', '+14155550100', "
@@ -187,7 +229,7 @@ async def bench(rows: int, server_url: str, jobs: int | None, folder: Path) -> N
         copy_s = psql_copy(normalised, url, campaign_id)
     finally:
         await drop_database(server_url, url)
-    print(f"\nN = {rows:,} rows ({size_mb:.1f} MB)   [{summary}]")
+    print(f"\nN = {rows:,} rows, {number_format} ({size_mb:.1f} MB)   [{summary}]")
     print(
         f"  campaign load           {load_s:7.2f} s  {rows / load_s:10,.0f} rows/s   "
         f"peak RSS {peak_main / 2**20:.0f} MiB (loader), "
@@ -215,6 +257,12 @@ def main() -> None:
     parser.add_argument(
         "--jobs", type=int, help="validating processes (default: the loader's choice)"
     )
+    parser.add_argument(
+        "--format",
+        choices=("mixed", "plivo", "plivo-foreign"),
+        default="mixed",
+        help="how the numbers are written (see above)",
+    )
     arguments = parser.parse_args()
     if shutil.which("psql") is None:
         raise SystemExit("psql is not on PATH; install the PostgreSQL client")
@@ -226,7 +274,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as folder:
         for rows in arguments.rows or [100_000, 1_000_000]:
-            asyncio.run(bench(rows, arguments.server_url, arguments.jobs, Path(folder)))
+            asyncio.run(
+                bench(rows, arguments.server_url, arguments.jobs, Path(folder), arguments.format)
+            )
 
 
 if __name__ == "__main__":

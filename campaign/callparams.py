@@ -16,6 +16,10 @@ MACHINE_DETECTION_VALUES = ("true", "hangup")
 MACHINE_DETECTION_TIME_MS = (2000, 10000)
 CALLER_NAME_MAX_CHARS = 50
 URL_MAX_CHARS = 2048
+# Whole seconds are stored in PostgreSQL `integer` columns; Plivo's table gives no maximum for
+# time_limit, hangup_on_ring or ring_timeout, so the column's is theirs.
+INTEGER_COLUMN_MAX = 2_147_483_647
+_WHOLE_NUMBER = re.compile(r"[0-9]+", re.ASCII)
 
 SEND_DIGITS_PATTERN = re.compile(r"^[0-9A-Da-d*#wW]+(@[0-9]+)?$")
 SIP_HEADERS_PATTERN = re.compile(r"^[A-Za-z0-9]+=[A-Za-z0-9]+(,[A-Za-z0-9]+=[A-Za-z0-9]+)*$")
@@ -57,21 +61,28 @@ def _boolean(value: object) -> bool:
     raise ValueError("must be true or false")
 
 
-def _integer(value: object) -> int:
+def _integer(value: object, low: int, high: int, unit: str) -> int:
+    """A whole number from low to high, from an int or from ASCII digits (not `٣` or `²`, which
+    str.isdigit accepts); a number too long to compare is refused before int() reads it."""
     if isinstance(value, bool):
-        raise ValueError("must be a whole number")
+        raise ValueError(f"must be a whole number of {unit}")
     if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    raise ValueError("must be a whole number")
-
-
-def _positive_integer(value: object) -> int:
-    number = _integer(value)
-    if number <= 0:
-        raise ValueError("must be a positive whole number of seconds")
+        number = value
+        shown = str(value)
+    elif isinstance(value, str) and _WHOLE_NUMBER.fullmatch(value.strip()):
+        digits = value.strip().lstrip("0") or "0"
+        shown = digits if len(digits) <= 20 else f"a number of {len(digits)} digits"
+        # One digit more than the bound's: the comparison below refuses it either way.
+        number = int(digits[: len(str(high)) + 1])
+    else:
+        raise ValueError(f"must be a whole number of {unit}")
+    if not low <= number <= high:
+        raise ValueError(f"must be between {low} and {high} {unit}, got {shown}")
     return number
+
+
+def _seconds(value: object) -> int:
+    return _integer(value, 1, INTEGER_COLUMN_MAX, "seconds")
 
 
 def _caller_name(value: object) -> str:
@@ -100,11 +111,8 @@ def _machine_detection(value: object) -> str:
 
 
 def _machine_detection_time(value: object) -> int:
-    number = _integer(value)
     low, high = MACHINE_DETECTION_TIME_MS
-    if not low <= number <= high:
-        raise ValueError(f"must be between {low} and {high} milliseconds, got {number}")
-    return number
+    return _integer(value, low, high, "milliseconds")
 
 
 def _sip_headers(value: object) -> str:
@@ -142,14 +150,14 @@ CALL_PARAMETERS: tuple[CallParameter, ...] = (
     CallParameter("caller_name", _caller_name),
     CallParameter("send_digits", _send_digits),
     CallParameter("send_on_preanswer", _boolean),
-    CallParameter("time_limit", _positive_integer),
-    CallParameter("hangup_on_ring", _positive_integer),
+    CallParameter("time_limit", _seconds),
+    CallParameter("hangup_on_ring", _seconds),
     CallParameter("machine_detection", _machine_detection),
     CallParameter("machine_detection_time", _machine_detection_time),
     CallParameter("machine_detection_url", _url),
     CallParameter("machine_detection_method", _method),
     CallParameter("sip_headers", _sip_headers),
-    CallParameter("ring_timeout", _positive_integer),
+    CallParameter("ring_timeout", _seconds),
     # Single calls only: Plivo refuses these on a bulk (`<`) request, so campaigns never set them.
     CallParameter("parent_call_uuid", _text, bulk=False),
     CallParameter("error_if_parent_not_found", _boolean, bulk=False),

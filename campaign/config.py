@@ -108,6 +108,11 @@ class Settings(BaseSettings):
     # How long a fired call that may be redialled waits for its hangup callback before the
     # campaign can complete without it.
     callback_wait_s: float = Field(default=3600.0, ge=0.0, le=604_800.0)
+    # /metrics: the contact counts are read at most this often (on a connection of their own,
+    # one read however many scrapes), and CAMPAIGN_METRICS_TOKEN, when set, is the bearer token
+    # a scrape must send (`Authorization: Bearer …`).
+    metrics_refresh_s: float = Field(default=5.0, ge=0.1, le=3600.0)
+    metrics_token: SecretStr | None = None
 
     @field_validator("public_url")
     @classmethod
@@ -174,11 +179,23 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("plivo_auth_token")
+    @field_validator("plivo_auth_token", "metrics_token")
     @classmethod
-    def _auth_token(cls, value: SecretStr | None) -> SecretStr | None:
+    def _secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or value.get_secret_value() == "":
             return None
+        return value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _bearer_token(cls, value: SecretStr | None) -> SecretStr | None:
+        # It travels in an HTTP header: printable ASCII without spaces (RFC 6750's token68).
+        if value is not None and not all(
+            "!" <= character <= "~" for character in value.get_secret_value()
+        ):
+            raise ValueError(
+                "must be printable ASCII without spaces, e.g. from `openssl rand -hex 32`"
+            )
         return value
 
     @property

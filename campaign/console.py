@@ -25,9 +25,12 @@ OUTCOME_HEADERS = ("answered", "busy", "no-answer", "call failed", "timeout", "a
 class LoadReporter:
     """Shows a progress bar on a terminal, prints each rejected row, writes the rejects file."""
 
-    def __init__(self, total_bytes: int, rejects_path: Path | None) -> None:
+    def __init__(
+        self, total_bytes: int, rejects_path: Path | None, *, escape_formulas: bool = True
+    ) -> None:
         self._console = Console(stderr=True, highlight=False, soft_wrap=True)
         self._rejects_path = rejects_path
+        self._escape_formulas = escape_formulas
         self._rejects_file: IO[str] | None = None
         self._write_reject: Callable[[Rejected], None] | None = None
         self._progress: Progress | None = None
@@ -36,7 +39,9 @@ class LoadReporter:
 
     def __enter__(self) -> LoadReporter:
         if self._rejects_path is not None:
-            self._rejects_file, self._write_reject = open_rejects_file(self._rejects_path)
+            self._rejects_file, self._write_reject = open_rejects_file(
+                self._rejects_path, escape_formulas=self._escape_formulas
+            )
         if self._console.is_terminal:
             self._progress = Progress(
                 "loading",

@@ -15,7 +15,7 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 import asyncpg
 
@@ -194,9 +194,32 @@ def with_database(url: str, database: str) -> str:
     return urlunsplit(parts._replace(path="/" + database))
 
 
+# Query parameters of a libpq URL that carry a secret (`?password=…` works as the userinfo does).
+SECRET_URL_PARAMETERS = frozenset({"password", "sslpassword"})
+
+
 def describe_url(url: str) -> str:
-    """The URL without its password, for messages."""
-    return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", url)
+    """The URL without its secrets, for messages: the userinfo's password and the `password` and
+    `sslpassword` query parameters (their names and values may be percent-encoded) become ***."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        # Not even a URL (an unclosed [ in the host): show its scheme only.
+        return url.split(":", 1)[0] + "://***"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        if ":" in userinfo:
+            netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
+    query = "&".join(
+        f"{item.split('=', 1)[0]}=***"
+        if unquote_plus(item.split("=", 1)[0]).strip().lower() in SECRET_URL_PARAMETERS
+        else item
+        for item in parts.query.split("&")
+    )
+    # Rebuilt by hand: urlunsplit drops the empty host of `postgresql:///db?host=/tmp`.
+    described = f"{parts.scheme}://{netloc}{parts.path}"
+    return described + (f"?{query}" if parts.query else "")
 
 
 # Anything a statement can fail with because of the database or the connection to it.
@@ -256,11 +279,15 @@ async def durability_warnings(executor: asyncpg.Pool) -> list[str]:
     return warnings_found
 
 
+# And asyncpg refusing the URL itself (ValueError, OverflowError: a port of 99999).
+_CONNECT_ERRORS: tuple[type[BaseException], ...] = (*DATABASE_ERRORS, ValueError, OverflowError)
+
+
 async def connect(url: str, **options: Any) -> asyncpg.Connection:
     """One connection, with a clear error when the server cannot be reached."""
     try:
         return await asyncpg.connect(url, **options)
-    except DATABASE_ERRORS as error:
+    except _CONNECT_ERRORS as error:
         raise DatabaseError(
             f"cannot connect to the database at {describe_url(url)}: {error}; check "
             "CAMPAIGN_DATABASE_URL"
@@ -304,6 +331,32 @@ async def open_pool(settings: Settings, *, min_connections: int = 0) -> AsyncIte
             # A worker holds one connection per batch in flight, plus one to LISTEN.
             max_size=max(settings.database_pool_size, min_connections),
             init=_init_connection,
+        )
+    except (OSError, asyncpg.PostgresError) as error:
+        raise DatabaseError(f"cannot connect to {describe_url(url)}: {error}") from None
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+# /metrics and /healthz each read through one connection at a time (single-flight), so two
+# connections are all their pool ever needs, whatever the number of HTTP requests.
+STATUS_POOL_CONNECTIONS = 2
+
+
+@contextlib.asynccontextmanager
+async def open_status_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    """A small pool of its own for the HTTP side's reads (/metrics, /healthz), apart from the
+    pool a worker dials and records with, so that no scrape can hold a connection it needs.
+
+    Opened after `open_pool` (which started and migrated an embedded server); it connects
+    lazily, so a database that is down does not stop the service from starting.
+    """
+    url, _embedded = await resolve_database_url(settings)
+    try:
+        pool = await asyncpg.create_pool(
+            url, min_size=0, max_size=STATUS_POOL_CONNECTIONS, init=_init_connection
         )
     except (OSError, asyncpg.PostgresError) as error:
         raise DatabaseError(f"cannot connect to {describe_url(url)}: {error}") from None

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat, ValidationResult
 
+from campaign.bare_digits import Reading, is_bare_digits, read_bare_digits, region_of
+
 # Header names that mark the phone column, most specific first; compared case-insensitively
 # with spaces and hyphens read as underscores.
 PHONE_HEADERS: tuple[str, ...] = (
@@ -41,6 +43,8 @@ PHONE_HEADERS: tuple[str, ...] = (
     "sip_uri",
     "sip",
 )
+# PostgreSQL text and jsonb cannot hold a NUL character: a row with one is rejected.
+NUL = "\x00"
 SIP_URI = re.compile(r"^sip:[^\s@<>]+@[A-Za-z0-9.\-]+(:[0-9]{1,5})?(;[^\s<>]*)?$", re.IGNORECASE)
 
 
@@ -72,8 +76,14 @@ def _header_key(cell: str) -> str:
     return re.sub(r"[\s\-]+", "_", cell.strip().lower())
 
 
-def normalise_destination(raw: str, default_region: str | None) -> str:
-    """E.164 with a leading + for a number, `sip:user@host` as is; else InvalidDestination."""
+def normalise_destination(
+    raw: str, default_region: str | None, caller_region: str | None = None
+) -> str:
+    """E.164 with a leading + for a number, `sip:user@host` as is; else InvalidDestination.
+
+    Without `default_region`, bare digits are read by the rule of campaign/bare_digits.py for
+    a caller ID in `caller_region`; digits that could be two numbers raise AmbiguousNumber.
+    """
     value = raw.strip()
     if not value:
         raise InvalidDestination("empty phone number")
@@ -83,13 +93,82 @@ def normalise_destination(raw: str, default_region: str | None) -> str:
         return "sip:" + value[4:]
     if "<" in value:
         raise InvalidDestination("contains <, which Plivo reads as a separator of destinations")
+    if default_region is None and is_bare_digits(value):
+        return _bare_digits_number(value, caller_region)
+    return _parsed_number(value, default_region)
+
+
+class AmbiguousNumber(InvalidDestination):
+    """Bare digits without a region that may be another number than the one they make as
+    country code + number, or that are a national number of the caller ID's country: a load
+    refuses the whole file rather than guess. `meaning` says what the value could be, `fix`
+    what to do."""
+
+    def __init__(self, meaning: str, fix: str) -> None:
+        super().__init__(f"{meaning}; {fix}")
+        self.meaning = meaning
+        self.fix = fix
+
+
+def _bare_digits_number(value: str, caller_region: str | None) -> str:
+    """Plivo's own format (country code + number, no `+`) when it is the only reading."""
+    readings = read_bare_digits(value, caller_region)
+    number = readings.as_country_code
+    if number is not None and not readings.dialled and not readings.written:
+        return number.e164
+    meanings = []
+    if number is not None:
+        meanings.append(f"{number.e164} ({number.region}) as country code and number")
+    if readings.dialled:
+        meanings.append(
+            f"{_listed(readings.dialled, regions=False)} dialled from the caller ID's country "
+            f"({caller_region})"
+        )
+    if readings.written:
+        meanings.append(f"a number written nationally: {_listed(readings.written)}")
+    if meanings:
+        regions = {other.region for other in readings.written}
+        if readings.dialled:
+            region = str(caller_region)
+        elif len(regions) == 1:
+            region = regions.pop()
+        else:
+            region = "<its country>"
+        fix = (
+            f"pass --default-region {region} if the file holds national numbers, or write "
+            "every number with + and its country code"
+        )
+        if number is not None:
+            raise AmbiguousNumber(f"{value!r} could be {', or '.join(meanings)}", fix)
+        if readings.dialled:
+            # A national number of the caller ID's own country: the file is national.
+            raise AmbiguousNumber(f"{value!r} has no country code: it is {meanings[0]}", fix)
+        raise InvalidDestination(f"no country code; it could be {meanings[0]}; {fix}")
+    try:
+        _parsed_number("+" + value, None)
+    except InvalidDestination as error:
+        raise InvalidDestination(
+            f"{error}, read as country code and number (no --default-region given)"
+        ) from None
+    # read_bare_digits found +digits invalid, so phonenumbers raised above.
+    raise InvalidDestination("not a phone number")  # pragma: no cover
+
+
+def _listed(readings: Sequence[Reading], *, regions: bool = True) -> str:
+    """`+14155552671 (US), +3584155552671 (FI), …`: the first three."""
+    listed = ", ".join(
+        f"{reading.e164} ({reading.region})" if regions else reading.e164
+        for reading in readings[:3]
+    )
+    return listed + (", …" if len(readings) > 3 else "")
+
+
+def _parsed_number(value: str, default_region: str | None) -> str:
+    """phonenumbers' reading of a value; InvalidDestination with the reason if it is not valid."""
     try:
         number = phonenumbers.parse(value, default_region)
     except NumberParseException as error:
         if error.error_type == NumberParseException.INVALID_COUNTRY_CODE:
-            if default_region is None and re.fullmatch(r"[0-9][0-9 .\-]*", value):
-                # Plivo's own format is the country code and number without a `+`.
-                return normalise_destination("+" + value, None)
             if value.startswith("+"):
                 raise InvalidDestination("unknown country code") from None
             raise InvalidDestination(
@@ -133,7 +212,7 @@ class CsvLayout:
             wanted = _header_key(column)
             for index, cell in enumerate(cells):
                 if _header_key(cell) == wanted:
-                    return cls(index, tuple(cells))
+                    return cls._with_header(index, cells, source)
             raise LoadError(
                 f"{source}: no column {column!r} in the header ({', '.join(cells)}); "
                 "give --column one of these names"
@@ -141,15 +220,35 @@ class CsvLayout:
         keys = [_header_key(cell) for cell in cells]
         for name in PHONE_HEADERS:
             if name in keys:
-                return cls(keys.index(name), tuple(cells))
+                return cls._with_header(keys.index(name), cells, source)
         if len(cells) == 1:
             looks_dialable = any(ch.isdigit() for ch in cells[0]) or keys[0].startswith("sip:")
             # A lone column is the phone column; its first row is data unless it reads as a title.
-            return cls(0, None if looks_dialable else tuple(cells))
+            return cls(0, None) if looks_dialable else cls._with_header(0, cells, source)
         raise LoadError(
             f"{source}: no phone column found in the header ({', '.join(cells)}); "
             "name it with --column HEADER"
         )
+
+    @classmethod
+    def _with_header(cls, phone_index: int, cells: list[str], source: str) -> CsvLayout:
+        """The layout of a file with this header, once nothing in it would lose a column."""
+        if any(NUL in cell for cell in cells):
+            raise LoadError(
+                f"{source}: the header holds a NUL byte (\\0), which no column name can hold; "
+                "remove it and load the file again"
+            )
+        first_of: dict[str, int] = {}
+        for index, cell in enumerate(cells):
+            if not cell:
+                continue  # an unnamed column is stored as columnN, which cannot clash
+            if cell in first_of:
+                raise LoadError(
+                    f"{source}: columns {first_of[cell] + 1} and {index + 1} of the header are "
+                    f"both named {cell!r}, so one would be lost; rename one of them"
+                )
+            first_of[cell] = index
+        return cls(phone_index, tuple(cells))
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +268,12 @@ class Rejected:
     reason: str
 
 
+def _nul_reason(index: int, header: tuple[str, ...] | None) -> str:
+    name = header[index] if header is not None and index < len(header) and header[index] else None
+    column = f"column {name!r}" if name else f"column {index + 1}"
+    return f"{column} holds a NUL byte (\\0), which the database cannot store; remove it"
+
+
 # A valid row as COPY takes it: line_number, raw_destination, destination, fields (JSON text).
 ContactRecord = tuple[int, str, str, str]
 
@@ -179,16 +284,29 @@ def validate_rows(
     default_region: str | None,
     from_number: str | None,
 ) -> tuple[list[ContactRecord], list[Rejected]]:
-    """Validate and normalise a chunk of rows (pure: runs in worker processes)."""
+    """Validate and normalise a chunk of rows (pure: runs in worker processes).
+
+    Raises LoadError (naming the line) for a row that refuses the whole load.
+    """
     valid: list[ContactRecord] = []
     rejected: list[Rejected] = []
     header = layout.header
     phone_index = layout.phone_index
+    caller_region = region_of(from_number)
     for row in rows:
         cells = row.cells
         raw = cells[phone_index] if phone_index < len(cells) else ""
+        with_nul = next((index for index, cell in enumerate(cells) if NUL in cell), None)
+        if with_nul is not None:
+            rejected.append(Rejected(row.line_number, raw, _nul_reason(with_nul, header)))
+            continue
         try:
-            destination = normalise_destination(raw, default_region)
+            destination = normalise_destination(raw, default_region, caller_region)
+        except AmbiguousNumber as error:
+            # Guessing could call a stranger abroad: the whole file waits for the user's word.
+            raise LoadError(
+                f"line {row.line_number}: {error.meaning}; nothing was loaded: {error.fix}"
+            ) from None
         except InvalidDestination as error:
             rejected.append(Rejected(row.line_number, raw, str(error)))
             continue

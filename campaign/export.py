@@ -15,6 +15,7 @@ from typing import IO
 import asyncpg
 
 from campaign import queries
+from campaign.formulas import neutralise, neutralise_phone
 
 # After the contact's own CSV columns, in this order: the columns of the `contact_outcomes` view.
 OUTCOME_COLUMNS: tuple[str, ...] = (
@@ -84,21 +85,46 @@ def csv_value(value: object) -> object:
     return value
 
 
-def export_row(record: asyncpg.Record) -> list[object]:
-    """One `export_contact_outcomes` record as the cells of a CSV row."""
-    cells: list[object] = [csv_value(value) for value in record["field_values"]]
-    cells.extend(csv_value(record[column]) for column in OUTCOME_COLUMNS)
+# How each outcome column's text is written when formulas are neutralised
+# (campaign/formulas.py): the engine's `destination` as is, the phone as written unless it is
+# more than a number, every other text (from Plivo, or our own words) neutralised.
+_KEPT_COLUMNS = frozenset({"destination"})
+_PHONE_COLUMNS = frozenset({"raw_destination"})
+
+
+def _neutralised(column: str, value: object) -> object:
+    if not isinstance(value, str) or column in _KEPT_COLUMNS:
+        return value
+    return neutralise_phone(value) if column in _PHONE_COLUMNS else neutralise(value)
+
+
+def export_row(record: asyncpg.Record, *, escape_formulas: bool = True) -> list[object]:
+    """One `export_contact_outcomes` record as the cells of a CSV row; with `escape_formulas`,
+    text that a spreadsheet would run as a formula is written as text."""
+    own = [csv_value(value) for value in record["field_values"]]
+    outcome = [(column, csv_value(record[column])) for column in OUTCOME_COLUMNS]
+    if not escape_formulas:
+        return [*own, *(value for _, value in outcome)]
+    cells: list[object] = [neutralise(value) if isinstance(value, str) else value for value in own]
+    cells.extend(_neutralised(column, value) for column, value in outcome)
     return cells
 
 
 async def export_campaign(
-    pool: asyncpg.Pool, name: str, out: IO[str], *, chunk_rows: int = DEFAULT_CHUNK_ROWS
+    pool: asyncpg.Pool,
+    name: str,
+    out: IO[str],
+    *,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    escape_formulas: bool = True,
 ) -> ExportSummary:
     """Write campaign `name`'s contacts with their outcomes to `out` as CSV, in contact id order.
 
     One snapshot (a repeatable-read transaction) serves the header's keys and every row, so a
-    load running meanwhile cannot add a column the header lacks. Raises ExportError for an
-    unknown campaign and OutputError when `out` cannot be written.
+    load running meanwhile cannot add a column the header lacks. With `escape_formulas`, cells
+    (and column names) a spreadsheet would run as formulas are written as text
+    (campaign/formulas.py). Raises ExportError for an unknown campaign and OutputError when
+    `out` cannot be written.
     """
     async with (
         pool.acquire() as connection,
@@ -112,11 +138,13 @@ async def export_campaign(
         writer = csv.writer(out)
         rows = 0
         try:
-            writer.writerow(header)
+            writer.writerow([neutralise(name) for name in header] if escape_formulas else header)
             async for records in queries.contact_outcome_chunks(
                 connection, campaign.id, field_names, chunk_rows
             ):
-                writer.writerows(export_row(record) for record in records)
+                writer.writerows(
+                    export_row(record, escape_formulas=escape_formulas) for record in records
+                )
                 rows += len(records)
             out.flush()
         except OSError as error:

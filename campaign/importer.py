@@ -28,6 +28,7 @@ from campaign.destinations import (
     SourceRow,
     validate_rows,
 )
+from campaign.formulas import neutralise, neutralise_phone
 from campaign.models import Campaign, CampaignSpec, CampaignStatus
 
 CHUNK_ROWS = 5000
@@ -243,7 +244,10 @@ async def load_csv(
                 while len(in_flight) < ahead and submit_next():
                     pass
                 while in_flight:
-                    valid, rejected = await in_flight.popleft()
+                    try:
+                        valid, rejected = await in_flight.popleft()
+                    except LoadError as error:
+                        raise LoadError(f"{source.path}: {error}") from None
                     submit_next()
                     for row in rejected:
                         observer.rejected(row)
@@ -288,8 +292,14 @@ async def load_csv(
     return summary
 
 
-def open_rejects_file(path: Path) -> tuple[IO[str], Callable[[Rejected], None]]:
-    """A CSV file of rejected rows (line, value, reason) and a function that appends one."""
+def open_rejects_file(
+    path: Path, *, escape_formulas: bool = True
+) -> tuple[IO[str], Callable[[Rejected], None]]:
+    """A CSV file of rejected rows (line, value, reason) and a function that appends one.
+
+    With `escape_formulas`, a value a spreadsheet would run as a formula (`=HYPERLINK(…)` in
+    the uploaded file) is written as text (campaign/formulas.py); a plain number stays as it is.
+    """
     try:
         handle = path.open("w", encoding="utf-8", newline="")
     except OSError as error:
@@ -298,6 +308,11 @@ def open_rejects_file(path: Path) -> tuple[IO[str], Callable[[Rejected], None]]:
     writer.writerow(["line", "value", "reason"])
 
     def write(row: Rejected) -> None:
-        writer.writerow([row.line_number, row.raw_value, row.reason])
+        if escape_formulas:
+            writer.writerow(
+                [row.line_number, neutralise_phone(row.raw_value), neutralise(row.reason)]
+            )
+        else:
+            writer.writerow([row.line_number, row.raw_value, row.reason])
 
     return handle, write

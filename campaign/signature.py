@@ -80,7 +80,11 @@ def compute_signature_v3(
 ) -> str:
     """The V3 signature Plivo sends for a callback to `url` carrying `parameters`."""
     message = f"{signature_v3_base(url, parameters, method)}.{nonce}"
-    digest = hmac.new(auth_token.encode(), message.encode(), hashlib.sha256).digest()
+    # surrogateescape: a URL or value decoded from bytes that were not UTF-8 (aiohttp keeps
+    # them as surrogates) is signed as those bytes, instead of raising.
+    digest = hmac.new(
+        auth_token.encode(), message.encode("utf-8", "surrogateescape"), hashlib.sha256
+    ).digest()
     return base64.b64encode(digest).decode()
 
 
@@ -95,11 +99,16 @@ def validate_signature_v3(
     """True when any signature in the comma-separated header matches any of the auth tokens.
 
     Plivo lists several signatures while more than one token is active (rotation); any match is
-    enough. The comparison is constant-time.
+    enough. The comparison is constant-time. A malformed header (not ASCII) is False, never an
+    exception.
     """
     tokens = [auth_tokens] if isinstance(auth_tokens, str) else list(auth_tokens)
+    # Plivo's signatures are base64 and its nonces digits: anything else (bytes that were not
+    # even UTF-8 among them) is a malformed header, refused like a wrong one.
+    if not nonce or not nonce.isascii() or not signature_header.isascii():
+        return False
     offered = [part.strip() for part in signature_header.split(",") if part.strip()]
-    if not offered or not nonce:
+    if not offered:
         return False
     for token in tokens:
         expected = compute_signature_v3(token, url, nonce, parameters, method)

@@ -8,13 +8,14 @@ the bounds, as a last line of defence.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import phonenumbers
 
 from campaign.callparams import CallParameterError, validate_call_parameters
-from campaign.destinations import InvalidDestination, normalise_destination
+from campaign.destinations import AmbiguousNumber, InvalidDestination, normalise_destination
 from campaign.models import CampaignSpec, CampaignStatus, RedialableCallStatus
 
 NAME_MAX_CHARS = 200
@@ -27,6 +28,9 @@ DEFAULT_BATCH_SIZE = 100
 DEFAULT_MAX_ATTEMPTS = 3
 
 DURATION_UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# A redial waits at most a year: longer is a typo (and 30000d overflows the integer column).
+REDIAL_DELAY_MAX_S = 365 * 86400
+_WHOLE_NUMBER = re.compile(r"[0-9]+", re.ASCII)
 # The callbacks --track-calls points at this engine: a campaign cannot also set its own.
 TRACKED_CALLBACK_PARAMETERS = ("ring_url", "hangup_url", "machine_detection_url")
 
@@ -158,6 +162,8 @@ def caller_id(from_number: str) -> str:
     """The caller ID in E.164 (`+14155550100`); a SIP URI cannot be one."""
     try:
         number = normalise_destination(from_number, None)
+    except AmbiguousNumber as error:
+        raise SpecError("--from", f"{error.meaning}; write it as +<country code><number>") from None
     except InvalidDestination as error:
         raise SpecError(
             "--from", f"{from_number!r}: {error}; write it as +<country code><number>"
@@ -203,16 +209,23 @@ def redial_delays(text: str | None) -> tuple[int, ...]:
         raise SpecError("--redial-delays", str(error)) from None
 
 
-def parse_durations(text: str) -> tuple[int, ...]:
-    """`10m,1h,4h` → (600, 3600, 14400); a bare number is seconds. ValueError names the bad one."""
+def parse_durations(text: str, max_s: int = REDIAL_DELAY_MAX_S) -> tuple[int, ...]:
+    """`10m,1h,4h` → (600, 3600, 14400); a bare number is seconds, each at most `max_s`.
+    ValueError names the bad one."""
     durations = []
     for item in text.split(","):
         value = item.strip().lower()
         unit = value[-1:] if value[-1:] in DURATION_UNITS_S else "s"
         number = value[:-1] if value[-1:] in DURATION_UNITS_S else value
-        if not number.isdigit():
+        if not _WHOLE_NUMBER.fullmatch(number):
             raise ValueError(f"{item.strip()!r} is not a duration such as 90s, 10m, 1h or 2d")
-        durations.append(int(number) * DURATION_UNITS_S[unit])
+        # Compared before int(): a thousand-digit number is refused, not converted.
+        digits = number.lstrip("0") or "0"
+        if len(digits) > len(str(max_s)) or int(digits) * DURATION_UNITS_S[unit] > max_s:
+            raise ValueError(
+                f"{item.strip()!r} is longer than {max_s // 86400} days, the longest delay"
+            )
+        durations.append(int(digits) * DURATION_UNITS_S[unit])
     return tuple(durations)
 
 

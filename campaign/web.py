@@ -1,9 +1,17 @@
-"""The HTTP side: Plivo's callbacks (signed), /healthz and /metrics, as one aiohttp app."""
+"""The HTTP side: Plivo's callbacks (signed), /healthz and /metrics, as one aiohttp app.
+
+/metrics and /healthz read the database through a pool of their own (`status_pool`), never
+the pool a worker dials and records with, and each read is single-flight: however many
+requests arrive together, one statement runs, and the contact counts are read at most every
+CAMPAIGN_METRICS_REFRESH_S. So no number of HTTP requests can hold a connection the worker
+needs. Callbacks write through the main pool: they are the engine's work.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -28,20 +36,89 @@ HEALTH_LOOP_LAG_LIMIT_S = 1.0
 LOOP_TICK_S = 0.25
 
 
+DEFAULT_METRICS_REFRESH_S = 5.0
+# A read of the contact counts that takes longer is abandoned; scrapes get the last counts.
+PROGRESS_READ_TIMEOUT_S = 30.0
+
+
 @dataclass(frozen=True, slots=True)
 class WebConfig:
-    """What the app needs from Settings."""
+    """What the app needs from Settings. The tokens are secrets: never in a repr or a log."""
 
     public_url: str | None
     auth_tokens: tuple[str, ...] = field(repr=False)
+    # CAMPAIGN_METRICS_TOKEN: the bearer token /metrics requires, if any.
+    metrics_token: str | None = field(default=None, repr=False)
+    metrics_refresh_s: float = DEFAULT_METRICS_REFRESH_S
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WebConfig:
         token = settings.plivo_auth_token
+        metrics_token = settings.metrics_token
         return cls(
             public_url=settings.public_url,
             auth_tokens=(token.get_secret_value(),) if token is not None else (),
+            metrics_token=metrics_token.get_secret_value() if metrics_token is not None else None,
+            metrics_refresh_s=settings.metrics_refresh_s,
         )
+
+
+class StatusReader:
+    """The database reads of /metrics and /healthz, on their own pool, each single-flight.
+
+    A request that comes while a read is running waits for that read instead of starting
+    another; the contact counts are read again only when the last read is `refresh_s` old.
+    A failed read keeps the last counts (and counts as a read, so a failing database is not
+    asked at every scrape).
+    """
+
+    def __init__(self, pool: asyncpg.Pool, metrics: Metrics, refresh_s: float) -> None:
+        self._pool = pool
+        self._metrics = metrics
+        self._refresh_s = refresh_s
+        self._read_at: float | None = None
+        self._progress_read: asyncio.Task[None] | None = None
+        self._health_check: asyncio.Task[str] | None = None
+
+    async def refresh_progress(self) -> None:
+        """Make the contacts gauge at most `refresh_s` old."""
+        now = asyncio.get_running_loop().time()
+        if self._progress_read is None:
+            if self._read_at is not None and now - self._read_at < self._refresh_s:
+                return
+            self._progress_read = asyncio.create_task(self._read_progress())
+        # shield: a scrape that goes away does not cancel the read the others wait for.
+        await asyncio.shield(self._progress_read)
+
+    async def _read_progress(self) -> None:
+        try:
+            async with asyncio.timeout(PROGRESS_READ_TIMEOUT_S):
+                rows = await queries.progress_all(self._pool)
+            self._metrics.set_progress(rows)
+        except db.DATABASE_ERRORS as error:  # TimeoutError is an OSError
+            logger.warning(
+                "/metrics: cannot read the contact counts (%s); serving the last ones",
+                type(error).__name__,
+            )
+        finally:
+            self._read_at = asyncio.get_running_loop().time()
+            self._progress_read = None
+
+    async def check_database(self) -> str:
+        """`ok`, or why the database did not answer `SELECT 1` within the health time-out."""
+        if self._health_check is None:
+            self._health_check = asyncio.create_task(self._select_one())
+        return await asyncio.shield(self._health_check)
+
+    async def _select_one(self) -> str:
+        try:
+            async with asyncio.timeout(HEALTH_DATABASE_TIMEOUT_S):
+                await self._pool.fetchval("SELECT 1")
+            return "ok"
+        except db.DATABASE_ERRORS as error:  # TimeoutError is an OSError
+            return f"unreachable: {type(error).__name__}"
+        finally:
+            self._health_check = None
 
 
 class LoopWatch:
@@ -58,17 +135,20 @@ class LoopWatch:
             self.lag_s = max(0.0, loop.time() - expected)
 
 
-POOL_KEY = web.AppKey("pool", asyncpg.Pool)
 METRICS_KEY = web.AppKey("metrics", Metrics)
 RECORDER_KEY = web.AppKey("recorder", CallbackRecorder)
 CONFIG_KEY = web.AppKey("config", WebConfig)
 LOOP_WATCH_KEY = web.AppKey("loop_watch", LoopWatch)
+STATUS_KEY = web.AppKey("status", StatusReader)
 
 
-def create_app(pool: asyncpg.Pool, metrics: Metrics, config: WebConfig) -> web.Application:
-    """The app: callbacks under /plivo/, /healthz and /metrics."""
+def create_app(
+    pool: asyncpg.Pool, metrics: Metrics, config: WebConfig, *, status_pool: asyncpg.Pool
+) -> web.Application:
+    """The app: callbacks under /plivo/ (recorded through `pool`), /healthz and /metrics (read
+    through `status_pool`, which must not be `pool`: see the module's docstring)."""
     app = web.Application(client_max_size=CALLBACK_MAX_BYTES)
-    app[POOL_KEY] = pool
+    app[STATUS_KEY] = StatusReader(status_pool, metrics, config.metrics_refresh_s)
     app[METRICS_KEY] = metrics
     app[RECORDER_KEY] = CallbackRecorder(pool, metrics)
     app[CONFIG_KEY] = config
@@ -150,12 +230,7 @@ def _callback_handler(event: str) -> Callable[[web.Request], Awaitable[web.Respo
 async def healthz(request: web.Request) -> web.Response:
     """200 when the database answers and the event loop is responsive, else 503."""
     lag_s = request.app[LOOP_WATCH_KEY].lag_s
-    try:
-        async with asyncio.timeout(HEALTH_DATABASE_TIMEOUT_S):
-            await request.app[POOL_KEY].fetchval("SELECT 1")
-        database = "ok"
-    except db.DATABASE_ERRORS as error:  # TimeoutError is an OSError
-        database = f"unreachable: {type(error).__name__}"
+    database = await request.app[STATUS_KEY].check_database()
     healthy = database == "ok" and lag_s < HEALTH_LOOP_LAG_LIMIT_S
     return web.json_response(
         {"status": "ok" if healthy else "failing", "database": database, "loop_lag_s": lag_s},
@@ -163,22 +238,48 @@ async def healthz(request: web.Request) -> web.Response:
     )
 
 
+def bearer_token_matches(authorization: str | None, token: str) -> bool:
+    """True when an `Authorization` header is `Bearer <token>` (compared in constant time)."""
+    if authorization is None or not authorization.isascii():
+        return False
+    scheme, _, credentials = authorization.strip().partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        credentials.strip().encode(), token.encode()
+    )
+
+
 async def metrics_endpoint(request: web.Request) -> web.Response:
-    """Prometheus' text format, with the contact counts read now."""
-    metrics = request.app[METRICS_KEY]
-    with contextlib.suppress(*db.DATABASE_ERRORS):
-        metrics.set_progress(await queries.progress_all(request.app[POOL_KEY]))
+    """Prometheus' text format, the contact counts at most CAMPAIGN_METRICS_REFRESH_S old;
+    401 without the bearer token when CAMPAIGN_METRICS_TOKEN is set."""
+    token = request.app[CONFIG_KEY].metrics_token
+    if token is not None and not bearer_token_matches(request.headers.get("Authorization"), token):
+        # Checked before any read: a scrape without the token costs the database nothing.
+        return web.Response(
+            status=401,
+            text="send the token of CAMPAIGN_METRICS_TOKEN as Authorization: Bearer <token>\n",
+            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+        )
+    await request.app[STATUS_KEY].refresh_progress()
     return web.Response(
-        body=metrics.exposition(), headers={"Content-Type": "text/plain; version=0.0.4"}
+        body=request.app[METRICS_KEY].exposition(),
+        headers={"Content-Type": "text/plain; version=0.0.4"},
     )
 
 
 @contextlib.asynccontextmanager
 async def serving(
-    pool: asyncpg.Pool, metrics: Metrics, config: WebConfig, host: str, port: int
+    pool: asyncpg.Pool,
+    metrics: Metrics,
+    config: WebConfig,
+    host: str,
+    port: int,
+    *,
+    status_pool: asyncpg.Pool,
 ) -> AsyncIterator[str]:
     """Serve the app on host:port (0: a free port) while the block runs; yields its base URL."""
-    runner = web.AppRunner(create_app(pool, metrics, config), access_log=None)
+    runner = web.AppRunner(
+        create_app(pool, metrics, config, status_pool=status_pool), access_log=None
+    )
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)

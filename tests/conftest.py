@@ -101,6 +101,13 @@ async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
 
 
 @pytest.fixture
+async def status_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    """The HTTP side's own pool for /metrics and /healthz, as the commands open it."""
+    async with db.open_status_pool(settings) as opened:
+        yield opened
+
+
+@pytest.fixture
 def cli_env(database_url: str, tmp_path: Path) -> dict[str, str]:
     """The environment for running `campaign` as a subprocess against this test's database."""
     env = {

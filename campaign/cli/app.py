@@ -23,6 +23,8 @@ from campaign.config import Settings, SettingsError, load_settings
 from campaign.destinations import LoadError
 from campaign.specs import SpecError
 
+logger = logging.getLogger("campaign")
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -54,6 +56,15 @@ def run_command(function: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]
         except OSError as error:
             # A port in use, a file we cannot write, the network: the system's own words.
             fail(f"{error.strerror or error}" + (f": {error.filename}" if error.filename else ""))
+        except db.DATABASE_ERRORS as error:
+            # The server refused a statement, or the driver lost its footing, for a reason no
+            # message above explains: one line naming the command, the whole error in the log.
+            name = _command_name(function)
+            logger.debug("campaign %s failed in the database", name, exc_info=error)
+            fail(
+                f"`campaign {name}` failed in the database ({_describe_database_error(error)}); "
+                "set CAMPAIGN_LOG_LEVEL=debug to log the whole error"
+            )
         except Exception as error:
             from campaign.plivo import PlivoError
 
@@ -63,6 +74,22 @@ def run_command(function: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]
             raise
 
     return wrapper
+
+
+def _command_name(function: Callable[..., object]) -> str:
+    """The name the user typed (`load`), or the function's when run outside click."""
+    context = click.get_current_context(silent=True)
+    if context is not None and context.info_name:
+        return context.info_name
+    return getattr(function, "__name__", "command")
+
+
+def _describe_database_error(error: BaseException) -> str:
+    """The error's class and first line (asyncpg puts the server's DETAIL on later lines)."""
+    text = str(error).strip().splitlines()
+    sqlstate = getattr(error, "sqlstate", None)
+    described = f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+    return f"{described}, SQLSTATE {sqlstate}" if isinstance(sqlstate, str) else described
 
 
 def settings_from_environment() -> Settings:

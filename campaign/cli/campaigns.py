@@ -92,14 +92,25 @@ async def list_campaigns(as_json: bool) -> None:
     type=click.Path(path_type=Path),
     help="Write the CSV to this file (whole, or not at all) instead of stdout.",
 )
+@click.option(
+    "--escape-formulas/--no-escape-formulas",
+    default=True,
+    show_default=True,
+    help="Write cells that start like a spreadsheet formula (=, +, -, @) as text.",
+)
 @run_command
-async def export(name: str, output: Path | None) -> None:
+async def export(name: str, output: Path | None, escape_formulas: bool) -> None:
     """Write campaign NAME's contacts as CSV, one row each with its outcome, in load order.
 
     Columns: the contact's own CSV columns (sorted by name; one named like an outcome column
     becomes field:NAME), then destination, raw_destination, line_number, status, outcome,
     attempts, call_status, hangup_cause, hangup_cause_code, duration_s, bill_duration_s,
     answered_at, ended_at, machine, request_uuid, call_uuid, last_error, updated_at.
+
+    A cell that starts like a spreadsheet formula (=HYPERLINK(…) in an uploaded file) gets a
+    leading ' so that spreadsheets show it as text; `destination` (+digits or sip:) and a phone
+    written as a plain number are left as they are. --no-escape-formulas writes every cell as
+    stored.
     """
     from campaign.export import ExportError, OutputError, atomic_output, export_campaign
 
@@ -107,10 +118,12 @@ async def export(name: str, output: Path | None) -> None:
     async with db.open_pool(settings) as pool:
         try:
             if output is None:
-                await export_campaign(pool, name, sys.stdout)
+                await export_campaign(pool, name, sys.stdout, escape_formulas=escape_formulas)
             else:
                 with atomic_output(output) as out:
-                    summary = await export_campaign(pool, name, out)
+                    summary = await export_campaign(
+                        pool, name, out, escape_formulas=escape_formulas
+                    )
                 click.echo(f"exported {summary.rows} contacts of {summary.campaign} to {output}")
         except OutputError as error:
             if isinstance(error.error, BrokenPipeError):

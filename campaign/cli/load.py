@@ -76,6 +76,12 @@ def _call_parameter_options(function: Callable[..., Any]) -> Callable[..., Any]:
     help="Also write rejected rows to this CSV file.",
 )
 @click.option(
+    "--escape-formulas/--no-escape-formulas",
+    default=True,
+    show_default=True,
+    help="Write rejected values that start like a spreadsheet formula (=, +, -, @) as text.",
+)
+@click.option(
     "--track-calls",
     is_flag=True,
     help="Send ring/hangup callbacks to this engine (CAMPAIGN_PUBLIC_URL) to record outcomes.",
@@ -111,6 +117,7 @@ async def load(
     column: str | None,
     default_region: str | None,
     rejects: Path | None,
+    escape_formulas: bool,
     track_calls: bool,
     redial_on: str | None,
     redial_delays: str | None,
@@ -142,7 +149,7 @@ async def load(
     )
     source = CsvSource(csv_file)
     try:
-        with LoadReporter(source.size_bytes, rejects) as reporter:
+        with LoadReporter(source.size_bytes, rejects, escape_formulas=escape_formulas) as reporter:
             async with db.open_pool(settings) as pool:
                 summary = await load_csv(pool, source, target, options, reporter)
     finally:

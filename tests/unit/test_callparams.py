@@ -59,6 +59,8 @@ def test_every_optional_parameter_of_the_seed_is_known() -> None:
         ("time_limit", "300", 300),
         ("hangup_on_ring", 30, 30),
         ("ring_timeout", "45", 45),
+        ("time_limit", "2147483647", 2147483647),
+        ("time_limit", "007", 7),
         ("machine_detection", "true", "true"),
         ("machine_detection", "Hangup", "hangup"),
         ("machine_detection_time", "2000", 2000),
@@ -82,7 +84,7 @@ def test_valid_values_are_normalised(parameter: str, value: object, normalised: 
         ("send_digits", "12x", "DTMF"),
         ("send_digits", "1@", "DTMF"),
         ("send_on_preanswer", "yes", "true or false"),
-        ("time_limit", "0", "positive"),
+        ("time_limit", "0", "must be between 1 and 2147483647 seconds, got 0"),
         ("time_limit", "-5", "whole number"),
         ("hangup_on_ring", "1.5", "whole number"),
         ("ring_timeout", True, "whole number"),
@@ -92,6 +94,15 @@ def test_valid_values_are_normalised(parameter: str, value: object, normalised: 
         ("sip_headers", "a=1;b=2", "key=value"),
         ("sip_headers", "a-b=1", "key=value"),
         ("sip_headers", "a=", "key=value"),
+        # Beyond the PostgreSQL integer column (int4): refused here, not by the database.
+        ("time_limit", "99999999999", "between 1 and 2147483647 seconds, got 99999999999"),
+        ("hangup_on_ring", "2147483648", "between 1 and 2147483647 seconds, got 2147483648"),
+        ("ring_timeout", 2**40, f"between 1 and 2147483647 seconds, got {2**40}"),
+        ("ring_timeout", "9" * 5000, "2147483647 seconds, got a number of 5000 digits"),
+        ("machine_detection_time", "99999999999", "between 2000 and 10000 milliseconds"),
+        # Digits of other scripts, which str.isdigit accepts and int() may not.
+        ("time_limit", "\u0663", "whole number"),
+        ("time_limit", "\u00b2", "whole number"),
     ],
 )
 def test_invalid_values_name_the_parameter(parameter: str, value: object, message: str) -> None:

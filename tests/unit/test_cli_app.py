@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 
+import asyncpg
 import pytest
 
 from campaign.cli import cli
@@ -73,6 +75,44 @@ def test_user_errors_are_one_line_and_an_exit_code(
     assert exited.value.code == code
     captured = capsys.readouterr()
     assert (captured.out, captured.err) == ("", f"campaign: error: {line}\n")
+
+
+@pytest.mark.parametrize(
+    ("error", "described"),
+    [
+        (
+            asyncpg.NumericValueOutOfRangeError("integer out of range"),
+            "NumericValueOutOfRangeError: integer out of range, SQLSTATE 22003",
+        ),
+        (
+            asyncpg.InterfaceError("cannot perform operation: connection is closed\nmore"),
+            "InterfaceError: cannot perform operation: connection is closed",
+        ),
+    ],
+)
+def test_a_database_error_nothing_explains_is_one_line_naming_the_command(
+    error: Exception,
+    described: str,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A database error no message explains ends the command with one line naming it, exit 1;
+    the whole error (its traceback) goes to the debug log only."""
+
+    async def load() -> None:
+        raise error
+
+    caplog.set_level(logging.DEBUG, logger="campaign")
+    with pytest.raises(SystemExit) as exited:
+        run_command(load)()
+    assert exited.value.code == 1
+    assert capsys.readouterr().err == (
+        f"campaign: error: `campaign load` failed in the database ({described}); set "
+        "CAMPAIGN_LOG_LEVEL=debug to log the whole error\n"
+    )
+    assert [(record.levelno, record.exc_info is not None) for record in caplog.records] == [
+        (logging.DEBUG, True)
+    ]
 
 
 def test_a_defect_is_not_hidden_as_a_user_error() -> None:

@@ -108,3 +108,24 @@ def test_reconcile_waits_at_least_a_lease() -> None:
     assert "CAMPAIGN_RECONCILE_AFTER_S (0)" in message
     assert "CAMPAIGN_WORKER_LEASE_S + 60 (240)" in message
     assert load_settings(reconcile_after_s=240, worker_lease_s=180).reconcile_after_s == 240
+
+
+def test_metrics_token_is_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CAMPAIGN_METRICS_TOKEN is read as a secret (never in a repr); empty means unset; one that
+    cannot travel in an HTTP header is refused naming the variable, not the value."""
+    monkeypatch.setenv("CAMPAIGN_METRICS_TOKEN", "s3cret-token")
+    monkeypatch.setenv("CAMPAIGN_METRICS_REFRESH_S", "2.5")
+    settings = load_settings()
+    assert settings.metrics_token is not None
+    assert settings.metrics_token.get_secret_value() == "s3cret-token"
+    assert settings.metrics_refresh_s == 2.5
+    assert "s3cret-token" not in repr(settings)
+    monkeypatch.setenv("CAMPAIGN_METRICS_TOKEN", "")
+    assert load_settings().metrics_token is None
+    monkeypatch.setenv("CAMPAIGN_METRICS_TOKEN", "two words-s3cret")
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    assert str(raised.value).startswith(
+        "invalid setting CAMPAIGN_METRICS_TOKEN: must be printable ASCII without spaces"
+    )
+    assert "s3cret" not in str(raised.value)

@@ -106,6 +106,64 @@ def test_no_phone_column_asks_for_column_option() -> None:
         CsvLayout.detect(["name", "city"], None, "f.csv")
 
 
+@pytest.mark.parametrize(
+    ("header", "column", "message"),
+    [
+        (["name", "phone", "name"], None, "columns 1 and 3 of the header are both named 'name'"),
+        (
+            ["phone", "notes", " phone"],
+            None,
+            "columns 1 and 3 of the header are both named 'phone'",
+        ),
+        (["a", "b", "a"], "b", "columns 1 and 3 of the header are both named 'a'"),
+    ],
+)
+def test_a_duplicated_header_is_refused_naming_both_columns(
+    header: list[str], column: str | None, message: str
+) -> None:
+    """Two columns with one name would keep only one of them in `fields`: the file is refused
+    with one line naming both columns and the fix."""
+    with pytest.raises(LoadError) as raised:
+        CsvLayout.detect(header, column, "f.csv")
+    assert str(raised.value) == f"f.csv: {message}, so one would be lost; rename one of them"
+
+
+def test_unnamed_columns_and_other_cases_are_not_duplicates() -> None:
+    """Empty header cells are stored as columnN, and `Name` and `name` are two keys of
+    `fields`: such headers are accepted."""
+    assert CsvLayout.detect(["phone", "", ""], None, "f.csv").header == ("phone", "", "")
+    assert CsvLayout.detect(["phone", "Name", "name"], None, "f.csv").phone_index == 0
+
+
+def test_a_nul_byte_in_the_header_is_refused() -> None:
+    """PostgreSQL cannot store a NUL: a header holding one is one line, not a traceback."""
+    with pytest.raises(LoadError) as raised:
+        CsvLayout.detect(["phone", "no\x00tes"], None, "f.csv")
+    assert str(raised.value) == (
+        "f.csv: the header holds a NUL byte (\\0), which no column name can hold; remove it "
+        "and load the file again"
+    )
+
+
+def test_a_nul_byte_in_any_field_rejects_its_row() -> None:
+    """A NUL in the phone or in any other column rejects that row, naming the column; the
+    other rows load."""
+    layout = CsvLayout(1, ("name", "phone", "notes"))
+    rows = [
+        SourceRow(2, ["Ada\x00", "+14155550123", "x"]),
+        SourceRow(3, ["Bob", "+1415555\x000124", "y"]),
+        SourceRow(4, ["Cy", "+14155550125", "z", "\x00"]),
+        SourceRow(5, ["Di", "+14155550126", "fine"]),
+    ]
+    valid, rejected = validate_rows(rows, layout, None, None)
+    assert [record[0] for record in valid] == [5]
+    assert [(row.line_number, row.reason) for row in rejected] == [
+        (2, "column 'name' holds a NUL byte (\\0), which the database cannot store; remove it"),
+        (3, "column 'phone' holds a NUL byte (\\0), which the database cannot store; remove it"),
+        (4, "column 4 holds a NUL byte (\\0), which the database cannot store; remove it"),
+    ]
+
+
 def test_one_column_without_header_is_all_data() -> None:
     """A one-column file whose first row is a number has no header."""
     assert CsvLayout.detect(["+14155550123"], None, "f.csv") == CsvLayout(0, None)

@@ -102,3 +102,29 @@ def test_empty_header_fails() -> None:
 def test_signed_string(url: str, parameters: dict[str, str], method: str, base: str) -> None:
     """The signed string follows FACTS.md's POST and GET rules in each corner case."""
     assert signature_v3_base(url, parameters, method) == base
+
+
+@pytest.mark.parametrize(
+    ("signature", "nonce"),
+    [
+        ("\udcff\udcfe" + VECTOR_POST, VECTOR_NONCE),  # bytes that were not UTF-8, as aiohttp
+        ("é" + VECTOR_POST, VECTOR_NONCE),  # keeps them, and any other non-ASCII text
+        (VECTOR_POST, "\udcff" + VECTOR_NONCE),
+        (VECTOR_POST, "€"),
+        (VECTOR_POST + ",\udcc3", VECTOR_NONCE),
+    ],
+)
+def test_malformed_headers_are_false_not_an_exception(signature: str, nonce: str) -> None:
+    """A signature or nonce header that is not ASCII is refused like a wrong one; nothing
+    raises (it used to be a UnicodeEncodeError, a 500 and a traceback per request)."""
+    assert not validate_signature_v3(
+        VECTOR_TOKEN, VECTOR_URL, nonce, VECTOR_PARAMETERS, signature, "POST"
+    )
+
+
+def test_a_url_with_bytes_that_were_not_utf8_can_be_signed() -> None:
+    """A query decoded with surrogates (from bytes that were not UTF-8) is signed as those
+    bytes instead of raising, so such a request is refused by comparison, not by a crash."""
+    url = "https://example.com/plivo/hangup?campaign=1&x=\udcff"
+    signature = compute_signature_v3(VECTOR_TOKEN, url, VECTOR_NONCE, {})
+    assert validate_signature_v3(VECTOR_TOKEN, url, VECTOR_NONCE, {}, signature)

@@ -180,6 +180,18 @@ def test_caller_id_must_be_a_phone_number() -> None:
     )
 
 
+def test_caller_id_in_bare_digits_that_could_be_two_numbers_is_refused() -> None:
+    """A --from of bare digits is Plivo's format only when nothing else fits: 13012345678 is
+    also a Chinese mobile, so it must be written with its +."""
+    assert str(refused(replace(NEW, from_number="13012345678"))) == (
+        "--from: '13012345678' could be +13012345678 (US) as country code and number, or a "
+        "number written nationally: +8613012345678 (CN); write it as +<country code><number>"
+    )
+    assert new_campaign(replace(NEW, from_number="14155550100"), None).from_number == (
+        "+14155550100"
+    )
+
+
 def test_caller_id_cannot_be_a_sip_uri() -> None:
     """A SIP URI is a destination, not a caller ID."""
     assert str(refused(replace(NEW, from_number="sip:alice@example.com"))) == (
@@ -308,7 +320,19 @@ def test_durations_in_every_unit() -> None:
     assert parse_durations("90s, 10M,1h ,2d,45") == (90, 600, 3600, 172800, 45)
 
 
-@pytest.mark.parametrize("text", ["10x", "1.5h", "-5m", "m", "1h,,2h"])
+def test_a_redial_delay_is_at_most_a_year() -> None:
+    """365 days is the longest delay; 30000d (which overflowed the integer column inside
+    PostgreSQL) and a thousand-digit number are one line naming the option and the item."""
+    assert parse_durations("365d,31536000") == (31_536_000, 31_536_000)
+    for text in ("30000d", "366d", "31536001", "9" * 1000 + "s"):
+        with pytest.raises(SpecError) as caught:
+            redial_delays(f"10m,{text}")
+        assert str(caught.value) == (
+            f"--redial-delays: {text!r} is longer than 365 days, the longest delay"
+        )
+
+
+@pytest.mark.parametrize("text", ["10x", "1.5h", "-5m", "m", "1h,,2h", "\u00b2m", "\u0663h"])
 def test_not_a_duration(text: str) -> None:
     """Fractions, negatives, unknown units and empty items are not durations."""
     with pytest.raises(ValueError, match="is not a duration such as 90s, 10m, 1h or 2d"):
