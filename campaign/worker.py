@@ -26,11 +26,12 @@ import asyncpg
 
 from campaign import db, queries
 from campaign.config import Settings
-from campaign.dialing import BatchDialer, BatchEnd, DialingConfig, DialingReport, Throttled
+from campaign.dialing import BatchDialer, BatchEnd, DialingConfig, Throttled
 from campaign.metrics import Metrics
 from campaign.models import Campaign
 from campaign.plivo import PlivoClient
 from campaign.ratelimit import AccountLimits
+from campaign.recording import DialingReport
 
 logger = logging.getLogger(__name__)
 

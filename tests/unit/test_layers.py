@@ -18,6 +18,8 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"specs", "db", "metrics"}),
     frozenset({"queries", "plivo"}),
     frozenset({"ratelimit"}),
+    frozenset({"sending"}),
+    frozenset({"recording"}),
     frozenset({"dialing"}),
     frozenset({"worker", "reconcile", "cancellation", "callbacks", "importer", "export"}),
     frozenset({"web", "live", "console", "simulator"}),
