@@ -17,6 +17,9 @@ and the database are read, and the database is dropped. Talks to nothing but 127
 3. latency     simulator latency 250 ms, CPS 500: sustained calls/s per concurrency (goal >= 495).
 4. scale       throughput with --scale-rows (10M) settled contacts already in the table, versus an
                empty table (goal: within 10 %).
+5. share       fair share: account CPS 10, three running campaigns for ~60 s, one of them capped
+               at --share-cap calls per second: each campaign's calls per second (the other two
+               share what the capped one leaves; none starved).
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ from campaign import db
 AUTH_ID = "MABENCHMARK000000001"
 AUTH_TOKEN = "bench-auth-token"
 UNLIMITED_CPS = 100_000_000
-BENCHMARKS = ("throughput", "pacing", "latency", "scale")
+BENCHMARKS = ("throughput", "pacing", "latency", "scale", "share")
 CAMPAIGN_EXECUTABLE = Path(sys.executable).with_name("campaign")
 
 
@@ -595,6 +598,91 @@ async def bench_scale(arguments: argparse.Namespace) -> None:
         )
 
 
+async def create_capped_campaign(
+    url: str, name: str, contacts: int, first_number: int, calls_per_second: float | None
+) -> None:
+    """A running campaign of batch size 100 with its own cap (None: only the account's)."""
+    connection = await asyncpg.connect(url)
+    try:
+        campaign_id: int = await connection.fetchval(
+            'INSERT INTO campaigns (name, status, "from", answer_url, calls_per_second) '
+            "VALUES ($1, 'running', '+14155550100', 'http://127.0.0.1:9/answer.xml', $2) "
+            "RETURNING id",
+            name,
+            calls_per_second,
+        )
+        await connection.execute(
+            "INSERT INTO contacts (campaign_id, destination, raw_destination) "
+            "SELECT $1, '+1' || (($2::bigint) + g)::text, 'x' FROM generate_series(1, $3) AS g",
+            campaign_id,
+            first_number,
+            contacts,
+        )
+    finally:
+        await connection.close()
+
+
+async def bench_share(arguments: argparse.Namespace) -> None:
+    cps, seconds, cap = 10.0, arguments.share_s, arguments.share_cap
+    # Sized so that every campaign has work for about `seconds`: the capped one takes its cap,
+    # the other two halve what is left.
+    capped = max(int(cap * seconds), 1)
+    each = int((cps - cap) / 2 * seconds)
+    campaigns = {"first": (each, 2_000_000_000, None), "second": (each, 3_000_000_000, None)}
+    campaigns["capped"] = (capped, 4_000_000_000, cap)
+    print(
+        f"\n== 5. share: account CPS {cps:g}, campaigns first and second ({each} contacts each, "
+        f"no cap) and capped ({capped} contacts, --calls-per-second {cap:g}), 2 worker "
+        f"processes, ~{seconds} s ==",
+        flush=True,
+    )
+    async with scratch_database(arguments.server_url) as url:
+        for name, (contacts, first, limit) in campaigns.items():
+            await create_capped_campaign(url, name, contacts, first, limit)
+        async with running_simulator(UNLIMITED_CPS, 0.0, UNLIMITED_CPS) as base:
+            environment = worker_environment(
+                url, base, account_cps=cps, requests_per_window=300, concurrency=4
+            )
+            await run_workers(environment, 2, seconds * 4 + 60)
+            ledger = await read_ledger(base)
+    owner = {}
+    for name, (contacts, first, _) in campaigns.items():
+        for offset in range(1, contacts + 1):
+            owner[f"+1{first + offset}"] = name
+    per_second: dict[str, Counter[int]] = {name: Counter() for name in campaigns}
+    for dial in ledger["dials"]:
+        per_second[owner[dial["destination"]]][int(dial["dialled_at"])] += 1
+    # Steady state: whole seconds while every campaign still had contacts left to dial.
+    firsts = [min(counts) for counts in per_second.values() if counts]
+    lasts = [max(counts) for counts in per_second.values() if counts]
+    steady = range(max(firsts) + 1, min(lasts))
+    print(f"  steady seconds: {len(steady)} (every campaign still dialling)")
+    print("  | campaign | cap | calls | calls/s, mean | min-max per second | starved seconds |")
+    print("  |---|---|---|---|---|---|")
+    total: Counter[int] = Counter()
+    for name, counts in per_second.items():
+        series = [counts.get(second, 0) for second in steady]
+        for second in steady:
+            total[second] += counts.get(second, 0)
+        limit = campaigns[name][2]
+        # A capped campaign may rightly have empty seconds (one call every 1/cap s).
+        starved = sum(1 for value in series if value == 0) if limit is None else "-"
+        mean = statistics.fmean(series) if series else 0.0
+        print(
+            f"  | {name} | {'none' if limit is None else format(limit, 'g')} | "
+            f"{sum(counts.values())} | {mean:.2f} | {min(series, default=0)}-"
+            f"{max(series, default=0)} | {starved} |"
+        )
+    account = [total[second] for second in steady]
+    destinations = Counter(dial["destination"] for dial in ledger["dials"])
+    twice = sum(1 for count in destinations.values() if count > 1)
+    print(
+        f"  account: mean {statistics.fmean(account) if account else 0:.2f} calls/s in steady "
+        f"state, most in one second {max(account, default=0)} (limit {cps:g}); "
+        f"dialled twice: {twice}"
+    )
+
+
 async def main_async(arguments: argparse.Namespace) -> None:
     selected = arguments.only or list(BENCHMARKS)
     for name in BENCHMARKS:
@@ -631,6 +719,8 @@ def main() -> None:
     parser.add_argument("--scale-rows", type=int, default=10_000_000)
     parser.add_argument("--scale-concurrency", type=int, default=8)
     parser.add_argument("--scale-repeat", type=int, default=5)
+    parser.add_argument("--share-s", type=int, default=60)
+    parser.add_argument("--share-cap", type=float, default=0.2)
     arguments = parser.parse_args()
     arguments.concurrency = arguments.concurrency or [4, 8, 16]
     arguments.batch_size = arguments.batch_size or [1000, 100, 1]
