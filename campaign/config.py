@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     # `campaign reconcile`: how long after a request a call absent from Plivo's look-ups is
     # taken as never placed. At least the lease and a margin (checked below).
     reconcile_after_s: float = Field(default=900.0, ge=0.0, le=604_800.0)
+    # CAMPAIGN_MAX_CALLS_PER_NUMBER_PER_DAY: calls placed to one number by every campaign in the
+    # previous 24 h, at most (0: no cap). Set it alike on every worker.
+    max_calls_per_number_per_day: int = Field(default=0, ge=0, le=1000)
     # The circuit breaker: after this many requests in a row whose fate is unknown (a 5xx storm,
     # a PLIVO_API_URL that redirects), a worker pauses its campaigns. 0 turns it off.
     pause_after_unknown_requests: int = Field(default=3, ge=0, le=1000)

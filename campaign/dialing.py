@@ -59,6 +59,8 @@ class DialingConfig:
     record_for_s: float = 180.0
     # After this many requests in a row whose fate is unknown, the campaigns are paused (0: never).
     pause_after_unknown: int = 3
+    # Calls placed to one number by every campaign in the previous 24 h, at most (None: no cap).
+    max_calls_per_number_per_day: int | None = None
     # The campaigns this worker dials (None: every running one): what such a pause pauses.
     campaign_ids: tuple[int, ...] | None = None
 
@@ -79,8 +81,9 @@ class ClaimedBatch:
 
 @dataclass(frozen=True, slots=True)
 class Throttled:
-    """Nothing claimed: the campaign's own cap has no slot before `wait_s` seconds from now (a
-    claim now would hold every campaign's slots idle until then)."""
+    """Nothing claimed yet, for `wait_s` seconds: the campaign's own cap has no slot before then
+    (a claim now would hold every campaign's slots idle until then), the campaign starts then,
+    or its callees' windows are closed (they open on a whole minute)."""
 
     campaign: Campaign
     wait_s: float
@@ -124,6 +127,7 @@ class BatchDialer:
             backoff_max_s=config.backoff_max_s,
             pause_after_unknown=config.pause_after_unknown,
             campaign_ids=config.campaign_ids,
+            caps_calls_per_number=config.max_calls_per_number_per_day is not None,
         )
         self._config = config
         self._limits = limits
@@ -161,6 +165,7 @@ class BatchDialer:
             own_limiters=limiters.own_calls,
             shared_slot_slack_s=SHARED_SLOT_SLACK_S,
             write_ahead_within_s=WRITE_AHEAD_WITHIN_S,
+            max_calls_per_number=self._config.max_calls_per_number_per_day,
         )
         if claim.retry_at_s is not None:
             return Throttled(campaign, max(claim.retry_at_s - claim.db_now_s, 0.0))

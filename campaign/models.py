@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, time
 from enum import StrEnum
 from typing import Any, NamedTuple
 
@@ -33,6 +33,8 @@ class ContactStatus(StrEnum):
     FAILED = "failed"  # rejected, invalid, or out of attempts
     UNKNOWN = "unknown"  # the request's fate is unknown; never re-sent without reconciling
     CANCELLED = "cancelled"  # the campaign was cancelled before this contact was dialled
+    SUPPRESSED = "suppressed"  # on a suppression list the campaign honours: never dialled
+    EXPIRED = "expired"  # not dialled by the campaign's end_at
 
 
 CONTACT_STATUSES: tuple[str, ...] = tuple(status.value for status in ContactStatus)
@@ -87,6 +89,57 @@ class DialRequest:
     destinations: list[str]
 
 
+# A range of times of day [start, end); end None: up to midnight (24:00, which Python's time
+# cannot hold).
+TimeRange = tuple[time, time | None]
+WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """When a campaign's calls may be placed: hours and days in each callee's local time, dates
+    skipped, and the campaign's start and end (instants). The defaults: any time."""
+
+    # None: any time of day.
+    calling_hours: tuple[TimeRange, ...] | None = None
+    # None: every day; else some of WEEKDAYS.
+    calling_days: tuple[str, ...] | None = None
+    skip_dates: tuple[date, ...] = ()
+    start_at: datetime | None = None
+    end_at: datetime | None = None
+
+    @property
+    def has_local_rules(self) -> bool:
+        """Whether any rule is in the callee's local time (so contacts need time zones)."""
+        return (
+            self.calling_hours is not None or self.calling_days is not None or bool(self.skip_dates)
+        )
+
+    def hours_text(self) -> str:
+        """The calling hours as the CLI takes them: `08:00-21:00`, or `any`."""
+        if self.calling_hours is None:
+            return "any"
+        return ",".join(
+            f"{start:%H:%M}-{'24:00' if end is None else format(end, '%H:%M')}"
+            for start, end in self.calling_hours
+        )
+
+    @classmethod
+    def from_record(cls, record: Any) -> Schedule:
+        """Build from a `campaigns` row (its timemultirange as asyncpg's Ranges)."""
+        hours = record["calling_hours"]
+        days = record["calling_days"]
+        return cls(
+            calling_hours=None
+            if hours is None
+            else tuple((part.lower or time(0), part.upper) for part in hours),
+            calling_days=None if days is None else tuple(days),
+            skip_dates=tuple(record["skip_dates"]),
+            start_at=record["start_at"],
+            end_at=record["end_at"],
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class CampaignSpec:
     """What a new campaign is made of: its name, caller ID, call parameters and dialing settings."""
@@ -104,6 +157,13 @@ class CampaignSpec:
     redial_delays_s: tuple[int, ...] = ()
     # Point ring/hangup (and machine detection) callbacks at this engine, served at this URL.
     track_calls_at: str | None = None
+    # When calls may be placed (the CLI's default: 08:00-21:00 in each callee's local time).
+    schedule: Schedule = field(default_factory=Schedule)
+    # The time zone of contacts whose number tells none; the lists the campaign honours; its
+    # cap of calls per number per day.
+    default_time_zone: str | None = None
+    suppression_lists: tuple[str, ...] = ("default",)
+    max_calls_per_number_per_day: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +184,10 @@ class Campaign:
     redial_on: tuple[str, ...] = ()
     redial_delays_s: tuple[int, ...] = ()
     track_calls: bool = False
+    schedule: Schedule = field(default_factory=Schedule)
+    default_time_zone: str | None = None
+    suppression_lists: tuple[str, ...] = ("default",)
+    max_calls_per_number_per_day: int | None = None
 
     @classmethod
     def from_record(cls, record: Any) -> Campaign:
@@ -147,6 +211,10 @@ class Campaign:
             redial_on=tuple(record["redial_on"]),
             redial_delays_s=tuple(record["redial_delays_s"]),
             track_calls=record["track_calls"],
+            schedule=Schedule.from_record(record),
+            default_time_zone=record["default_time_zone"],
+            suppression_lists=tuple(record["suppression_lists"]),
+            max_calls_per_number_per_day=record["max_calls_per_number_per_day"],
         )
 
 
@@ -168,6 +236,8 @@ class Progress:
     timeout: int = 0
     # answered / calls that ended; None until one has.
     answer_rate: float | None = None
+    # Pending contacts due now whose calling window is closed.
+    waiting_for_window: int = 0
 
     @classmethod
     def from_record(cls, record: Any) -> Progress:
@@ -185,6 +255,7 @@ class Progress:
             call_failed=record["call_failed"],
             timeout=record["timeout"],
             answer_rate=record["answer_rate"],
+            waiting_for_window=record["waiting_for_window"],
         )
 
     @property
@@ -207,6 +278,7 @@ class Progress:
             "call_failed": self.call_failed,
             "timeout": self.timeout,
             "answer_rate": self.answer_rate,
+            "waiting_for_window": self.waiting_for_window,
         }
 
 

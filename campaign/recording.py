@@ -70,6 +70,7 @@ class Recorder:
         backoff_max_s: float,
         pause_after_unknown: int,
         campaign_ids: tuple[int, ...] | None,
+        caps_calls_per_number: bool,
     ) -> None:
         self._pool = pool
         self._metrics = metrics
@@ -82,6 +83,8 @@ class Recorder:
         # every running campaign); 0: never.
         self._pause_after_unknown = pause_after_unknown
         self._campaign_ids = campaign_ids
+        # Whether every campaign's calls count towards a cap of calls per number per day.
+        self._caps_calls_per_number = caps_calls_per_number
         self.report = DialingReport()
         # Requests in a row whose fate is unknown (a 5xx storm, a wrong PLIVO_API_URL).
         self._unknown_in_a_row = 0
@@ -139,6 +142,8 @@ class Recorder:
                 uuids_mapped=result.mapped,
                 sends=result.attempts,
                 latency_ms=latency_ms,
+                log_calls=self._caps_calls_per_number
+                or campaign.max_calls_per_number_per_day is not None,
             ),
             give_up_after_s=self._record_for_s,
             what="recording a reply",

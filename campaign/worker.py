@@ -25,17 +25,20 @@ from typing import Any
 import asyncpg
 
 from campaign import db, queries
+from campaign.cancellation import cancel_queued_outside_window
 from campaign.config import Settings
 from campaign.dialing import BatchDialer, BatchEnd, DialingConfig, Throttled
 from campaign.metrics import Metrics
 from campaign.models import Campaign
-from campaign.plivo import PlivoClient
-from campaign.ratelimit import AccountLimits
+from campaign.plivo import PlivoClient, PlivoError
+from campaign.ratelimit import AccountLimits, RequestPacer
 from campaign.recording import DialingReport
 
 logger = logging.getLogger(__name__)
 
 WORK_CHANNEL = "campaign_work"
+# How often a worker forgets the calls placed more than a day ago (caps of calls per number).
+PRUNE_INTERVAL_S = 60.0
 
 # What a worker did: a name for what its run returns.
 WorkerReport = DialingReport
@@ -66,6 +69,8 @@ class WorkerConfig:
     callback_wait_s: float = 3600.0
     # After this many requests in a row whose fate is unknown, pause the campaigns (0: never).
     pause_after_unknown: int = 3
+    # Calls placed to one number by every campaign in the previous 24 h, at most (None: no cap).
+    max_calls_per_number_per_day: int | None = None
     # Dial only these campaigns (None: every running campaign).
     campaign_ids: tuple[int, ...] | None = None
 
@@ -90,6 +95,7 @@ class WorkerConfig:
             api_window_s=settings.api_window_s,
             callback_wait_s=settings.callback_wait_s,
             pause_after_unknown=settings.pause_after_unknown_requests,
+            max_calls_per_number_per_day=settings.max_calls_per_number_per_day or None,
             campaign_ids=campaign_ids,
         )
 
@@ -112,6 +118,7 @@ class WorkerConfig:
             backoff_max_s=self.backoff_max_s,
             record_for_s=max(self.lease_s, self.stop_timeout_s),
             pause_after_unknown=self.pause_after_unknown,
+            max_calls_per_number_per_day=self.max_calls_per_number_per_day,
             campaign_ids=self.campaign_ids,
         )
 
@@ -134,6 +141,9 @@ class Worker:
         self._dialer = BatchDialer(
             pool, client, config.dialing, config.account_limits, metrics or Metrics(), self._stop
         )
+        self._client = client
+        self._pacer = RequestPacer(pool, config.account_limits)
+        self._pruned_at = -1e9
         self._campaigns: list[Campaign] = []
         self._campaigns_read_at = -1e9
         self._refresh_lock = asyncio.Lock()
@@ -203,7 +213,11 @@ class Worker:
 
     # --- waking up ------------------------------------------------------------------------------
 
-    def _notified(self, *_args: Any) -> None:
+    def _notified(self, *args: Any) -> None:
+        # LISTEN delivers (connection, pid, channel, payload): the campaign with new work, which
+        # is claimed at once even if it was told to wait (a resume, a load, a redial).
+        if len(args) == 4 and str(args[3]).isdigit():
+            self._not_before.pop(int(args[3]), None)
         self._campaigns_read_at = -1e9
         self._wake.set()
 
@@ -242,25 +256,41 @@ class Worker:
 
     async def _sweep(self) -> None:
         """Every poll interval, whatever else happens: give back claims stranded while the
-        database was away, and recover every worker's expired leases (a dead worker's claimed
-        contacts go back to pending, its sending ones become unknown), so that nothing waits
-        for a claim to be recovered."""
+        database was away; recover every worker's expired leases (a dead worker's claimed
+        contacts go back to pending, its sending ones become unknown), so that nothing waits for
+        a claim to be recovered; expire what campaigns past their end_at did not dial; and
+        cancel at Plivo the queued calls whose callee's window has closed."""
         while not self._stop.is_set():
             try:
-                await self._dialer.release_stranded()
-                recovered = await queries.recover_expired_leases(self._pool)
-                if recovered:
-                    logger.warning(
-                        "recovered %d contacts whose worker's lease ran out (claimed: back to"
-                        " pending; sending: unknown, for `campaign reconcile`)",
-                        recovered,
-                    )
-                    await self._complete_finished(now_or_never=True)
-                    self._notified()
+                await self._sweep_once()
             except db.DATABASE_ERRORS as error:
                 logger.debug("sweeping leases: %s; trying again", error)
+            except PlivoError as error:
+                logger.warning("cancelling queued calls outside their window: %s", error)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), self._config.poll_interval_s)
+
+    async def _sweep_once(self) -> None:
+        await self._dialer.release_stranded()
+        recovered = await queries.recover_expired_leases(self._pool)
+        if recovered:
+            logger.warning(
+                "recovered %d contacts whose worker's lease ran out (claimed: back to pending;"
+                " sending: unknown, for `campaign reconcile`)",
+                recovered,
+            )
+        expired = await queries.expire_ended_campaigns(self._pool)
+        for campaign_id, count in expired.items():
+            logger.info("campaign %d ended: %d contacts not dialled expired", campaign_id, count)
+        if recovered or expired:
+            await self._complete_finished(now_or_never=True)
+            self._notified()
+        await cancel_queued_outside_window(
+            self._pool, self._client, self._pacer, self._config.campaign_ids
+        )
+        if time.monotonic() - self._pruned_at > PRUNE_INTERVAL_S:
+            await queries.prune_number_calls(self._pool)
+            self._pruned_at = time.monotonic()
 
     # --- choosing what to dial ------------------------------------------------------------------
 
@@ -300,7 +330,12 @@ class Worker:
             try:
                 chosen = await self._campaign_to_dial()
                 if isinstance(chosen, float):
-                    # Every campaign waits for its own cap: sleep until the first may go.
+                    # Every campaign waits (its own cap, its start, its callees' windows): sleep
+                    # until the first may go, unless draining and nothing can be dialled now.
+                    self._idle.add(index)
+                    if drain and await self._drain_done():
+                        self._drained.set()
+                        return
                     await self._sleep(min(chosen, self._config.poll_interval_s))
                     continue
                 campaign = chosen

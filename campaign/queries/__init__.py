@@ -36,7 +36,14 @@ from campaign.queries.campaigns import (
     sending_count,
     set_campaign_status,
 )
-from campaign.queries.cancelling import QueuedContact, mark_cancelled_at_plivo, queued_contacts
+from campaign.queries.cancelling import (
+    QueuedContact,
+    advisory_unlock,
+    mark_cancelled_at_plivo,
+    mark_left_queue,
+    queued_contacts,
+    try_advisory_lock,
+)
 from campaign.queries.exporting import contact_outcome_chunks, export_field_names
 from campaign.queries.loading import create_load_staging, insert_staged_contacts
 from campaign.queries.ratelimits import Slot, reserve_request_slot, reserve_retry_slots
@@ -53,12 +60,17 @@ from campaign.queries.reconciling import (
     unknown_contacts,
 )
 from campaign.queries.service import (
+    QueuedOutsideWindow,
     complete_finished,
     dialable_campaigns,
+    expire_ended_campaigns,
     lock_finished_campaigns,
     pause_running_campaigns,
+    prune_number_calls,
+    queued_outside_window,
     recover_expired_leases,
     reopen_unfinished,
+    requeue_cancelled_calls,
     work_left,
 )
 
@@ -71,9 +83,11 @@ __all__ = [
     "FoundContact",
     "NotFoundSettled",
     "QueuedContact",
+    "QueuedOutsideWindow",
     "Slot",
     "UnknownContact",
     "UnknownContacts",
+    "advisory_unlock",
     "block_names",
     "campaign_by_name",
     "campaign_for_load",
@@ -85,6 +99,7 @@ __all__ = [
     "create_campaign",
     "create_load_staging",
     "dialable_campaigns",
+    "expire_ended_campaigns",
     "export_field_names",
     "fence",
     "insert_staged_contacts",
@@ -94,11 +109,14 @@ __all__ = [
     "lock_campaigns_of_contacts",
     "lock_finished_campaigns",
     "mark_cancelled_at_plivo",
+    "mark_left_queue",
     "notify_work",
     "pause_running_campaigns",
     "progress",
     "progress_all",
+    "prune_number_calls",
     "queued_contacts",
+    "queued_outside_window",
     "reconcile_found",
     "reconcile_not_found",
     "record_call_events",
@@ -108,10 +126,12 @@ __all__ = [
     "release_claims",
     "reopen_campaign",
     "reopen_unfinished",
+    "requeue_cancelled_calls",
     "reserve_request_slot",
     "reserve_retry_slots",
     "sending_count",
     "set_campaign_status",
+    "try_advisory_lock",
     "unknown_contacts",
     "unsend",
     "work_left",

@@ -43,9 +43,11 @@ async def claim_batch(
     own_limiters: Sequence[Limit],
     shared_slot_slack_s: float,
     write_ahead_within_s: float,
+    max_calls_per_number: int | None = None,
 ) -> Claim:
-    """Claim up to `wanted` due contacts of a running campaign within the rate limits; of the
-    limiters, `own_limiters` are the campaign's alone (its own cap)."""
+    """Claim up to `wanted` due contacts of a running campaign within the rate limits and its
+    callees' calling hours; of the limiters, `own_limiters` are the campaign's alone (its own
+    cap). `max_calls_per_number`: the cap of calls per number per day across every campaign."""
     record = await executor.fetchrow(
         sql("claim_batch"),
         campaign_id,
@@ -60,6 +62,7 @@ async def claim_batch(
         [limit.name for limit in own_limiters],
         shared_slot_slack_s,
         write_ahead_within_s,
+        max_calls_per_number,
     )
     assert record is not None  # claim_batch always answers one row
     contact_ids: list[int] = record["contact_ids"]
@@ -132,9 +135,11 @@ async def record_reply(
     uuids_mapped: bool,
     sends: int,
     latency_ms: int,
+    log_calls: bool = False,
 ) -> int | None:
     """Record Plivo's acceptance (replies in the request's contact order); the contacts
-    recorded, or None when the request was settled already."""
+    recorded, or None when the request was settled already. `log_calls`: count the calls placed
+    towards the caps of calls per number per day."""
     recorded: int | None = await executor.fetchval(
         sql("record_reply"),
         request.id,
@@ -150,6 +155,7 @@ async def record_reply(
         list(reply_uuids),
         uuids_mapped,
         sends,
+        log_calls,
     )
     return recorded
 

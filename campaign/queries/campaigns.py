@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import time
 
-from campaign.models import Campaign, CampaignSpec, CampaignStatus, Progress
+import asyncpg
+
+from campaign.models import Campaign, CampaignSpec, CampaignStatus, Progress, Schedule
 from campaign.queries.base import Connection, Executor, sql
+
+
+def _calling_hours(schedule: Schedule) -> list[asyncpg.Range[time]] | None:
+    """The calling hours as a timemultirange (an end of None: up to midnight, unbounded)."""
+    if schedule.calling_hours is None:
+        return None
+    return [asyncpg.Range(start, end) for start, end in schedule.calling_hours]
 
 
 async def create_campaign(connection: Connection, spec: CampaignSpec) -> Campaign:
@@ -40,6 +50,14 @@ async def create_campaign(connection: Connection, spec: CampaignSpec) -> Campaig
         spec.max_attempts,
         list(spec.redial_on),
         list(spec.redial_delays_s),
+        _calling_hours(spec.schedule),
+        None if spec.schedule.calling_days is None else list(spec.schedule.calling_days),
+        list(spec.schedule.skip_dates),
+        spec.schedule.start_at,
+        spec.schedule.end_at,
+        spec.default_time_zone,
+        list(spec.suppression_lists),
+        spec.max_calls_per_number_per_day,
     )
     if spec.track_calls_at is not None and record is not None:
         record = await connection.fetchrow(

@@ -4,6 +4,7 @@ whether work is left, and completing finished campaigns."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from campaign.models import Campaign
 from campaign.queries.base import Connection, Executor, sql
@@ -69,3 +70,48 @@ async def reopen_unfinished(
     """Completed campaigns that have contacts to dial again run again; their names."""
     records = await connection.fetch(sql("reopen_unfinished"), _ids(campaign_ids))
     return [record["name"] for record in records]
+
+
+async def expire_ended_campaigns(executor: Executor) -> dict[int, int]:
+    """Contacts not dialled by their campaign's end_at become expired; how many per campaign."""
+    records = await executor.fetch(sql("expire_ended_campaigns"))
+    return {record["campaign_id"]: record["expired"] for record in records}
+
+
+async def prune_number_calls(executor: Executor) -> None:
+    """Forget calls placed more than a day ago (they count towards no cap)."""
+    await executor.execute(sql("prune_number_calls"))
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedOutsideWindow:
+    """A call Plivo may still hold queued whose callee's window has closed, with a request_uuid
+    that may be its own."""
+
+    contact_id: int
+    campaign_id: int
+    destination: str
+    request_uuid: str
+
+
+async def queued_outside_window(
+    executor: Executor, campaign_ids: Sequence[int] | None
+) -> list[QueuedOutsideWindow]:
+    """Calls to cancel at Plivo because their callee's window has closed."""
+    records = await executor.fetch(sql("queued_outside_window"), _ids(campaign_ids))
+    return [
+        QueuedOutsideWindow(
+            record["contact_id"],
+            record["campaign_id"],
+            record["destination"],
+            record["request_uuid"],
+        )
+        for record in records
+    ]
+
+
+async def requeue_cancelled_calls(executor: Executor, contact_ids: Sequence[int]) -> int:
+    """Contacts whose queued call was cancelled at Plivo at their window's close wait for their
+    next window, the attempt not counted; how many."""
+    requeued: int = await executor.fetchval(sql("requeue_cancelled_calls"), list(contact_ids))
+    return requeued

@@ -10,10 +10,11 @@ INSERT INTO campaigns (
     hangup_method, fallback_url, fallback_method, caller_name, send_digits, send_on_preanswer,
     time_limit, hangup_on_ring, machine_detection, machine_detection_time, machine_detection_url,
     machine_detection_method, sip_headers, ring_timeout, calls_per_second, batch_size,
-    max_attempts, redial_on, redial_delays_s
+    max_attempts, redial_on, redial_delays_s, calling_hours, calling_days, skip_dates, start_at,
+    end_at, default_time_zone, suppression_lists, max_calls_per_number_per_day
 ) VALUES (
     $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
-    $21, $22, $23, $24, $25, $26, $27
+    $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35
 )
 RETURNING *;
 
@@ -166,28 +167,48 @@ RETURNING k.name;
 SELECT recover_expired_leases();
 
 -- work_left --
--- Whether any running campaign (of $1, or all when NULL) still has contacts to dial, in a
--- worker's hands (a lease of a worker that died counts until it runs out and is recovered), or
--- waiting for a hangup it may redial ($2: for how long at most).
+-- Whether any running campaign (of $1, or all when NULL) still has contacts to dial: in a
+-- worker's hands (a lease of a worker that died counts until it runs out and is recovered),
+-- pending (due with their calling window open, or due later), or waiting for a hangup it may
+-- redial ($2: for how long at most). Contacts due now whose window is closed are not work for
+-- now.
 SELECT EXISTS (
     SELECT 1 FROM campaigns k
     WHERE k.status = 'running'
       AND ($1::bigint[] IS NULL OR k.id = ANY ($1::bigint[]))
-      AND campaign_has_work(k.id, $2)
+      AND (campaign_has_work_now(k.id) OR campaign_awaits_hangups(k.id, $2))
 ) OR EXISTS (
     SELECT 1 FROM contacts t
     WHERE t.status IN ('claimed', 'sending')
       AND ($1::bigint[] IS NULL OR t.campaign_id = ANY ($1::bigint[]))
 ) AS work_left;
 
+-- expire_ended_campaigns --
+-- Contacts not dialled by their campaign's end_at become expired; per campaign, how many.
+SELECT campaign_id, expired FROM expire_ended_campaigns();
+
+-- prune_number_calls --
+-- Calls placed more than a day ago no longer count towards any cap.
+DELETE FROM number_calls WHERE placed_at < now() - interval '1 day';
+
+-- queued_outside_window --
+-- Calls Plivo may still hold queued whose callee's window has closed (of the campaigns $1, or
+-- all), with the request_uuids to cancel them by.
+SELECT contact_id, campaign_id, destination, request_uuid FROM queued_outside_window($1);
+
+-- requeue_cancelled_calls --
+-- Queued calls cancelled at Plivo as their window closed: the contacts wait for their next one.
+SELECT requeue_cancelled_calls($1) AS requeued;
+
 -- === A batch: claim, write ahead, record (campaign/dialing.py) =================================
 
 -- claim_batch --
--- Claim a batch within the rate limits (schema.sql: claim_batch); written ahead at once
--- (dial_request_id set) when its slot is at most $12 seconds away. Always one row; retry_at is
--- set when the campaign's own cap has no slot soon enough.
+-- Claim a batch within the rate limits and the calling hours (schema.sql: claim_batch); written
+-- ahead at once (dial_request_id set) when its slot is at most $12 seconds away. Always one
+-- row; retry_at is set when nothing could be claimed yet (the campaign's own cap, its start, its
+-- callees' windows closed).
 SELECT contact_ids, destinations, send_at, db_now, dial_request_id, retry_at
-FROM claim_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12);
+FROM claim_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13);
 
 -- write_ahead --
 -- Write ahead a batch claimed ahead of its slot, once the slot has come (schema.sql:
@@ -208,7 +229,7 @@ WHERE id = ANY ($1::bigint[]) AND status = 'claimed' AND worker_id = $2;
 
 -- record_reply --
 -- Plivo accepted the request (schema.sql: record_dial_reply).
-SELECT record_dial_reply($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) AS recorded;
+SELECT record_dial_reply($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) AS recorded;
 
 -- record_failure --
 -- The request failed as a whole (schema.sql: record_dial_failure).
@@ -246,6 +267,18 @@ ORDER BY 1;
 -- mark_cancelled_at_plivo --
 UPDATE contacts
 SET status = 'cancelled', last_error = 'cancelled while queued at Plivo', updated_at = now()
+WHERE id = ANY ($1::bigint[]) AND status = 'queued';
+
+-- try_advisory_lock --
+SELECT pg_try_advisory_lock($1);
+
+-- advisory_unlock --
+SELECT pg_advisory_unlock($1);
+
+-- mark_left_queue --
+-- Contacts whose queued call Plivo no longer holds (it rang already): fired.
+UPDATE contacts
+SET status = 'fired', plivo_message = 'left Plivo''s queue (dialled)', updated_at = now()
 WHERE id = ANY ($1::bigint[]) AND status = 'queued';
 
 -- === Reconcile =================================================================================

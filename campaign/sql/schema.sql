@@ -7,17 +7,22 @@
 -- applies the migrations to one database and this file to another and compares their catalogs
 -- (columns, constraints, indexes, functions, views, triggers), so the two cannot drift.
 --
---   1. Campaigns and contacts          5. Leases
---   2. Requests and call events        6. Callbacks
---   3. Rate limits                     7. Completion
---   4. A batch: claim, write ahead,    8. Views: the public SQL interface
---      record                          9. Compatibility with the previous release's workers
+--   1. Campaigns and contacts          6. Leases
+--   2. Requests and call events        7. Callbacks
+--   3. Calling hours, suppression,     8. Completion
+--      caps of calls per number        9. Views: the public SQL interface
+--   4. Rate limits                    10. Compatibility with the previous release's workers
+--   5. A batch: claim, write ahead, record
 --
 -- Every time the engine reads is the database's clock (`now()`, `clock_timestamp()`), never a
 -- worker's, so that workers on many hosts agree and tests can inject the clock.
 
 
 -- 1. Campaigns and contacts ----------------------------------------------------------------------
+
+-- A range of times of day; a campaign's calling hours are a timemultirange (made with it):
+-- '{[08:00,12:00),[14:00,20:00)}'.
+CREATE TYPE timerange AS RANGE (subtype = time);
 
 CREATE TABLE campaigns (
     id                       bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -63,7 +68,24 @@ CREATE TABLE campaigns (
     redial_on                text[] NOT NULL DEFAULT '{}'
                              CHECK (redial_on <@ ARRAY['busy', 'no-answer', 'timeout', 'failed']),
     redial_delays_s          integer[] NOT NULL DEFAULT '{}' CHECK (0 <= ALL (redial_delays_s)),
-    track_calls              boolean NOT NULL DEFAULT false
+    track_calls              boolean NOT NULL DEFAULT false,
+
+    -- When calls may be placed, in each callee's local time (section 3): hours of the day (NULL:
+    -- any; the CLI's default is 08:00-21:00), days of the week (NULL: every day), dates skipped.
+    calling_hours            timemultirange,
+    calling_days             text[]
+                             CHECK (calling_days <@ ARRAY['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun']),
+    skip_dates               date[] NOT NULL DEFAULT '{}',
+    -- Nothing is dialled before start_at; at end_at, contacts not dialled become `expired`.
+    start_at                 timestamptz,
+    end_at                   timestamptz,
+    -- The zone of contacts whose number tells none (a SIP URI, an unknown prefix).
+    default_time_zone        text,
+    -- Numbers on these lists are never called by the campaign (`default` is every campaign's).
+    suppression_lists        text[] NOT NULL DEFAULT '{default}',
+    -- Calls placed to one number by this campaign in the previous 24 h, at most.
+    max_calls_per_number_per_day integer CHECK (max_calls_per_number_per_day > 0),
+    CONSTRAINT campaigns_end_after_start CHECK (end_at > start_at)
 );
 
 CREATE TABLE contacts (
@@ -77,10 +99,9 @@ CREATE TABLE contacts (
     -- The row's other columns, by header.
     fields            jsonb NOT NULL DEFAULT '{}',
     -- Where the contact stands in its current attempt (campaign/models.py ContactStatus):
-    -- pending → claimed → sending → fired | queued | failed | unknown; cancelled.
-    status            text NOT NULL DEFAULT 'pending'
-                      CHECK (status IN ('pending', 'claimed', 'sending', 'fired', 'queued',
-                                        'failed', 'unknown', 'cancelled')),
+    -- pending → claimed → sending → fired | queued | failed | unknown; cancelled, suppressed,
+    -- expired (see contacts_status_check below).
+    status            text NOT NULL DEFAULT 'pending',
     attempts          integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
     next_attempt_at   timestamptz NOT NULL DEFAULT now(),
     -- What Plivo answered for this contact's latest request.
@@ -109,11 +130,20 @@ CREATE TABLE contacts (
     answered_at       timestamptz,
     ended_at          timestamptz,
     machine           boolean,
-    UNIQUE (campaign_id, destination)
+    -- The callee's IANA time zones (from the CSV, the number's prefix, or the campaign's
+    -- default): calls are placed only while the window is open in every one of them. Empty:
+    -- none known (only in a campaign without local rules).
+    time_zones        text[] NOT NULL DEFAULT '{}',
+    UNIQUE (campaign_id, destination),
+    CONSTRAINT contacts_status_check
+        CHECK (status IN ('pending', 'claimed', 'sending', 'fired', 'queued', 'failed', 'unknown',
+                          'cancelled', 'suppressed', 'expired'))
 );
 
--- "Pending contacts of a running campaign, due now, oldest first": the worker's claim.
-CREATE INDEX contacts_due ON contacts (campaign_id, next_attempt_at, id) WHERE status = 'pending';
+-- "Pending contacts of a running campaign, due now, oldest first", one set of time zones at a
+-- time: the claim reads only the sets whose window is open, so closed ones are never scanned.
+CREATE INDEX contacts_due ON contacts (campaign_id, time_zones, next_attempt_at, id)
+    WHERE status = 'pending';
 -- campaign_progress counts by status and call status from the index alone.
 CREATE INDEX contacts_campaign_status ON contacts (campaign_id, status, call_status);
 -- Expired leases are found without reading settled contacts.
@@ -178,7 +208,228 @@ CREATE INDEX call_events_contact ON call_events (contact_id, id);
 CREATE INDEX call_events_call_uuid ON call_events (call_uuid);
 
 
--- 3. Rate limits ------------------------------------------------------------------------------------
+-- 3. Calling hours, suppression, caps of calls per number -------------------------------------
+
+-- The distinct sets of time zones of each campaign's contacts (written by each load): what the
+-- claim walks to find the contacts whose window is open.
+CREATE TABLE campaign_time_zones (
+    campaign_id bigint NOT NULL REFERENCES campaigns (id) ON DELETE CASCADE,
+    time_zones  text[] NOT NULL,
+    PRIMARY KEY (campaign_id, time_zones)
+);
+
+-- Kept by the contacts' triggers, whatever inserts them (a load, a script).
+CREATE FUNCTION note_campaign_time_zones() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO campaign_time_zones (campaign_id, time_zones)
+    SELECT DISTINCT n.campaign_id, n.time_zones FROM new_contacts n
+    ON CONFLICT DO NOTHING;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER contacts_time_zones_inserted
+    AFTER INSERT ON contacts REFERENCING NEW TABLE AS new_contacts
+    FOR EACH STATEMENT EXECUTE FUNCTION note_campaign_time_zones();
+CREATE FUNCTION note_contact_time_zones() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO campaign_time_zones (campaign_id, time_zones)
+    VALUES (NEW.campaign_id, NEW.time_zones)
+    ON CONFLICT DO NOTHING;
+    RETURN NULL;
+END;
+$$;
+
+-- Row by row, and only for an UPDATE that sets time_zones (the claim and the recording never
+-- do: a statement trigger on every UPDATE would cost each batch).
+CREATE TRIGGER contacts_time_zones_updated
+    AFTER UPDATE OF time_zones ON contacts
+    FOR EACH ROW EXECUTE FUNCTION note_contact_time_zones();
+
+-- Do-not-call lists: a number on a list a campaign honours is never dialled by it (a load stores
+-- it `suppressed`; the claim settles one suppressed since). The list `default` is every
+-- campaign's; an opt-out goes there.
+CREATE TABLE suppressions (
+    list        text NOT NULL CHECK (list <> '' AND length(list) <= 100),
+    destination text NOT NULL CHECK (destination <> ''),
+    reason      text,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (list, destination)
+);
+
+-- Calls placed (fired or queued) per number, for the caps of calls per number per day; written
+-- only while a cap applies, and rows older than a day are deleted by the workers.
+CREATE TABLE number_calls (
+    destination text NOT NULL,
+    campaign_id bigint NOT NULL,
+    placed_at   timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX number_calls_destination ON number_calls (destination, placed_at);
+CREATE INDEX number_calls_placed ON number_calls USING brin (placed_at);
+
+-- Of p_zones, those whose local time at p_at is in the hours, on one of the days, and not on a
+-- skipped date. The zone rules do daylight saving time.
+CREATE FUNCTION open_time_zones(
+    p_zones       text[],
+    p_hours       timemultirange,
+    p_days        text[],
+    p_skip_dates  date[],
+    p_at          timestamptz
+) RETURNS text[]
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(array_agg(z.zone), '{}')
+    FROM unnest(p_zones) AS z(zone)
+    CROSS JOIN LATERAL (SELECT p_at AT TIME ZONE z.zone AS at) l
+    WHERE (p_hours IS NULL OR l.at::time <@ p_hours)
+      AND (p_days IS NULL
+           OR (ARRAY['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'])[extract(isodow FROM l.at)::integer]
+              = ANY (p_days))
+      AND NOT (l.at::date = ANY (p_skip_dates))
+$$;
+
+-- Whether the campaign has any rule in its callees' local time (else zones do not matter).
+CREATE FUNCTION campaign_has_local_rules(p_campaign campaigns) RETURNS boolean
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT p_campaign.calling_hours IS NOT NULL OR p_campaign.calling_days IS NOT NULL
+           OR cardinality(p_campaign.skip_dates) > 0
+$$;
+
+-- Whether a contact with these zones may be called at p_at: within the campaign's schedule, and,
+-- when the campaign has local rules, with the window open in every one of its zones.
+CREATE FUNCTION zone_set_open(p_campaign campaigns, p_zones text[], p_at timestamptz)
+RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(p_campaign.start_at <= p_at, true) AND coalesce(p_campaign.end_at > p_at, true)
+           AND (NOT campaign_has_local_rules(p_campaign)
+                OR (cardinality(p_zones) > 0
+                    AND cardinality(open_time_zones(p_zones, p_campaign.calling_hours,
+                                                    p_campaign.calling_days,
+                                                    p_campaign.skip_dates, p_at))
+                        = cardinality(p_zones)))
+$$;
+
+-- When the window of a set of zones next opens at or after p_from (NULL: not in 15 days).
+CREATE FUNCTION next_window_opening(p_campaign campaigns, p_zones text[], p_from timestamptz)
+RETURNS timestamptz
+LANGUAGE sql STABLE AS $$
+    -- The window of a set of zones opens when the last of its zones opens: at the start of one
+    -- of their ranges (or at local midnight, when only days or dates rule), so the candidates
+    -- are those starts, in each zone, over the next 15 days.
+    SELECT min(c.at)
+    FROM (
+        SELECT greatest(p_from, p_campaign.start_at) AS at
+        UNION ALL
+        SELECT ((d.day + r.start) AT TIME ZONE z.zone) AS at
+        FROM unnest(p_zones) AS z(zone)
+        CROSS JOIN LATERAL generate_series(
+            ((p_from AT TIME ZONE z.zone)::date - 1)::timestamp,
+            ((p_from AT TIME ZONE z.zone)::date + 15)::timestamp,
+            interval '1 day') AS d(day)
+        CROSS JOIN LATERAL (
+            SELECT lower(h) AS start
+            FROM unnest(coalesce(p_campaign.calling_hours, '{[00:00,24:00)}'::timemultirange)) AS h
+            UNION
+            SELECT time '00:00'
+        ) r
+    ) c
+    WHERE c.at >= p_from
+      AND (p_campaign.end_at IS NULL OR c.at < p_campaign.end_at)
+      AND zone_set_open(p_campaign, p_zones, c.at)
+$$;
+
+-- When a number at a cap of calls per day may be called again: the moment the call that keeps
+-- it at the cap (of all campaigns' calls, p_all_cap, or of the campaign's own, p_own_cap) is 24 h
+-- old; NULL when it is under both caps now.
+CREATE FUNCTION number_call_wait(
+    p_destination  text,
+    p_campaign_id  bigint,
+    p_all_cap      integer,
+    p_own_cap      integer
+) RETURNS timestamptz
+LANGUAGE sql STABLE AS $$
+    -- When the calls placed to p_destination in the last 24 h (all campaigns', and the
+    -- campaign's own) are both under their caps again; NULL when they are now.
+    WITH recent AS (
+        SELECT n.placed_at, n.campaign_id = p_campaign_id AS own
+        FROM number_calls n
+        WHERE n.destination = p_destination AND n.placed_at > now() - interval '1 day'
+    ), waits AS (
+        -- With c calls and a cap of N, the (c - N + 1)-th oldest must age out.
+        SELECT (SELECT r.placed_at FROM recent r ORDER BY r.placed_at
+                OFFSET greatest((SELECT count(*) FROM recent) - p_all_cap, 0) LIMIT 1) AS all_wait,
+               (SELECT r.placed_at FROM recent r WHERE r.own ORDER BY r.placed_at
+                OFFSET greatest((SELECT count(*) FROM recent WHERE own) - p_own_cap, 0) LIMIT 1)
+               AS own_wait
+    )
+    SELECT greatest(
+        CASE WHEN p_all_cap IS NOT NULL
+                  AND (SELECT count(*) FROM recent) >= p_all_cap THEN w.all_wait END,
+        CASE WHEN p_own_cap IS NOT NULL
+                  AND (SELECT count(*) FROM recent WHERE own) >= p_own_cap THEN w.own_wait END
+    ) + interval '1 day'
+    FROM waits w
+$$;
+
+-- Contacts not dialled by their campaign's end_at become `expired`; per campaign, how many.
+CREATE FUNCTION expire_ended_campaigns() RETURNS TABLE (campaign_id bigint, expired integer)
+LANGUAGE sql AS $$
+    -- Contacts not dialled by their campaign's end_at never will be: `expired` (terminal).
+    WITH expired AS (
+        UPDATE contacts c
+        SET status = 'expired', worker_id = NULL, lease_expires_at = NULL, updated_at = now(),
+            last_error = 'the campaign ended (end_at ' || k.end_at || ') before it was dialled'
+        FROM campaigns k
+        WHERE k.id = c.campaign_id AND k.end_at <= now() AND k.status IN ('running', 'paused')
+          AND c.status = 'pending'
+        RETURNING c.campaign_id
+    )
+    SELECT e.campaign_id, count(*)::integer FROM expired e GROUP BY e.campaign_id
+$$;
+
+-- Calls Plivo may still hold queued (no ring yet) whose callee's window has closed, with the
+-- request_uuids to cancel them by: the worker cancels them at Plivo.
+CREATE FUNCTION queued_outside_window(p_campaign_ids bigint[])
+RETURNS TABLE (contact_id bigint, campaign_id bigint, destination text, request_uuid text)
+LANGUAGE sql STABLE AS $$
+    -- Calls Plivo may still hold queued (not ringing yet) whose callee's window has closed:
+    -- each with the request_uuids that may be its own (a batch whose uuids could not be mapped
+    -- gives every one of its batch's).
+    SELECT c.id, c.campaign_id, c.destination, coalesce(c.request_uuid, u.request_uuid)
+    FROM campaigns k
+    JOIN contacts c ON c.campaign_id = k.id AND c.status = 'queued'
+    LEFT JOIN dial_requests d ON d.id = c.dial_request_id AND c.request_uuid IS NULL
+    LEFT JOIN LATERAL unnest(d.request_uuids) AS u(request_uuid) ON true
+    WHERE k.status IN ('running', 'paused', 'cancelled', 'completed')
+      AND (p_campaign_ids IS NULL OR k.id = ANY (p_campaign_ids))
+      AND (campaign_has_local_rules(k) OR k.end_at IS NOT NULL OR k.start_at IS NOT NULL)
+      -- A ring callback means it is no longer queued.
+      AND c.call_status IS NULL
+      AND coalesce(c.request_uuid, u.request_uuid) IS NOT NULL
+      AND NOT zone_set_open(k, c.time_zones, now())
+$$;
+
+-- Those cancelled at Plivo wait for their next window, the attempt not counted.
+CREATE FUNCTION requeue_cancelled_calls(p_contact_ids bigint[]) RETURNS integer
+LANGUAGE sql AS $$
+    -- Queued calls cancelled at Plivo as their window closed: the contact waits for its next
+    -- window, its attempt not counted.
+    WITH requeued AS (
+        UPDATE contacts c
+        SET status = CASE WHEN k.status = 'cancelled' THEN 'cancelled' ELSE 'pending' END,
+            attempts = greatest(c.attempts - 1, 0), request_uuid = NULL,
+            last_error = 'cancelled while queued at Plivo: its calling window closed',
+            updated_at = now()
+        FROM campaigns k
+        WHERE c.id = ANY (p_contact_ids) AND c.status = 'queued' AND k.id = c.campaign_id
+        RETURNING 1
+    )
+    SELECT count(*)::integer FROM requeued
+$$;
+
+
+-- 4. Rate limits ------------------------------------------------------------------------------------
 -- Shared by every worker on every host (campaign/ratelimit.py names them and waits for slots).
 -- Each limiter spaces what it hands out by 1/rate seconds (next_slot_at: the earliest time of
 -- the next grant, seconds since the epoch on the database's clock); a limiter of calls also
@@ -400,13 +651,13 @@ END;
 $$;
 
 
--- 4. A batch: claim, write ahead, record --------------------------------------------------------
+-- 5. A batch: claim, write ahead, record --------------------------------------------------------
 -- campaign/dialing.py follows one batch through these, one round trip each: claim_batch (which
 -- writes the request ahead itself when its slot has come), else write_ahead_dial_request once
 -- the slot comes; fence_dial_request before each time a refused request is sent again; then,
 -- after Plivo's answer, exactly one of record_dial_reply, record_dial_failure or
 -- unsend_dial_request. A crash between any two leaves each contact `claimed` (never sent) or
--- `sending` (maybe sent), which its lease resolves (section 5).
+-- `sending` (maybe sent), which its lease resolves (section 6).
 
 -- Start a dial attempt: the contacts (locked by the caller) become `sending` in a new request,
 -- written with its destinations in the order given (the order it is sent in); the attempt is
@@ -462,20 +713,37 @@ CREATE FUNCTION claim_batch(
     p_request_rates          double precision[],
     p_own_limiters           text[],
     p_shared_slack_s         double precision,
-    p_write_ahead_within_s   double precision
+    p_write_ahead_within_s   double precision,
+    p_max_calls_per_number   integer
 ) RETURNS TABLE (contact_ids bigint[], destinations text[], send_at double precision,
                  db_now double precision, dial_request_id bigint, retry_at double precision)
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_names    text[] := coalesce(p_call_limiters, '{}') || coalesce(p_request_limiters, '{}');
-    v_rates    double precision[] := coalesce(p_call_rates, '{}') || coalesce(p_request_rates, '{}');
-    v_calls    integer := coalesce(array_length(p_call_limiters, 1), 0);
-    v_plan     record;
-    v_ids      bigint[];
-    v_dests    text[];
-    v_lease_s  double precision;
-    v_request  bigint;
+    v_names      text[] := coalesce(p_call_limiters, '{}') || coalesce(p_request_limiters, '{}');
+    v_rates      double precision[] := coalesce(p_call_rates, '{}') || coalesce(p_request_rates, '{}');
+    v_calls      integer := coalesce(array_length(p_call_limiters, 1), 0);
+    v_campaign   campaigns%ROWTYPE;
+    v_plan       record;
+    v_at         timestamptz;
+    v_rules      boolean;
+    v_open       text[];
+    v_set        text[];
+    v_ids        bigint[] := '{}';
+    v_dests      text[] := '{}';
+    v_more_ids   bigint[];
+    v_more_dests text[];
+    v_kept_ids   bigint[];
+    v_kept_dests text[];
+    v_lease_s    double precision;
+    v_request    bigint;
 BEGIN
+    SELECT * INTO v_campaign FROM campaigns k WHERE k.id = p_campaign_id AND k.status = 'running';
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT '{}'::bigint[], '{}'::text[], NULL::double precision,
+                            extract(epoch FROM clock_timestamp())::double precision, NULL::bigint,
+                            NULL::double precision;
+        RETURN;
+    END IF;
     SELECT * INTO v_plan
     FROM plan_dial_slots(v_names, v_rates, v_calls, p_wanted, p_pace_window_s, false,
                          p_own_limiters);
@@ -490,34 +758,122 @@ BEGIN
         RETURN;
     END IF;
 
-    SELECT coalesce(array_agg(due.id ORDER BY due.id), '{}'),
-           coalesce(array_agg(due.destination ORDER BY due.id), '{}')
-    INTO v_ids, v_dests
-    FROM (
-        SELECT t.id, t.destination
-        FROM contacts t
-        WHERE t.campaign_id = p_campaign_id
-          AND t.status = 'pending'
-          AND t.next_attempt_at <= now()
-          AND EXISTS (SELECT 1 FROM campaigns k WHERE k.id = p_campaign_id AND k.status = 'running')
-        ORDER BY t.next_attempt_at, t.id
-        LIMIT v_plan.granted
-        FOR UPDATE OF t SKIP LOCKED
-    ) due;
+    -- The calls are placed at the slot: the schedule and the calling hours are read for then.
+    v_at := to_timestamp(v_plan.slot_at);
+    IF v_campaign.end_at <= v_at THEN
+        RETURN QUERY SELECT '{}'::bigint[], '{}'::text[], v_plan.slot_at, v_plan.db_now,
+                            NULL::bigint, NULL::double precision;
+        RETURN;
+    END IF;
+    IF v_campaign.start_at > v_at THEN
+        RETURN QUERY SELECT '{}'::bigint[], '{}'::text[], v_plan.slot_at, v_plan.db_now,
+                            NULL::bigint, extract(epoch FROM v_campaign.start_at);
+        RETURN;
+    END IF;
+    v_rules := campaign_has_local_rules(v_campaign);
+    IF v_rules THEN
+        v_open := open_time_zones(
+            ARRAY(SELECT DISTINCT u.zone
+                  FROM campaign_time_zones z CROSS JOIN LATERAL unnest(z.time_zones) AS u(zone)
+                  WHERE z.campaign_id = p_campaign_id),
+            v_campaign.calling_hours, v_campaign.calling_days, v_campaign.skip_dates, v_at);
+    END IF;
 
-    IF cardinality(v_ids) > 0 THEN
-        PERFORM charge_dial_slots(v_names, v_rates, v_calls, v_plan.slot_at, cardinality(v_ids));
-        -- The lease runs from the slot, not from now.
-        v_lease_s := p_lease_s + greatest(v_plan.slot_at - v_plan.db_now, 0);
-        IF v_plan.slot_at - v_plan.db_now <= p_write_ahead_within_s THEN
-            -- The slot has come: written ahead now, one write per contact less.
-            v_request := start_dial_attempts(p_campaign_id, p_worker_id, v_ids, v_dests, v_lease_s);
-        ELSE
-            UPDATE contacts c
-            SET status = 'claimed', worker_id = p_worker_id,
-                lease_expires_at = now() + make_interval(secs => v_lease_s), updated_at = now()
-            WHERE c.id = ANY (v_ids);
-        END IF;
+    -- Due contacts, one open set of zones at a time (the one due first, first): the index
+    -- (campaign_id, time_zones, next_attempt_at, id) is read only for open sets.
+    FOR v_set IN
+        SELECT z.time_zones
+        FROM campaign_time_zones z
+        WHERE z.campaign_id = p_campaign_id
+          AND (NOT v_rules OR (cardinality(z.time_zones) > 0 AND z.time_zones <@ v_open))
+        ORDER BY (SELECT t.next_attempt_at FROM contacts t
+                  WHERE t.campaign_id = p_campaign_id AND t.time_zones = z.time_zones
+                    AND t.status = 'pending'
+                  ORDER BY t.next_attempt_at, t.id LIMIT 1) NULLS LAST
+    LOOP
+        SELECT coalesce(array_agg(due.id ORDER BY due.next_attempt_at, due.id), '{}'),
+               coalesce(array_agg(due.destination ORDER BY due.next_attempt_at, due.id), '{}')
+        INTO v_more_ids, v_more_dests
+        FROM (
+            SELECT t.id, t.destination, t.next_attempt_at
+            FROM contacts t
+            WHERE t.campaign_id = p_campaign_id AND t.time_zones = v_set
+              AND t.status = 'pending' AND t.next_attempt_at <= now()
+            ORDER BY t.next_attempt_at, t.id
+            LIMIT v_plan.granted - cardinality(v_ids)
+            FOR UPDATE OF t SKIP LOCKED
+        ) due;
+        v_ids := v_ids || v_more_ids;
+        v_dests := v_dests || v_more_dests;
+        EXIT WHEN cardinality(v_ids) >= v_plan.granted;
+    END LOOP;
+
+    IF cardinality(v_ids) = 0 THEN
+        -- Nothing open: with contacts due in closed sets, windows open on whole minutes (hours
+        -- are HH:MM, zones' offsets whole minutes), so the worker comes back at the next one.
+        RETURN QUERY
+        SELECT '{}'::bigint[], '{}'::text[], v_plan.slot_at, v_plan.db_now, NULL::bigint,
+               CASE WHEN v_rules AND EXISTS (
+                        SELECT 1 FROM contacts t
+                        WHERE t.campaign_id = p_campaign_id AND t.status = 'pending'
+                          AND t.next_attempt_at <= now())
+                    THEN (floor(v_plan.db_now / 60) + 1) * 60 END;
+        RETURN;
+    END IF;
+
+    -- Numbers suppressed since the load are settled, never dialled.
+    UPDATE contacts c
+    SET status = 'suppressed', last_error = 'suppressed: on list ' || s.list,
+        updated_at = now()
+    FROM (
+        SELECT DISTINCT ON (u.id) u.id, x.list
+        FROM unnest(v_ids, v_dests) AS u(id, destination)
+        JOIN suppressions x ON x.list = ANY (v_campaign.suppression_lists)
+                           AND x.destination = u.destination
+        ORDER BY u.id, x.list
+    ) s
+    WHERE c.id = s.id;
+    -- Numbers at a cap of calls per day wait until the call that keeps them there is 24 h old.
+    IF p_max_calls_per_number IS NOT NULL OR v_campaign.max_calls_per_number_per_day IS NOT NULL
+    THEN
+        UPDATE contacts c
+        SET next_attempt_at = w.until, updated_at = now(),
+            last_error = 'waiting: the number had its calls per day'
+        FROM (
+            SELECT u.id, number_call_wait(u.destination, p_campaign_id, p_max_calls_per_number,
+                                          v_campaign.max_calls_per_number_per_day) AS until
+            FROM unnest(v_ids, v_dests) AS u(id, destination)
+        ) w
+        WHERE c.id = w.id AND w.until IS NOT NULL AND c.status = 'pending';
+    END IF;
+    SELECT coalesce(array_agg(c.id ORDER BY u.ord), '{}'),
+           coalesce(array_agg(c.destination ORDER BY u.ord), '{}')
+    INTO v_kept_ids, v_kept_dests
+    FROM unnest(v_ids) WITH ORDINALITY AS u(id, ord)
+    JOIN contacts c ON c.id = u.id
+    WHERE c.status = 'pending' AND c.next_attempt_at <= now();
+    IF cardinality(v_kept_ids) = 0 THEN
+        -- All of them suppressed or capped: others may be due, so claim again at once.
+        RETURN QUERY SELECT '{}'::bigint[], '{}'::text[], v_plan.slot_at, v_plan.db_now,
+                            NULL::bigint, v_plan.db_now;
+        RETURN;
+    END IF;
+    -- In contact id order, the order the request is sent in.
+    SELECT array_agg(k.id ORDER BY k.id), array_agg(k.destination ORDER BY k.id)
+    INTO v_ids, v_dests
+    FROM unnest(v_kept_ids, v_kept_dests) AS k(id, destination);
+
+    PERFORM charge_dial_slots(v_names, v_rates, v_calls, v_plan.slot_at, cardinality(v_ids));
+    -- The lease runs from the slot, not from now.
+    v_lease_s := p_lease_s + greatest(v_plan.slot_at - v_plan.db_now, 0);
+    IF v_plan.slot_at - v_plan.db_now <= p_write_ahead_within_s THEN
+        -- The slot has come: written ahead now, one write per contact less.
+        v_request := start_dial_attempts(p_campaign_id, p_worker_id, v_ids, v_dests, v_lease_s);
+    ELSE
+        UPDATE contacts c
+        SET status = 'claimed', worker_id = p_worker_id,
+            lease_expires_at = now() + make_interval(secs => v_lease_s), updated_at = now()
+        WHERE c.id = ANY (v_ids);
     END IF;
 
     -- The clock as the function ends, so that the worker's estimate of "now" is not behind.
@@ -627,7 +983,8 @@ CREATE FUNCTION record_dial_reply(
     p_outcome        text,
     p_reply_uuids    text[],
     p_uuids_mapped   boolean,
-    p_sends          integer
+    p_sends          integer,
+    p_log_calls      boolean
 ) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -644,15 +1001,23 @@ BEGIN
     INTO v_by_contact
     FROM unnest(p_contact_ids, p_statuses, p_request_uuids, p_errors)
          AS r(contact_id, status, request_uuid, error);
-    UPDATE contacts c
-    SET status = v_by_contact -> c.id::text ->> 0,
-        request_uuid = v_by_contact -> c.id::text ->> 1,
-        api_id = p_api_id, plivo_message = p_message, http_status = p_http_status,
-        last_error = v_by_contact -> c.id::text ->> 2,
-        worker_id = NULL, lease_expires_at = NULL, updated_at = now()
-    WHERE c.id = ANY (p_contact_ids) AND c.dial_request_id = p_request_id
-      AND c.status IN ('sending', 'unknown');
-    GET DIAGNOSTICS v_recorded = ROW_COUNT;
+    WITH recorded AS (
+        UPDATE contacts c
+        SET status = v_by_contact -> c.id::text ->> 0,
+            request_uuid = v_by_contact -> c.id::text ->> 1,
+            api_id = p_api_id, plivo_message = p_message, http_status = p_http_status,
+            last_error = v_by_contact -> c.id::text ->> 2,
+            worker_id = NULL, lease_expires_at = NULL, updated_at = now()
+        WHERE c.id = ANY (p_contact_ids) AND c.dial_request_id = p_request_id
+          AND c.status IN ('sending', 'unknown')
+        RETURNING c.destination, c.campaign_id, c.status
+    ), logged AS (
+        -- Calls placed, for the caps of calls per number per day (only when one applies).
+        INSERT INTO number_calls (destination, campaign_id)
+        SELECT r.destination, r.campaign_id FROM recorded r
+        WHERE p_log_calls AND r.status IN ('fired', 'queued')
+    )
+    SELECT count(*) INTO v_recorded FROM recorded;
     UPDATE dial_requests
     SET replied_at = now(), latency_ms = p_latency_ms, outcome = p_outcome,
         http_status = p_http_status, api_id = p_api_id, plivo_message = p_message,
@@ -773,7 +1138,7 @@ END;
 $$;
 
 
--- 5. Leases ------------------------------------------------------------------------------------------
+-- 6. Leases ------------------------------------------------------------------------------------------
 
 -- Leases that ran out: a contact claimed but never sent goes back to pending; one that was
 -- being sent (maybe placed by Plivo) becomes unknown and is never sent again without reconciling.
@@ -798,7 +1163,7 @@ LANGUAGE sql AS $$
 $$;
 
 
--- 6. Callbacks ---------------------------------------------------------------------------------------
+-- 7. Callbacks ---------------------------------------------------------------------------------------
 
 -- Record one callback for the contact `p_destination` of campaign `p_campaign_id`, in one round
 -- trip: the event (once, however often Plivo retries it), the contact's call outcome, the
@@ -993,17 +1358,16 @@ END;
 $$;
 
 
--- 7. Completion ------------------------------------------------------------------------------------
+-- 8. Completion ------------------------------------------------------------------------------------
 
--- Whether a campaign has contacts that may still be dialled: pending, claimed or sending, or
--- fired/queued and waiting (up to p_callback_wait_s) for a hangup the campaign redials.
-CREATE FUNCTION campaign_has_work(p_campaign_id bigint, p_callback_wait_s double precision)
+-- Whether a call of the campaign that it may redial still waits (up to p_callback_wait_s) for
+-- its hangup.
+CREATE FUNCTION campaign_awaits_hangups(p_campaign_id bigint, p_callback_wait_s double precision)
 RETURNS boolean
 LANGUAGE sql STABLE AS $$
+    -- Whether a call of the campaign that it may redial still waits (up to p_callback_wait_s)
+    -- for its hangup.
     SELECT EXISTS (
-        SELECT 1 FROM contacts t
-        WHERE t.campaign_id = p_campaign_id AND t.status IN ('pending', 'claimed', 'sending')
-    ) OR EXISTS (
         SELECT 1
         FROM campaigns k
         JOIN contacts t ON t.campaign_id = k.id
@@ -1016,11 +1380,44 @@ LANGUAGE sql STABLE AS $$
     )
 $$;
 
+-- Whether a campaign has contacts that may still be dialled: pending (whether their window is
+-- open or not), claimed or sending, or fired/queued and waiting for a hangup it redials.
+CREATE FUNCTION campaign_has_work(p_campaign_id bigint, p_callback_wait_s double precision)
+RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (
+        SELECT 1 FROM contacts t
+        WHERE t.campaign_id = p_campaign_id AND t.status IN ('pending', 'claimed', 'sending')
+    ) OR campaign_awaits_hangups(p_campaign_id, p_callback_wait_s)
+$$;
 
--- 8. Views: the public SQL interface (documented in README.md) ------------------------------------
+-- Whether some contact can be dialled now, or will be due later (what `campaign worker --drain`
+-- waits for).
+CREATE FUNCTION campaign_has_work_now(p_campaign_id bigint) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    -- Whether a pending contact of the campaign can be dialled now (due, its window open) or
+    -- will be due later (a back-off, a redial); one due now whose window is closed is not
+    -- work for now. Read one set of zones at a time, through the claim's index.
+    SELECT EXISTS (
+        SELECT 1
+        FROM campaigns k
+        JOIN campaign_time_zones z ON z.campaign_id = k.id
+        WHERE k.id = p_campaign_id
+          AND (EXISTS (SELECT 1 FROM contacts t
+                       WHERE t.campaign_id = k.id AND t.time_zones = z.time_zones
+                         AND t.status = 'pending' AND t.next_attempt_at > now())
+               OR (zone_set_open(k, z.time_zones, now())
+                   AND EXISTS (SELECT 1 FROM contacts t
+                               WHERE t.campaign_id = k.id AND t.time_zones = z.time_zones
+                                 AND t.status = 'pending' AND t.next_attempt_at <= now())))
+    )
+$$;
 
--- One row per campaign: how many of its contacts are in each status, and how the calls of
--- settled contacts ended. The counts are a lateral subquery so that filtering on the campaign
+
+-- 9. Views: the public SQL interface (documented in README.md) ------------------------------------
+
+-- One row per campaign: how many of its contacts are in each status, how the calls of settled
+-- contacts ended, and how many pending ones wait for their calling window now. The counts are a lateral subquery so that filtering on the campaign
 -- (by name or id) reads only that campaign's contacts. Columns are only ever added at the end.
 CREATE VIEW campaign_progress AS
 SELECT
@@ -1044,7 +1441,10 @@ SELECT
     counts.timeout,
     counts.answered::double precision
         / nullif(counts.answered + counts.busy + counts.no_answer + counts.call_failed
-                 + counts.timeout, 0) AS answer_rate
+                 + counts.timeout, 0) AS answer_rate,
+    counts.suppressed,
+    counts.expired,
+    waiting.waiting_for_window
 FROM campaigns c
 CROSS JOIN LATERAL (
     SELECT
@@ -1066,10 +1466,23 @@ CROSS JOIN LATERAL (
         count(*) FILTER (WHERE t.status IN ('fired', 'queued')
                            AND t.call_status = 'failed') AS call_failed,
         count(*) FILTER (WHERE t.status IN ('fired', 'queued')
-                           AND t.call_status = 'timeout') AS timeout
+                           AND t.call_status = 'timeout') AS timeout,
+        count(*) FILTER (WHERE t.status = 'suppressed') AS suppressed,
+        count(*) FILTER (WHERE t.status = 'expired')    AS expired
     FROM contacts t
     WHERE t.campaign_id = c.id
-) counts;
+) counts
+CROSS JOIN LATERAL (
+    -- Pending contacts due now whose window is closed, counted per set of zones.
+    SELECT coalesce(sum(w.n), 0)::bigint AS waiting_for_window
+    FROM campaign_time_zones z
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS n FROM contacts t
+        WHERE t.campaign_id = z.campaign_id AND t.time_zones = z.time_zones
+          AND t.status = 'pending' AND t.next_attempt_at <= now()
+    ) w
+    WHERE z.campaign_id = c.id AND NOT zone_set_open(c, z.time_zones, now())
+) waiting;
 
 -- One row per dial attempt of a contact (as contacts.attempts counts them: dial_requests.counted),
 -- with the call's outcome when a hangup callback told it.
@@ -1116,9 +1529,11 @@ SELECT
     c.fields,
     c.status,
     CASE
+        WHEN c.status = 'pending' AND c.next_attempt_at <= now()
+             AND NOT zone_set_open(k, c.time_zones, now()) THEN 'waiting for calling hours'
         WHEN c.status = 'pending' AND c.attempts > 0 THEN 'redial scheduled'
         WHEN c.status IN ('pending', 'claimed', 'sending') THEN c.status
-        WHEN c.status IN ('failed', 'unknown', 'cancelled') THEN c.status
+        WHEN c.status IN ('failed', 'unknown', 'cancelled', 'suppressed', 'expired') THEN c.status
         WHEN c.call_status = 'completed' THEN 'answered'
         WHEN c.call_status IN ('busy', 'no-answer', 'failed', 'timeout', 'cancel') THEN c.call_status
         WHEN c.call_status IN ('ringing', 'in-progress') THEN 'in call'
@@ -1139,12 +1554,13 @@ SELECT
     c.plivo_message,
     c.last_error,
     c.next_attempt_at,
-    c.updated_at
+    c.updated_at,
+    c.time_zones
 FROM contacts c
 JOIN campaigns k ON k.id = c.campaign_id;
 
 
--- 9. Compatibility ------------------------------------------------------------------------------
+-- 10. Compatibility ------------------------------------------------------------------------------
 -- Kept for workers of the previous release while a rolling upgrade runs; they get today's rules.
 
 -- The previous release's claim (a row per contact; its campaign limiters are named
@@ -1172,7 +1588,7 @@ BEGIN
                      p_call_limiters, p_call_rates, p_request_limiters, p_request_rates,
                      -- Their campaign limiters are named campaign:<id>:calls.
                      ARRAY(SELECT n FROM unnest(p_call_limiters) AS n WHERE n LIKE 'campaign:%'),
-                     0.02, p_write_ahead_within_s) AS b
+                     0.02, p_write_ahead_within_s, NULL) AS b
     CROSS JOIN LATERAL unnest(b.contact_ids, b.destinations) AS u(contact_id, destination);
 END;
 $$;

@@ -86,6 +86,9 @@ def test_load_then_status_and_list(
         "call_failed": 0,
         "timeout": 0,
         "answer_rate": None,
+        "suppressed": 0,
+        "expired": 0,
+        "waiting_for_window": 0,
     }
     listing = run(campaign_command, cli_env, "list")
     assert listing.returncode == 0, listing.stderr
@@ -512,7 +515,7 @@ def test_status_once_shows_counts_and_outcomes(
             "answered", "busy", "no-answer", "call", "failed", "timeout", "answer", "rate",
         ]  # fmt: skip
         assert row.split() == [
-            "1", "reminders", "running", "2", "1", "0", "0", "1", "0", "0", "0", "0",
+            "1", "reminders", "running", "2", "1", "0", "0", "1", "0", "0", "0", "0", "0", "0",
             "1", "0", "0", "0", "0", "100.0%",
         ]  # fmt: skip
     as_json = json.loads(run(campaign_command, cli_env, "status", "reminders", "--json").stdout)

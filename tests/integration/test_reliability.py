@@ -21,6 +21,10 @@ from campaign.plivo import PlivoClient
 from campaign.simulator import RunningSimulator, running_simulator
 from campaign.worker import Worker, WorkerConfig
 
+# A claim of up to 10 contacts with no rate limit: written ahead at once.
+CLAIM_WRITTEN_AHEAD = (
+    "SELECT * FROM claim_batch($1, 'w', 10, 30, 1, '{}', '{}', '{}', '{}', '{}', 0.02, 1, NULL)"
+)
 CANCEL = (
     "WITH k AS (UPDATE campaigns SET status = 'cancelled' WHERE id = $1 RETURNING id) "
     "UPDATE contacts SET status = 'cancelled', worker_id = NULL, lease_expires_at = NULL "
@@ -159,10 +163,7 @@ async def test_a_late_settle_never_overwrites_a_recorded_reply(pool: asyncpg.Poo
     """A request whose reply was recorded `fired` keeps it when a worker stopping late marks its
     requests in flight `unknown`: neither the request nor its contacts change."""
     campaign_id = await make_campaign(pool, numbers(2))
-    claim = await pool.fetchrow(
-        "SELECT * FROM claim_batch($1, 'w', 10, 30, 1, '{}', '{}', '{}', '{}', '{}', 0.02, 1)",
-        campaign_id,
-    )
+    claim = await pool.fetchrow(CLAIM_WRITTEN_AHEAD, campaign_id)
     request_id = claim["dial_request_id"]
     ids = claim["contact_ids"]
     await pool.fetchval(
@@ -206,10 +207,7 @@ async def test_a_failure_recorded_during_a_cancel_leaves_nothing_pending(
     committed: its contacts end `cancelled`, never `pending` in a cancelled campaign (where
     nothing would ever claim them)."""
     campaign_id = await make_campaign(pool, numbers(2))
-    claim = await pool.fetchrow(
-        "SELECT * FROM claim_batch($1, 'w', 10, 30, 1, '{}', '{}', '{}', '{}', '{}', 0.02, 1)",
-        campaign_id,
-    )
+    claim = await pool.fetchrow(CLAIM_WRITTEN_AHEAD, campaign_id)
     cancel = contextlib.asynccontextmanager(_in_cancel)(pool, campaign_id)
     async with cancel:
         failure = asyncio.create_task(

@@ -63,6 +63,13 @@ CATALOG: dict[str, str] = {
                pg_get_functiondef(p.oid) AS definition
         FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace
     """,
+    "types": """
+        SELECT t.typname AS name, t.typtype::text AS kind,
+               format_type(r.rngsubtype, NULL) AS range_of
+        FROM pg_type t LEFT JOIN pg_range r ON r.rngtypid = t.oid
+        WHERE t.typnamespace = 'public'::regnamespace
+          AND t.typname NOT IN ('schema_migrations', '_schema_migrations')
+    """,
     "triggers": """
         SELECT tgrelid::regclass::text AS relation, tgname AS name,
                pg_get_triggerdef(oid) AS definition
