@@ -33,10 +33,11 @@ def server_url() -> Iterator[str]:
     import warnings
 
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-    import pgserver
+    # From the module that defines it: the package re-exports it without `__all__`.
+    from pgserver.postgres_server import get_server
 
     folder = tempfile.mkdtemp(prefix="campaign-test-pg-")
-    server = pgserver.get_server(folder, cleanup_mode="delete")
+    server = get_server(folder, cleanup_mode="delete")
     try:
         yield str(server.get_uri("postgres"))
     finally:

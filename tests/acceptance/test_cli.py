@@ -461,6 +461,11 @@ def test_export_to_stdout_and_to_a_file(
     assert not nowhere.parent.exists()
 
 
+def _csv_rows(path: Path) -> list[list[str]]:
+    with path.open(newline="") as file:
+        return list(csv.reader(file))
+
+
 def test_export_and_rejects_write_formulas_as_text(
     campaign_command: list[str], cli_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -479,7 +484,7 @@ def test_export_and_rejects_write_formulas_as_text(
         "--rejects", str(rejects),
     )  # fmt: skip
     assert loaded.returncode == 0, loaded.stderr
-    assert list(csv.reader(rejects.open(newline="")))[1][:2] == [
+    assert _csv_rows(rejects)[1][:2] == [
         "3",
         '\'=HYPERLINK("http://evil.example")',
     ]
@@ -498,7 +503,7 @@ def test_export_and_rejects_write_formulas_as_text(
         "--rejects", str(rejects), "--no-escape-formulas",
     )  # fmt: skip
     assert again.returncode == 0, again.stderr
-    assert list(csv.reader(rejects.open(newline="")))[1][1] == '=HYPERLINK("http://evil.example")'
+    assert _csv_rows(rejects)[1][1] == '=HYPERLINK("http://evil.example")'
 
 
 def test_status_once_shows_counts_and_outcomes(
@@ -564,7 +569,9 @@ def _run_on_terminal(
             process.kill()
         os.close(primary)
     assert process.stderr is not None
-    return code, ANSI_CONTROL.sub("", output.decode(errors="replace")), process.stderr.read()
+    with process.stderr:
+        stderr = process.stderr.read()
+    return code, ANSI_CONTROL.sub("", output.decode(errors="replace")), stderr
 
 
 @pytest.mark.slow

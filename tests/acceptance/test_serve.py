@@ -160,6 +160,7 @@ def test_serve_answers_health_metrics_and_refuses_unsigned_callbacks(
         )
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(request, timeout=5)
+        refused.value.close()  # the error holds the reply, and with it the connection
         assert refused.value.code == 403
     finally:
         process.send_signal(signal.SIGTERM)
@@ -184,28 +185,29 @@ def _serving(
     """`campaign serve` on a free port until the block ends (then SIGTERM)."""
     port = free_port()
     env = cli_env | {"PLIVO_AUTH_TOKEN": "serve-secret-token", "CAMPAIGN_HTTP_PORT": str(port)}
-    process = subprocess.Popen(
+    base = f"http://127.0.0.1:{port}"
+    # As a context manager the process closes its pipes (and is waited for) on the way out.
+    with subprocess.Popen(
         [*campaign_command, "serve"], env=env | extra, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                with urllib.request.urlopen(base + "/healthz", timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            raise AssertionError("campaign serve did not come up")
-        yield base, process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=20)
-        if process.poll() is None:
-            process.kill()
+    ) as process:  # fmt: skip
+        try:
+            for _ in range(100):
+                try:
+                    with urllib.request.urlopen(base + "/healthz", timeout=1):
+                        break
+                except OSError:
+                    time.sleep(0.1)
+            else:
+                raise AssertionError("campaign serve did not come up")
+            yield base, process
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=20)
+            if process.poll() is None:
+                process.kill()
 
 
 async def _get(session: aiohttp.ClientSession, url: str) -> int:

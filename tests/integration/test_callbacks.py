@@ -469,8 +469,10 @@ async def test_healthz_and_metrics(pool: asyncpg.Pool, app: App) -> None:
 async def test_simulated_calls_end_to_end(pool: asyncpg.Pool, status_pool: asyncpg.Pool) -> None:
     """Simulator → real worker → signed callbacks → outcomes; busy calls redialled once."""
     metrics = Metrics()
-    config = WebConfig(public_url=None, auth_tokens=(AUTH_TOKEN,))
-    async with serving(pool, metrics, config, "127.0.0.1", 0, status_pool=status_pool) as app_url:
+    web_config = WebConfig(public_url=None, auth_tokens=(AUTH_TOKEN,))
+    async with serving(
+        pool, metrics, web_config, "127.0.0.1", 0, status_pool=status_pool
+    ) as app_url:
         spec = CampaignSpec(
             name="e2e",
             from_number=FROM,

@@ -59,7 +59,7 @@ async def contacts(pool: asyncpg.Pool) -> list[tuple[str, str, int, dict[str, st
     rows = await pool.fetch(
         "SELECT destination, raw_destination, line_number, fields FROM contacts ORDER BY id"
     )
-    return [tuple(row.values()) for row in rows]  # type: ignore[misc]
+    return [tuple(row.values()) for row in rows]
 
 
 async def test_load_creates_campaign_with_its_parameters(

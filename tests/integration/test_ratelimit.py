@@ -102,7 +102,10 @@ async def test_the_strictest_limiter_decides(
     own = Limit(f"campaign:{campaign_id}:calls", 2.0)
     granted = await claim(clocked_pool, campaign_id, [Limit(ACCOUNT, 10.0), own], own=(own,))
     assert len(granted.contact_ids) == 2
-    rows = dict(await clocked_pool.fetch("SELECT name, window_used FROM rate_limiters"))
+    rows: dict[str, int] = {
+        row["name"]: row["window_used"]
+        for row in await clocked_pool.fetch("SELECT name, window_used FROM rate_limiters")
+    }
     assert rows == {ACCOUNT: 2, own.name: 2}
 
 
@@ -147,12 +150,18 @@ async def test_a_campaigns_own_cap_never_holds_back_the_account(
 
     first = await claim(clocked_pool, slow, [account, own], own=(own,), requests=requests)
     assert len(first.contact_ids) == 1
-    before = dict(await clocked_pool.fetch("SELECT name, next_slot_at FROM rate_limiters"))
+    before: dict[str, float] = {
+        row["name"]: row["next_slot_at"]
+        for row in await clocked_pool.fetch("SELECT name, next_slot_at FROM rate_limiters")
+    }
 
     throttled = await claim(clocked_pool, slow, [account, own], own=(own,), requests=requests)
     assert throttled.contact_ids == []
     assert throttled.retry_at_s == pytest.approx(at_second_start + 20.0)
-    after = dict(await clocked_pool.fetch("SELECT name, next_slot_at FROM rate_limiters"))
+    after: dict[str, float] = {
+        row["name"]: row["next_slot_at"]
+        for row in await clocked_pool.fetch("SELECT name, next_slot_at FROM rate_limiters")
+    }
     assert after == before  # nothing charged
 
     other = await claim(clocked_pool, fast, [account], requests=requests, pace_window_s=0.1)

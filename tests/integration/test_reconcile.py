@@ -206,6 +206,7 @@ async def test_queued_call_of_a_known_contact_is_not_taken(
         owner.id,
         second,
     )
+    assert owned is not None
     assert owned["status"] == "queued"
     assert owned["request_uuid"] in sim.simulator.queued_request_uuids()
     assert report.found_total == 0
@@ -311,6 +312,7 @@ async def test_failed_look_up_leaves_the_contact_unknown(
     assert "429" in failure.error
     assert "1 look-up failed" in report.summary()
     row = await pool.fetchrow("SELECT status, last_error FROM contacts WHERE id = $1", contact_id)
+    assert row is not None
     assert (row["status"], row["last_error"]) == ("unknown", UNKNOWN_ERROR)
 
 
@@ -342,7 +344,9 @@ async def test_campaign_filter_and_unknown_name(
         with pytest.raises(UnknownCampaign, match="no campaign named 'nope'"):
             await reconcile_unknown_contacts(pool, client, settings, "nope")
     assert (report.examined, report.not_found) == (1, {"pending": 1})
-    statuses = dict(await pool.fetch("SELECT id, status FROM contacts"))
+    statuses: dict[int, str] = {
+        row["id"]: row["status"] for row in await pool.fetch("SELECT id, status FROM contacts")
+    }
     assert statuses == {first_contact: "pending", second_contact: "unknown"}
 
 

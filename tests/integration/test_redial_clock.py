@@ -10,6 +10,7 @@ the simulator, the HTTP server and the worker run for real.
 from __future__ import annotations
 
 import asyncio
+import functools
 
 import aiohttp
 import asyncpg
@@ -151,7 +152,7 @@ async def test_busy_calls_are_redialled_on_schedule_and_not_before(
                 # Due: dialled again within a few polls, and busy again.
                 await clock.advance(1)
                 if attempt < 4:
-                    await wait_for(lambda attempt=attempt: all_pending_after(attempt))
+                    await wait_for(functools.partial(all_pending_after, attempt))
                 else:
                     await wait_for(final_busy)
                 assert dials() == [attempt] * 2

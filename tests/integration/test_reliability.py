@@ -96,7 +96,7 @@ async def test_a_dead_workers_leases_come_back_while_no_one_claims(
 
 
 async def _settled(pool: asyncpg.Pool, campaign_id: int) -> bool:
-    status = await pool.fetchval("SELECT status FROM campaigns WHERE id = $1", campaign_id)
+    status: str = await pool.fetchval("SELECT status FROM campaigns WHERE id = $1", campaign_id)
     return status == "completed"
 
 
@@ -164,6 +164,7 @@ async def test_a_late_settle_never_overwrites_a_recorded_reply(pool: asyncpg.Poo
     requests in flight `unknown`: neither the request nor its contacts change."""
     campaign_id = await make_campaign(pool, numbers(2))
     claim = await pool.fetchrow(CLAIM_WRITTEN_AHEAD, campaign_id)
+    assert claim is not None
     request_id = claim["dial_request_id"]
     ids = claim["contact_ids"]
     await pool.fetchval(
@@ -182,10 +183,12 @@ async def test_a_late_settle_never_overwrites_a_recorded_reply(pool: asyncpg.Poo
         request_id,
         ids,
     )
+    assert late is not None
     assert late["recorded"] is None
     request = await pool.fetchrow(
         "SELECT outcome, error FROM dial_requests WHERE id = $1", request_id
     )
+    assert request is not None
     assert (request["outcome"], request["error"]) == ("fired", None)
     assert await statuses(pool) == ["fired", "fired"]
 
@@ -208,6 +211,7 @@ async def test_a_failure_recorded_during_a_cancel_leaves_nothing_pending(
     nothing would ever claim them)."""
     campaign_id = await make_campaign(pool, numbers(2))
     claim = await pool.fetchrow(CLAIM_WRITTEN_AHEAD, campaign_id)
+    assert claim is not None
     cancel = contextlib.asynccontextmanager(_in_cancel)(pool, campaign_id)
     async with cancel:
         failure = asyncio.create_task(
@@ -250,6 +254,7 @@ async def test_a_redial_during_a_cancel_leaves_nothing_pending(pool: asyncpg.Poo
         await asyncio.sleep(0.3)
     await hangup
     row = await pool.fetchrow("SELECT status, call_status FROM contacts")
+    assert row is not None
     assert (row["status"], row["call_status"]) == ("fired", "busy")
 
 
@@ -280,6 +285,7 @@ async def test_a_retry_waiting_for_its_slot_stops_when_the_campaign_is_cancelled
             await asyncio.sleep(6.0)
             assert len(plivo.ledger.make_call_requests()) == 1
         row = await pool.fetchrow("SELECT status, attempts FROM contacts")
+        assert row is not None
     assert (row["status"], row["attempts"]) == ("cancelled", 0)
 
 
@@ -328,10 +334,11 @@ async def test_requests_of_unknown_fate_in_a_row_pause_the_campaigns(pool: async
     for row in reasons:
         assert "3 requests in a row had an unknown fate" in row["status_reason"]
         assert "campaign reconcile" in row["status_reason"]
-    counts = dict(
-        await pool.fetch(
+    counts: dict[str, int] = {
+        row["status"]: row["count"]
+        for row in await pool.fetch(
             "SELECT status, count(*) FROM contacts WHERE campaign_id = ANY ($1) GROUP BY status",
             [campaign_id, other_id],
         )
-    )
+    }
     assert counts == {"unknown": 6, "pending": 24}

@@ -187,12 +187,14 @@ def test_validate_rows_refuses_the_chunk_naming_the_line() -> None:
 
 
 @functools.cache
-def _numbers(region: str, number_type: PhoneNumberType, count: int) -> list[PhoneNumber]:
+def _numbers(region: str, number_type: int, count: int) -> list[PhoneNumber]:
+    # phonenumbers' PhoneNumberType is a namespace of int constants, not an enum.
     rng = random.Random(f"{region}-{number_type}")
     metadata = PhoneMetadata.metadata_for_region(region)
     assert metadata is not None
     assert metadata.country_code is not None
     description = metadata.mobile if number_type == PhoneNumberType.MOBILE else metadata.fixed_line
+    assert description is not None
     lengths = [length for length in description.possible_length if length > 0]
     wanted = (number_type, PhoneNumberType.FIXED_LINE_OR_MOBILE)
     numbers: list[PhoneNumber] = []
