@@ -169,7 +169,7 @@ async def test_a_late_settle_never_overwrites_a_recorded_reply(pool: asyncpg.Poo
     ids = claim["contact_ids"]
     await pool.fetchval(
         "SELECT record_dial_reply($1, $2, $3, $4, $5, 'api', 'call fired', 201, 5, 'fired', $6,"
-        " true, 1)",
+        " true, 1, false)",
         request_id,
         ids,
         ["fired", "fired"],
