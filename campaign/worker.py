@@ -341,7 +341,10 @@ class Worker:
                 campaign = chosen
                 batch = await self._dialer.claim(campaign) if campaign is not None else None
                 if isinstance(batch, Throttled):
-                    self._not_before[batch.campaign.id] = time.monotonic() + batch.wait_s
+                    # Looked at again within a poll interval at most: the wait was read on the
+                    # database's clock, which this process only estimates.
+                    wait_s = min(batch.wait_s, self._config.poll_interval_s)
+                    self._not_before[batch.campaign.id] = time.monotonic() + wait_s
                     continue
                 if batch is None:
                     if campaign is not None:

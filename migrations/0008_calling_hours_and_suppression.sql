@@ -222,7 +222,7 @@ BEGIN
     END IF;
     IF v_campaign.start_at > v_at THEN
         RETURN QUERY SELECT '{}'::bigint[], '{}'::text[], v_plan.slot_at, v_plan.db_now,
-                            NULL::bigint, extract(epoch FROM v_campaign.start_at);
+                            NULL::bigint, extract(epoch FROM v_campaign.start_at)::double precision;
         RETURN;
     END IF;
     v_rules := campaign_has_local_rules(v_campaign);
