@@ -176,16 +176,37 @@ class CallPlayer:
             await asyncio.sleep(delay_s)
 
     async def _callback(self, call: SimulatedCall, event: str, parameters: dict[str, str]) -> None:
+        """Send one callback as Plivo does: a status callback is retried while its URL does not
+        accept it.
+
+        A 5xx, a time-out or a refused connection is tried again (`callback_retries` more
+        times), after the answer's Retry-After or `callback_retry_s`; a 2xx, 3xx or 4xx is
+        final. The answer_url fetch is tried once (a call cannot wait for it). Every try is a
+        row of the ledger, each with its own nonce and signature.
+        """
         url = str(call.parameters.get(f"{event}_url"))
         method = str(call.parameters.get(f"{event}_method") or "POST").upper()
+        retries = 0 if event == "answer" else self._config.callback_retries
+        for tries_left in range(retries, -1, -1):
+            retry_after_s = await self._send_callback(call, event, url, method, parameters)
+            if retry_after_s is None or not tries_left or self._session is None:
+                return
+            await asyncio.sleep(retry_after_s)
+
+    async def _send_callback(
+        self, call: SimulatedCall, event: str, url: str, method: str, parameters: dict[str, str]
+    ) -> float | None:
+        """One try of a callback, written to the ledger; how long to wait before trying again,
+        or None when it must not be tried again."""
         session = self._session
         if session is None:
-            return
+            return None
         nonce = new_nonce()
         signature = compute_signature_v3(self._config.auth_token, url, nonce, parameters, method)
         headers = {SIGNATURE_V3_HEADER: signature, SIGNATURE_V3_NONCE_HEADER: nonce}
         http_status: int | None = None
         error: str | None = None
+        retry_after_s: float | None = None
         try:
             if not self._config.callbacks_to_any_host and not is_loopback_url(url):
                 # A fake Plivo must not send requests into the world on a user's behalf.
@@ -201,10 +222,15 @@ class CallPlayer:
             async with request as response:
                 await response.read()
                 http_status = response.status
+                if http_status >= 500:
+                    retry_after_s = _retry_after_s(
+                        response.headers.get("Retry-After"), self._config.callback_retry_s
+                    )
         except _CallbackRefused as refused:
             error = str(refused)
         except (aiohttp.ClientError, TimeoutError, OSError) as failure:
             error = f"{type(failure).__name__}: {failure}"
+            retry_after_s = self._config.callback_retry_s
         self._ledger.callbacks.append(
             CallbackRecord(
                 event=event,
@@ -217,3 +243,13 @@ class CallPlayer:
                 error=error,
             )
         )
+        return retry_after_s
+
+
+def _retry_after_s(header: str | None, default_s: float) -> float:
+    """The seconds a Retry-After header asks for (capped at a minute), else `default_s`."""
+    try:
+        seconds = float(header) if header is not None else default_s
+    except ValueError:
+        return default_s
+    return min(max(seconds, 0.0), 60.0) if seconds == seconds else default_s

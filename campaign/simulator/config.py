@@ -50,6 +50,10 @@ class SimulatorConfig:
     # Callbacks go only to loopback hosts unless this is set.
     callbacks_to_any_host: bool = False
     callback_timeout_s: float = 5.0
+    # Plivo retries a callback its URL did not accept (a 5xx, a time-out, a refused connection):
+    # this many more tries, each after the answer's Retry-After or `callback_retry_s`.
+    callback_retries: int = 3
+    callback_retry_s: float = 1.0
     # Faults, each with its own rate; at most one fault per request.
     unavailable_rate: float = 0.0
     rate_limited_rate: float = 0.0
@@ -82,6 +86,8 @@ class SimulatorConfig:
                 raise ValueError(f"{name} must be between 0 and 1, got {rate}")
         if sum(rates.values()) > 1.0 + 1e-9:
             raise ValueError("the fault rates must add up to at most 1")
+        if self.callback_retries < 0 or self.callback_retry_s < 0:
+            raise ValueError("callback_retries and callback_retry_s must not be negative")
         if self.calls_per_second <= 0:
             raise ValueError("calls_per_second must be positive")
         if self.requests_per_window < 1 or self.request_window_s <= 0:

@@ -517,7 +517,9 @@ async def test_simulated_calls_end_to_end(pool: asyncpg.Pool, status_pool: async
     # Machine detection was asked for: every answered call says whether a machine answered.
     assert all(r["machine"] is not None for r in rows if r["call_status"] == "completed")
     machine_events = await pool.fetchval("SELECT count(*) FROM call_events WHERE event = 'machine'")
-    assert machine_events == sum(1 for c in ledger.callbacks if c.event == "machine_detection")
+    assert machine_events == sum(
+        1 for c in ledger.callbacks if c.event == "machine_detection" and c.http_status == 200
+    )
     assert machine_events > 0
     assert all(r["status"] == "fired" for r in rows)
     redialled = [r for r in rows if r["attempts"] == 2]
@@ -529,6 +531,11 @@ async def test_simulated_calls_end_to_end(pool: asyncpg.Pool, status_pool: async
     progress = await queries.progress(pool, "e2e")
     assert progress is not None
     assert progress.status == "completed"
-    assert all(
-        callback.http_status == 200 for callback in ledger.callbacks if callback.event != "answer"
-    )
+    # Every status callback was accepted in the end (a hangup that raced its request's reply
+    # was answered 503 and accepted when the simulator tried again, as Plivo does).
+    last_try = {
+        (callback.call_uuid, callback.event): callback.http_status
+        for callback in ledger.callbacks
+        if callback.event != "answer"
+    }
+    assert set(last_try.values()) == {200}

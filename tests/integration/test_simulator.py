@@ -292,6 +292,53 @@ async def test_callbacks_carry_plivos_parameters_signed_v3(
     assert received[0]["params"]["Event"] == "Ring"
 
 
+async def test_a_status_callback_refused_with_a_5xx_is_tried_again_as_plivo_does(
+    http: aiohttp.ClientSession,
+) -> None:
+    """A hangup URL that answers 503 twice gets the callback a third time (after its
+    Retry-After) and accepts it; a 4xx is final; the answer_url fetch is tried once."""
+    answers = {"/hangup": [503, 503, 200], "/ring": [403, 200], "/answer": [503, 200]}
+    received: list[str] = []
+
+    async def reply(request: web.Request) -> web.Response:
+        received.append(request.path)
+        status = answers[request.path].pop(0)
+        return web.Response(status=status, text="x", headers={"Retry-After": "0.01"})
+
+    app = web.Application()
+    app.router.add_route("*", "/{kind}", reply)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    base = f"http://{host}:{port}"
+    try:
+        config = simulator_config(send_callbacks=True, outcome_shares={"completed": 1.0})
+        async with running_simulator(config) as sim:
+            await post_call(
+                http,
+                sim,
+                valid_body(
+                    answer_url=f"{base}/answer",
+                    ring_url=f"{base}/ring",
+                    hangup_url=f"{base}/hangup",
+                ),
+            )
+            await sim.simulator.settle()
+            ledger = sim.ledger
+    finally:
+        await runner.cleanup()
+    assert received == ["/ring", "/answer", "/hangup", "/hangup", "/hangup"]
+    assert [(c.event, c.http_status) for c in ledger.callbacks] == [
+        ("ring", 403),
+        ("answer", 503),
+        ("hangup", 503),
+        ("hangup", 503),
+        ("hangup", 200),
+    ]
+
+
 def test_config_refuses_impossible_rates() -> None:
     """Fault rates adding up past 1, or an unknown outcome, are refused up front."""
     with pytest.raises(ValueError, match="add up"):
