@@ -17,9 +17,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import phonenumbers
-from phonenumbers import NumberParseException, PhoneNumberFormat, ValidationResult
+from phonenumbers import (
+    NumberParseException,
+    PhoneNumber,
+    PhoneNumberFormat,
+    PhoneNumberType,
+    ValidationResult,
+)
 
 from campaign.bare_digits import Reading, is_bare_digits, read_bare_digits, region_of
+from campaign.timezones import ZoneNames, zones_of_e164, zones_of_number
 
 # Header names that mark the phone column, most specific first; compared case-insensitively
 # with spaces and hyphens read as underscores.
@@ -84,18 +91,29 @@ def normalise_destination(
     Without `default_region`, bare digits are read by the rule of campaign/bare_digits.py for
     a caller ID in `caller_region`; digits that could be two numbers raise AmbiguousNumber.
     """
+    return read_destination(raw, default_region, caller_region, zones=False)[0]
+
+
+def read_destination(
+    raw: str, default_region: str | None, caller_region: str | None = None, *, zones: bool = True
+) -> tuple[str, tuple[str, ...]]:
+    """normalise_destination's destination, with the number's time zones (campaign.timezones;
+    none for a SIP URI or a number whose zone phonenumbers does not know, or when not `zones`).
+    """
     value = raw.strip()
     if not value:
         raise InvalidDestination("empty phone number")
     if value[:4].lower() == "sip:":
         if not SIP_URI.match(value):
             raise InvalidDestination("not a SIP URI of the form sip:user@host")
-        return "sip:" + value[4:]
+        return "sip:" + value[4:], ()
     if "<" in value:
         raise InvalidDestination("contains <, which Plivo reads as a separator of destinations")
     if default_region is None and is_bare_digits(value):
-        return _bare_digits_number(value, caller_region)
-    return _parsed_number(value, default_region)
+        e164 = _bare_digits_number(value, caller_region)
+        return e164, zones_of_e164(e164) if zones else ()
+    number, e164, number_type = _parsed_number(value, default_region)
+    return e164, zones_of_number(number, e164, number_type) if zones else ()
 
 
 class AmbiguousNumber(InvalidDestination):
@@ -163,8 +181,9 @@ def _listed(readings: Sequence[Reading], *, regions: bool = True) -> str:
     return listed + (", …" if len(readings) > 3 else "")
 
 
-def _parsed_number(value: str, default_region: str | None) -> str:
-    """phonenumbers' reading of a value; InvalidDestination with the reason if it is not valid."""
+def _parsed_number(value: str, default_region: str | None) -> tuple[PhoneNumber, str, int]:
+    """phonenumbers' reading of a value, in E.164, with its type; InvalidDestination with the
+    reason if it is not valid."""
     try:
         number = phonenumbers.parse(value, default_region)
     except NumberParseException as error:
@@ -182,8 +201,11 @@ def _parsed_number(value: str, default_region: str | None) -> str:
         ):
             raise InvalidDestination("too short to be a phone number") from None
         raise InvalidDestination("too long to be a phone number") from None
-    if phonenumbers.is_valid_number(number):
-        return phonenumbers.format_number(number, PhoneNumberFormat.E164)
+    # A number is valid when it has a type (phonenumbers' is_valid_number computes the same
+    # type and drops it; the time zones need it).
+    number_type = phonenumbers.number_type(number)
+    if number_type != PhoneNumberType.UNKNOWN:
+        return number, phonenumbers.format_number(number, PhoneNumberFormat.E164), number_type
     reason = phonenumbers.is_possible_number_with_reason(number)
     e164 = phonenumbers.format_number(number, PhoneNumberFormat.E164)
     if reason == ValidationResult.TOO_SHORT:
@@ -274,8 +296,89 @@ def _nul_reason(index: int, header: tuple[str, ...] | None) -> str:
     return f"{column} holds a NUL byte (\\0), which the database cannot store; remove it"
 
 
-# A valid row as COPY takes it: line_number, raw_destination, destination, fields (JSON text).
-ContactRecord = tuple[int, str, str, str]
+# Header names that mark a time zone column (compared as PHONE_HEADERS are).
+TIME_ZONE_HEADERS: tuple[str, ...] = ("timezone", "time_zone", "tz")
+
+
+def time_zone_column(header: tuple[str, ...] | None, name: str | None, source: str) -> int | None:
+    """The index of the time zone column: the one named `name` (--timezone-column), else the
+    first headed `timezone`, `time_zone` or `tz`; None when there is none."""
+    keys = [_header_key(cell) for cell in header or ()]
+    if name is not None:
+        wanted = _header_key(name)
+        if wanted in keys:
+            return keys.index(wanted)
+        listed = ", ".join(header or ()) or "the file has no header"
+        raise LoadError(
+            f"{source}: no column {name!r} in the header ({listed}); give --timezone-column "
+            "one of these names"
+        )
+    for index, key in enumerate(keys):
+        if key in TIME_ZONE_HEADERS:
+            return index
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneRule:
+    """How a load gives each contact its time zones: the row's time zone column when it has a
+    value, else the number's zones, else the campaign's default zone. `required`: the campaign
+    has rules in its callees' local time, so a contact without a zone cannot be loaded."""
+
+    names: ZoneNames
+    column: int | None = None
+    default: str | None = None
+    required: bool = True
+
+
+def _row_zones(
+    destination: str,
+    cells: Sequence[str],
+    number_zones: tuple[str, ...],
+    rule: ZoneRule,
+    header: tuple[str, ...] | None,
+) -> list[str] | str:
+    """The zones of a valid row, or the reason it is rejected."""
+    if rule.column is not None and rule.column < len(cells) and cells[rule.column].strip():
+        given = cells[rule.column].strip()
+        zone = rule.names.canonical(given)
+        if zone is None:
+            return (
+                f"{given!r} in column {_column_name(rule.column, header)} is not an IANA time "
+                f"zone name (like America/New_York){rule.names.suggestion(given)}"
+            )
+        return [zone]
+    zones = []
+    for zone in number_zones:
+        known = rule.names.canonical(zone)
+        if known is None:
+            return (
+                f"the number's time zone {zone} is unknown to the database (update its time "
+                "zone data), so its calling hours cannot be checked; give the row a time zone "
+                "column"
+            )
+        zones.append(known)
+    if zones:
+        return zones
+    if rule.default is not None:
+        return [rule.default]
+    if rule.required:
+        whose = "a SIP URI has" if destination.startswith("sip:") else "its number tells"
+        return (
+            f"no time zone for its calling hours ({whose} none); pass --default-timezone ZONE "
+            "or give the file a timezone column"
+        )
+    return []
+
+
+def _column_name(index: int, header: tuple[str, ...] | None) -> str:
+    name = header[index] if header is not None and index < len(header) and header[index] else None
+    return repr(name) if name else str(index + 1)
+
+
+# A valid row as COPY takes it: line_number, raw_destination, destination, fields (JSON text),
+# time_zones.
+ContactRecord = tuple[int, str, str, str, list[str]]
 
 
 def validate_rows(
@@ -283,16 +386,19 @@ def validate_rows(
     layout: CsvLayout,
     default_region: str | None,
     from_number: str | None,
+    zone_rule: ZoneRule | None = None,
 ) -> tuple[list[ContactRecord], list[Rejected]]:
     """Validate and normalise a chunk of rows (pure: runs in worker processes).
 
-    Raises LoadError (naming the line) for a row that refuses the whole load.
+    With `zone_rule`, each contact gets its time zones by it (a row it gives none is rejected);
+    without, none. Raises LoadError (naming the line) for a row that refuses the whole load.
     """
     valid: list[ContactRecord] = []
     rejected: list[Rejected] = []
     header = layout.header
     phone_index = layout.phone_index
     caller_region = region_of(from_number)
+    want_zones = zone_rule is not None
     for row in rows:
         cells = row.cells
         raw = cells[phone_index] if phone_index < len(cells) else ""
@@ -301,7 +407,9 @@ def validate_rows(
             rejected.append(Rejected(row.line_number, raw, _nul_reason(with_nul, header)))
             continue
         try:
-            destination = normalise_destination(raw, default_region, caller_region)
+            destination, number_zones = read_destination(
+                raw, default_region, caller_region, zones=want_zones
+            )
         except AmbiguousNumber as error:
             # Guessing could call a stranger abroad: the whole file waits for the user's word.
             raise LoadError(
@@ -313,11 +421,20 @@ def validate_rows(
         if destination == from_number:
             rejected.append(Rejected(row.line_number, raw, "is the campaign's own from number"))
             continue
+        zones: list[str] = []
+        if zone_rule is not None:
+            found = _row_zones(destination, cells, number_zones, zone_rule, header)
+            if isinstance(found, str):
+                rejected.append(Rejected(row.line_number, raw, found))
+                continue
+            zones = found
         fields: dict[str, str] = {}
         for index, cell in enumerate(cells):
             if index == phone_index:
                 continue
             name = header[index] if header is not None and index < len(header) else None
             fields[name or f"column{index + 1}"] = cell
-        valid.append((row.line_number, raw, destination, json.dumps(fields, ensure_ascii=False)))
+        valid.append(
+            (row.line_number, raw, destination, json.dumps(fields, ensure_ascii=False), zones)
+        )
     return valid, rejected

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import csv
+import dataclasses
 import io
 import multiprocessing
 from collections import deque
@@ -26,10 +27,13 @@ from campaign.destinations import (
     LoadError,
     Rejected,
     SourceRow,
+    ZoneRule,
+    time_zone_column,
     validate_rows,
 )
 from campaign.formulas import neutralise, neutralise_phone
 from campaign.models import Campaign, CampaignSpec, CampaignStatus
+from campaign.timezones import ZoneNames
 
 CHUNK_ROWS = 5000
 # Files at least this big are validated in worker processes: below it, starting them costs more
@@ -116,6 +120,8 @@ class LoadSummary:
     loaded: int = 0
     duplicates: int = 0
     rejected: int = 0
+    # Of the loaded contacts, those on a suppression list the campaign honours (never dialled).
+    suppressed: int = 0
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -126,6 +132,7 @@ class LoadSummary:
             "loaded": self.loaded,
             "duplicates": self.duplicates,
             "rejected": self.rejected,
+            "suppressed": self.suppressed,
         }
 
 
@@ -142,6 +149,8 @@ class LoadOptions:
     """How to read the file."""
 
     column: str | None = None
+    # The header of the time zone column (default: found by name, if there is one).
+    timezone_column: str | None = None
     default_region: str | None = None
     # Worker processes for validation; None: as many as there are cores, for large files.
     jobs: int | None = None
@@ -170,6 +179,19 @@ def _chunks(records: Iterator[SourceRow], size: int) -> Iterator[list[SourceRow]
             chunk = []
     if chunk:
         yield chunk
+
+
+def _known_zone(names: ZoneNames, zone: str | None) -> str | None:
+    """--default-timezone as the database spells it; LoadError if it knows no such zone."""
+    if zone is None:
+        return None
+    known = names.canonical(zone)
+    if known is None:
+        raise LoadError(
+            f"--default-timezone: {zone!r} is not a time zone the database knows "
+            f"(IANA names like America/New_York){names.suggestion(zone)}"
+        )
+    return known
 
 
 async def _open_target(connection: queries.Connection, target: CampaignSpec | str) -> Campaign:
@@ -207,6 +229,7 @@ async def load_csv(
     if first is None:
         raise LoadError(f"{source.path}: the file has no rows; nothing was loaded")
     layout = CsvLayout.detect(first.cells, options.column, str(source.path))
+    zone_column = time_zone_column(layout.header, options.timezone_column, str(source.path))
 
     def rows() -> Iterator[SourceRow]:
         if layout.header is None:
@@ -214,7 +237,19 @@ async def load_csv(
         yield from records
 
     async with pool.acquire() as connection, connection.transaction():
+        # The database reads the zones when it claims: a contact's zones must be its names.
+        names = ZoneNames(await queries.time_zone_names(connection))
+        if isinstance(target, CampaignSpec):
+            target = dataclasses.replace(
+                target, default_time_zone=_known_zone(names, target.default_time_zone)
+            )
         campaign = await _open_target(connection, target)
+        zone_rule = ZoneRule(
+            names,
+            zone_column,
+            _known_zone(names, campaign.default_time_zone),
+            required=campaign.schedule.has_local_rules,
+        )
         summary = LoadSummary(campaign)
         await queries.create_load_staging(connection)
         loop = asyncio.get_running_loop()
@@ -236,6 +271,7 @@ async def load_csv(
                         layout,
                         options.default_region,
                         campaign.from_number,
+                        zone_rule,
                     )
                 )
                 return True
@@ -259,8 +295,11 @@ async def load_csv(
                         )
                     if valid:
                         await connection.copy_records_to_table("load_staging", records=valid)
-                        inserted = await queries.insert_staged_contacts(connection, campaign.id)
+                        inserted, suppressed = await queries.insert_staged_contacts(
+                            connection, campaign.id, campaign.suppression_lists
+                        )
                         summary.loaded += inserted
+                        summary.suppressed += suppressed
                         summary.duplicates += len(valid) - inserted
                     observer.progressed(source.bytes_read)
             finally:

@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from campaign import queries
-from campaign.models import CONTACT_STATUSES, CampaignStatus, Progress
+from campaign.models import CONTACT_STATUSES, CallingWindow, CampaignStatus, Progress
 
 # The dialing rate is measured over the samples of this many seconds.
 RATE_WINDOW_S = 10.0
@@ -109,8 +109,11 @@ def _counts_table(names: Sequence[str], values: Sequence[str]) -> Table:
     return table
 
 
-def render_status(progress: Progress, estimate: RateEstimate) -> RenderableType:
-    """The view of one campaign: counts by status, call outcomes, dialing rate and ETA."""
+def render_status(
+    progress: Progress, estimate: RateEstimate, window: CallingWindow | None = None
+) -> RenderableType:
+    """The view of one campaign: counts by status, call outcomes, dialing rate and ETA, and
+    its calling hours with the contacts that wait for their window."""
     title = Text(f"campaign {progress.campaign} (id {progress.campaign_id}): ", style="bold")
     title.append(progress.status.value)
     contacts = _counts_table(
@@ -136,6 +139,7 @@ def render_status(progress: Progress, estimate: RateEstimate) -> RenderableType:
         Text("calls", style="bold"),
         calls,
         Text(_dialing_line(progress, estimate)),
+        *([Text(window.line(progress.waiting_for_window))] if window is not None else []),
     )
 
 
@@ -161,7 +165,8 @@ async def watch_status(
             if progress is None:
                 return None
             samples.append(Sample(at_s=clock(), pending=progress.counts["pending"]))
-            live.update(render_status(progress, estimate_rate(samples)), refresh=True)
+            window = await queries.calling_window(pool, name)
+            live.update(render_status(progress, estimate_rate(samples), window), refresh=True)
             if progress.status in FINISHED_STATUSES:
                 return progress
             with contextlib.suppress(TimeoutError):

@@ -124,6 +124,31 @@ class Schedule:
             for start, end in self.calling_hours
         )
 
+    def describe(self) -> str:
+        """`08:00-21:00 in each callee's local time, on mon,fri, from … until …`: one line."""
+        if self.calling_hours is None and self.calling_days is None:
+            parts = ["at any hour"]
+        else:
+            parts = [f"{self.hours_text()} in each callee's local time"]
+        if self.calling_days is not None:
+            parts.append("on " + ",".join(self.calling_days))
+        if self.skip_dates:
+            parts.append("except " + ",".join(day.isoformat() for day in self.skip_dates))
+        if self.start_at is not None:
+            parts.append(f"from {self.start_at.isoformat()}")
+        if self.end_at is not None:
+            parts.append(f"until {self.end_at.isoformat()}")
+        return ", ".join(parts)
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "calling_hours": self.hours_text(),
+            "calling_days": None if self.calling_days is None else list(self.calling_days),
+            "skip_dates": [day.isoformat() for day in self.skip_dates],
+            "start_at": None if self.start_at is None else self.start_at.isoformat(),
+            "end_at": None if self.end_at is None else self.end_at.isoformat(),
+        }
+
     @classmethod
     def from_record(cls, record: Any) -> Schedule:
         """Build from a `campaigns` row (its timemultirange as asyncpg's Ranges)."""
@@ -138,6 +163,24 @@ class Schedule:
             start_at=record["start_at"],
             end_at=record["end_at"],
         )
+
+
+@dataclass(frozen=True, slots=True)
+class CallingWindow:
+    """A campaign's schedule, and when the window of the first of its pending contacts that
+    wait for theirs next opens (None: none waits, or not in the next 15 days)."""
+
+    schedule: Schedule
+    next_opening: datetime | None
+
+    def line(self, waiting: int) -> str:
+        """`calls placed 08:00-21:00 …; 12 contacts wait for their window, next opening …`."""
+        text = f"calls placed {self.schedule.describe()}"
+        if waiting:
+            text += f"; {waiting:,} pending wait for their calling window"
+            if self.next_opening is not None:
+                text += f", the next opens {self.next_opening.isoformat(timespec='minutes')}"
+        return text
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,14 +9,22 @@ the bounds, as a last line of defence.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date, datetime, time
 
 import phonenumbers
 
 from campaign.callparams import CallParameterError, validate_call_parameters
 from campaign.destinations import AmbiguousNumber, InvalidDestination, normalise_destination
-from campaign.models import CampaignSpec, CampaignStatus, RedialableCallStatus
+from campaign.models import (
+    WEEKDAYS,
+    CampaignSpec,
+    CampaignStatus,
+    RedialableCallStatus,
+    Schedule,
+    TimeRange,
+)
 
 NAME_MAX_CHARS = 200
 # The bounds of the campaigns table's CHECK constraints (migrations/0001); `campaign load`'s
@@ -33,6 +41,14 @@ REDIAL_DELAY_MAX_S = 365 * 86400
 _WHOLE_NUMBER = re.compile(r"[0-9]+", re.ASCII)
 # The callbacks --track-calls points at this engine: a campaign cannot also set its own.
 TRACKED_CALLBACK_PARAMETERS = ("ring_url", "hangup_url", "machine_detection_url")
+# Calls are placed between 8 am and 9 pm in the callee's local time unless told otherwise (the
+# TCPA's hours in the US, and within the UK's, India's and Australia's rules).
+DEFAULT_CALLING_HOURS = "08:00-21:00"
+MAX_CALLS_PER_NUMBER_RANGE = (1, 1000)
+LIST_NAME_MAX_CHARS = 100
+NUL_CHAR = "\x00"
+_CLOCK_TIME = re.compile(r"([01]?[0-9]|2[0-4]):([0-5][0-9])", re.ASCII)
+_ZONE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*", re.ASCII)
 
 
 class SpecError(ValueError):
@@ -64,6 +80,16 @@ class CampaignOptions:
     track_calls: bool = False
     redial_on: str | None = None
     redial_delays: str | None = None
+    # When calls may be placed (None: not given; --calling-hours defaults to 08:00-21:00).
+    calling_hours: str | None = None
+    calling_days: str | None = None
+    skip_dates: str | None = None
+    start_at: str | None = None
+    end_at: str | None = None
+    default_timezone: str | None = None
+    # The lists the campaign honours besides `default` (--suppression-list, repeatable).
+    suppression_lists: Sequence[str] = ()
+    max_calls_per_number_per_day: int | None = None
 
 
 def option_for(parameter: str) -> str:
@@ -109,6 +135,26 @@ def check_load_into_existing(options: CampaignOptions) -> None:
             "--track-calls/--redial-on/--redial-delays",
             "a load into an existing campaign cannot change its settings",
         )
+    scheduling = [
+        flag
+        for flag, value in (
+            ("--calling-hours", options.calling_hours),
+            ("--calling-days", options.calling_days),
+            ("--skip-dates", options.skip_dates),
+            ("--start-at", options.start_at),
+            ("--end-at", options.end_at),
+            ("--default-timezone", options.default_timezone),
+            ("--suppression-list", options.suppression_lists or None),
+            ("--max-calls-per-number-per-day", options.max_calls_per_number_per_day),
+        )
+        if value is not None
+    ]
+    if scheduling:
+        raise SpecError(
+            ", ".join(scheduling),
+            "a load into an existing campaign cannot change its settings (its contacts get "
+            "the campaign's)",
+        )
 
 
 def new_campaign(options: CampaignOptions, public_url: str | None) -> CampaignSpec:
@@ -136,6 +182,11 @@ def new_campaign(options: CampaignOptions, public_url: str | None) -> CampaignSp
         raise SpecError("--redial-on", "redials need the calls' outcomes; add --track-calls")
     if delays_s and not statuses:
         raise SpecError("--redial-delays", "say which calls to redial with --redial-on")
+    _check_range(
+        "--max-calls-per-number-per-day",
+        options.max_calls_per_number_per_day,
+        MAX_CALLS_PER_NUMBER_RANGE,
+    )
     return CampaignSpec(
         name=name,
         from_number=from_number,
@@ -148,7 +199,174 @@ def new_campaign(options: CampaignOptions, public_url: str | None) -> CampaignSp
         redial_on=statuses,
         redial_delays_s=delays_s,
         track_calls_at=tracking_url(options.track_calls, public_url, parameters),
+        schedule=schedule(options),
+        default_time_zone=time_zone_name("--default-timezone", options.default_timezone),
+        suppression_lists=suppression_lists(options.suppression_lists),
+        max_calls_per_number_per_day=options.max_calls_per_number_per_day,
     )
+
+
+def schedule(options: CampaignOptions) -> Schedule:
+    """When the campaign's calls may be placed, from --calling-hours (default 08:00-21:00),
+    --calling-days, --skip-dates, --start-at and --end-at."""
+    start_at = instant("--start-at", options.start_at)
+    end_at = instant("--end-at", options.end_at)
+    if start_at is not None and end_at is not None and end_at <= start_at:
+        raise SpecError("--end-at", f"must be after --start-at ({start_at.isoformat()})")
+    return Schedule(
+        calling_hours=calling_hours(
+            DEFAULT_CALLING_HOURS if options.calling_hours is None else options.calling_hours
+        ),
+        calling_days=calling_days(options.calling_days),
+        skip_dates=skip_dates(options.skip_dates),
+        start_at=start_at,
+        end_at=end_at,
+    )
+
+
+def calling_hours(text: str) -> tuple[TimeRange, ...] | None:
+    """`09:00-12:00,14:00-20:00` → the ranges of the day, in order; `any` → None (any time).
+
+    Each range is HH:MM-HH:MM with its start before its end (24:00 is midnight at the end of
+    the day); ranges that touch or overlap are merged.
+    """
+    value = text.strip().lower()
+    if value in ("any", "always", "24h"):
+        return None
+    ranges: list[tuple[int, int]] = []
+    for part in value.split(","):
+        bounds = part.strip().split("-")
+        if len(bounds) != 2:
+            raise SpecError(
+                "--calling-hours",
+                f"{part.strip()!r} is not a range of hours such as 09:00-20:00 (or `any`)",
+            )
+        start, end = (_minute_of_day(bound) for bound in bounds)
+        if start >= end:
+            raise SpecError(
+                "--calling-hours",
+                f"{part.strip()!r} ends before it starts; a range over midnight is two ranges, "
+                "e.g. 20:00-24:00,00:00-02:00",
+            )
+        ranges.append((start, end))
+    merged: list[list[int]] = []
+    for start, end in sorted(ranges):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    if merged == [[0, 24 * 60]]:
+        return None
+    return tuple(
+        (time(start // 60, start % 60), None if end == 24 * 60 else time(end // 60, end % 60))
+        for start, end in merged
+    )
+
+
+def _minute_of_day(text: str) -> int:
+    match = _CLOCK_TIME.fullmatch(text.strip())
+    if match is None:
+        raise SpecError(
+            "--calling-hours", f"{text.strip()!r} is not a time of day such as 08:00 or 21:30"
+        )
+    minute = int(match.group(1)) * 60 + int(match.group(2))
+    if minute > 24 * 60:
+        raise SpecError("--calling-hours", f"{text.strip()!r} is past 24:00")
+    return minute
+
+
+def calling_days(text: str | None) -> tuple[str, ...] | None:
+    """`mon-fri`, `mon,tue,sat` or `sat-sun,wed` → those days in week order; None: every day.
+
+    A range may wrap over the week's end (`fri-mon`)."""
+    if text is None or text.strip().lower() in ("any", "all", "every", "daily"):
+        return None
+    chosen: set[str] = set()
+    for part in text.split(","):
+        bounds = [_weekday(bound) for bound in part.split("-")]
+        if len(bounds) == 1:
+            chosen.add(WEEKDAYS[bounds[0]])
+        elif len(bounds) == 2:
+            first, last = bounds
+            span = (last - first) % 7
+            chosen.update(WEEKDAYS[(first + step) % 7] for step in range(span + 1))
+        else:
+            raise SpecError(
+                "--calling-days", f"{part.strip()!r} is not a day or a range such as mon-fri"
+            )
+    if len(chosen) == 7:
+        return None
+    return tuple(day for day in WEEKDAYS if day in chosen)
+
+
+def _weekday(text: str) -> int:
+    key = text.strip().lower()[:3]
+    if key not in WEEKDAYS or not text.strip():
+        raise SpecError(
+            "--calling-days",
+            f"{text.strip()!r} is not a day of the week; use mon, tue, wed, thu, fri, sat, sun",
+        )
+    return WEEKDAYS.index(key)
+
+
+def skip_dates(text: str | None) -> tuple[date, ...]:
+    """`2026-12-24,2026-12-25` → the dates (in each callee's local calendar), sorted."""
+    if text is None or not text.strip():
+        return ()
+    dates = set()
+    for part in text.split(","):
+        try:
+            dates.add(date.fromisoformat(part.strip()))
+        except ValueError:
+            raise SpecError(
+                "--skip-dates", f"{part.strip()!r} is not a date such as 2026-12-25"
+            ) from None
+    return tuple(sorted(dates))
+
+
+def instant(option: str, text: str | None) -> datetime | None:
+    """An ISO 8601 instant with its offset (`2026-12-03T09:00-05:00`, or `…Z`)."""
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise SpecError(
+            option, f"{text.strip()!r} is not an ISO 8601 time such as 2026-12-03T09:00-05:00"
+        ) from None
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise SpecError(
+            option,
+            f"{text.strip()!r} has no UTC offset, so it could be any of 24 instants; add one, "
+            "e.g. 2026-12-03T09:00-05:00 or 2026-12-03T14:00Z",
+        )
+    return value
+
+
+def time_zone_name(option: str, text: str | None) -> str | None:
+    """An IANA time zone name's form (`America/New_York`); the load checks the database knows
+    it (the database, not Python, reads the zones when it claims)."""
+    if text is None:
+        return None
+    value = text.strip()
+    if not _ZONE_NAME.fullmatch(value) or len(value) > 64:
+        raise SpecError(option, f"{value!r} is not an IANA time zone name such as America/New_York")
+    return value
+
+
+def suppression_lists(names: Sequence[str]) -> tuple[str, ...]:
+    """The lists the campaign honours: `default`, then the ones given, each once."""
+    lists = ["default"]
+    for name in names:
+        lists.append(list_name("--suppression-list", name))
+    return tuple(dict.fromkeys(lists))
+
+
+def list_name(option: str, name: str) -> str:
+    """A suppression list's name: 1 to 100 characters, not only spaces; kept as given."""
+    if not name.strip() or len(name) > LIST_NAME_MAX_CHARS or NUL_CHAR in name:
+        raise SpecError(option, f"a list's name must be 1 to {LIST_NAME_MAX_CHARS} characters")
+    return name
 
 
 def campaign_name(name: str) -> str:

@@ -19,7 +19,7 @@ from campaign.cli.app import (
     stop_on_signals,
 )
 from campaign.console import print_progress_table
-from campaign.models import Campaign, CampaignStatus
+from campaign.models import CallingWindow, Campaign, CampaignStatus
 
 RECONCILE_FAILURES_SHOWN = 10
 # `cancel --cancel-queued` waits for requests in flight up to a Make-a-call time-out and this.
@@ -39,6 +39,7 @@ async def status(name: str | None, as_json: bool, once: bool) -> None:
     """
     settings = settings_from_environment()
     live = name is not None and not (as_json or once) and sys.stdout.isatty()
+    window: CallingWindow | None = None
     async with db.open_pool(settings) as pool:
         # Leases of workers that died count as what they are (back to pending, or unknown) even
         # when no worker runs to sweep them.
@@ -59,11 +60,19 @@ async def status(name: str | None, as_json: bool, once: bool) -> None:
                     fail(f"campaign {name!r} was deleted while it was shown")
                 return
             rows = [row]
+            window = await queries.calling_window(pool, name)
     if as_json:
         payload: Any = rows[0].as_json() if name is not None else [row.as_json() for row in rows]
+        if name is not None and window is not None:
+            payload["schedule"] = window.schedule.as_json()
+            payload["next_window_opens_at"] = (
+                None if window.next_opening is None else window.next_opening.isoformat()
+            )
         click.echo(json.dumps(payload))
         return
     print_progress_table(rows)
+    if name is not None and window is not None:
+        click.echo(window.line(rows[0].waiting_for_window))
 
 
 @click.command(name="list")

@@ -96,6 +96,55 @@ def _call_parameter_options(function: Callable[..., Any]) -> Callable[..., Any]:
     metavar="DURATIONS",
     help="Delays before attempt 2, 3, … (the last repeats), e.g. 10m,1h,4h (s, m, h, d).",
 )
+@click.option(
+    "--calling-hours",
+    metavar="HH:MM-HH:MM[,…]|any",
+    help="When calls may be placed, in each callee's local time  [default: "
+    f"{specs.DEFAULT_CALLING_HOURS}]; `any`: around the clock.",
+)
+@click.option(
+    "--calling-days",
+    metavar="DAYS",
+    help="Days calls may be placed on, in the callee's local time, e.g. mon-fri or mon,tue,sat "
+    "(default: every day).",
+)
+@click.option(
+    "--skip-dates",
+    metavar="DATES",
+    help="Local dates with no calls, e.g. 2026-12-24,2026-12-25.",
+)
+@click.option(
+    "--start-at",
+    metavar="TIME",
+    help="Dial nothing before this ISO 8601 time with offset, e.g. 2026-12-03T09:00-05:00.",
+)
+@click.option(
+    "--end-at",
+    metavar="TIME",
+    help="At this ISO 8601 time, contacts not yet dialled expire and the campaign completes.",
+)
+@click.option(
+    "--default-timezone",
+    metavar="ZONE",
+    help="Time zone of contacts whose row and number tell none, e.g. America/New_York.",
+)
+@click.option(
+    "--timezone-column",
+    metavar="HEADER",
+    help="The header of the time zone column (default: timezone, time_zone or tz if present).",
+)
+@click.option(
+    "--suppression-list",
+    "suppression_lists",
+    metavar="NAME",
+    multiple=True,
+    help="Never call numbers on this list too (repeatable; list `default` always applies).",
+)
+@click.option(
+    "--max-calls-per-number-per-day",
+    type=click.IntRange(*specs.MAX_CALLS_PER_NUMBER_RANGE),
+    help="Calls this campaign places to one number in 24 hours, at most.",
+)
 @click.option("--paused", is_flag=True, help="Create the campaign paused instead of running.")
 @click.option("--strict", is_flag=True, help="Load nothing if any row is rejected.")
 @click.option(
@@ -121,6 +170,15 @@ async def load(
     track_calls: bool,
     redial_on: str | None,
     redial_delays: str | None,
+    calling_hours: str | None,
+    calling_days: str | None,
+    skip_dates: str | None,
+    start_at: str | None,
+    end_at: str | None,
+    default_timezone: str | None,
+    timezone_column: str | None,
+    suppression_lists: tuple[str, ...],
+    max_calls_per_number_per_day: int | None,
     paused: bool,
     strict: bool,
     jobs: int | None,
@@ -142,10 +200,22 @@ async def load(
         track_calls=track_calls,
         redial_on=redial_on,
         redial_delays=redial_delays,
+        calling_hours=calling_hours,
+        calling_days=calling_days,
+        skip_dates=skip_dates,
+        start_at=start_at,
+        end_at=end_at,
+        default_timezone=default_timezone,
+        suppression_lists=suppression_lists,
+        max_calls_per_number_per_day=max_calls_per_number_per_day,
     )
     target = specs.load_target(campaign_options, settings.public_url)
     options = LoadOptions(
-        column=column, default_region=specs.default_region(default_region), jobs=jobs, strict=strict
+        column=column,
+        timezone_column=timezone_column,
+        default_region=specs.default_region(default_region),
+        jobs=jobs,
+        strict=strict,
     )
     source = CsvSource(csv_file)
     try:
@@ -162,4 +232,6 @@ async def load(
     click.echo(
         f"rows read {summary.rows_read}, loaded {summary.loaded}, "
         f"duplicates {summary.duplicates}, rejected {summary.rejected}"
+        + (f", suppressed {summary.suppressed}" if summary.suppressed else "")
     )
+    click.echo(f"calls placed {campaign.schedule.describe()}")

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 import click
 
-from campaign import db, queries
+from campaign import db, queries, specs
 from campaign.cli.app import (
     EXIT_USAGE,
     fail,
@@ -28,6 +28,7 @@ from campaign.cli.app import (
 from campaign.config import Settings
 from campaign.console import LoadReporter, print_progress_table
 from campaign.importer import CsvSource
+from campaign.models import Schedule
 
 if TYPE_CHECKING:
     from campaign.metrics import Metrics
@@ -69,8 +70,15 @@ async def migrate() -> None:
     help="Rows of the generated CSV.",
 )
 @click.option("--name", help="Campaign name (default: demo-<time>).")
+@click.option(
+    "--calling-hours",
+    metavar="HH:MM-HH:MM[,…]|any",
+    default=specs.DEFAULT_CALLING_HOURS,
+    show_default=True,
+    help="When calls may be placed, in each callee's local time; `any`: around the clock.",
+)
 @run_command
-async def demo(csv_file: Path | None, rows: int, name: str | None) -> None:
+async def demo(csv_file: Path | None, rows: int, name: str | None, calling_hours: str) -> None:
     """Run a whole campaign on embedded defaults: load a CSV, dial it through the simulator.
 
     The database is the embedded PostgreSQL unless CAMPAIGN_DATABASE_URL is set; Plivo is the
@@ -78,6 +86,7 @@ async def demo(csv_file: Path | None, rows: int, name: str | None) -> None:
     """
     from campaign.demo import run_demo, write_sample_csv
 
+    schedule = Schedule(calling_hours=specs.calling_hours(calling_hours))
     settings = settings_from_environment()
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     campaign_name = name or f"demo-{stamp}"
@@ -88,7 +97,7 @@ async def demo(csv_file: Path | None, rows: int, name: str | None) -> None:
     source = CsvSource(csv_file)
     try:
         with LoadReporter(source.size_bytes, None) as reporter:
-            result = await run_demo(settings, source, campaign_name, reporter)
+            result = await run_demo(settings, source, campaign_name, reporter, schedule)
     finally:
         source.close()
     summary = result.load
@@ -101,6 +110,20 @@ async def demo(csv_file: Path | None, rows: int, name: str | None) -> None:
         f"{result.elapsed_s:.1f} s, at most {result.max_calls_per_second} calls in one second "
         f"(account limit {result.calls_per_second:g}/s)"
     )
+    waiting = result.progress.waiting_for_window
+    if waiting:
+        click.echo(
+            f"{waiting} contacts wait for their calling window "
+            f"({result.window.schedule.describe()})"
+            + (
+                f"; the next opens {result.window.next_opening.isoformat(timespec='minutes')}"
+                if result.window.next_opening is not None
+                else ""
+            )
+            + f": `campaign worker` dials them then, or see `campaign status {campaign_name}`"
+        )
+    else:
+        click.echo(f"every callee's calling window was open ({result.window.schedule.describe()})")
     print_progress_table([result.progress])
 
 

@@ -23,6 +23,7 @@ from campaign.queries.batches import (
 )
 from campaign.queries.callbacks import record_call_events
 from campaign.queries.campaigns import (
+    calling_window,
     campaign_by_name,
     campaign_for_load,
     campaign_status,
@@ -45,7 +46,11 @@ from campaign.queries.cancelling import (
     try_advisory_lock,
 )
 from campaign.queries.exporting import contact_outcome_chunks, export_field_names
-from campaign.queries.loading import create_load_staging, insert_staged_contacts
+from campaign.queries.loading import (
+    create_load_staging,
+    insert_staged_contacts,
+    time_zone_names,
+)
 from campaign.queries.ratelimits import Slot, reserve_request_slot, reserve_retry_slots
 from campaign.queries.reconciling import (
     FoundContact,
@@ -89,6 +94,7 @@ __all__ = [
     "UnknownContacts",
     "advisory_unlock",
     "block_names",
+    "calling_window",
     "campaign_by_name",
     "campaign_for_load",
     "campaign_status",
@@ -131,6 +137,7 @@ __all__ = [
     "reserve_retry_slots",
     "sending_count",
     "set_campaign_status",
+    "time_zone_names",
     "try_advisory_lock",
     "unknown_contacts",
     "unsend",

@@ -7,7 +7,14 @@ from datetime import time
 
 import asyncpg
 
-from campaign.models import Campaign, CampaignSpec, CampaignStatus, Progress, Schedule
+from campaign.models import (
+    CallingWindow,
+    Campaign,
+    CampaignSpec,
+    CampaignStatus,
+    Progress,
+    Schedule,
+)
 from campaign.queries.base import Connection, Executor, sql
 
 
@@ -133,6 +140,14 @@ async def progress(executor: Executor, name: str) -> Progress | None:
     """One campaign's row of `campaign_progress`."""
     record = await executor.fetchrow(sql("progress_by_name"), name)
     return None if record is None else Progress.from_record(record)
+
+
+async def calling_window(executor: Executor, name: str) -> CallingWindow | None:
+    """Campaign `name`'s schedule and when the next window of its waiting contacts opens."""
+    record = await executor.fetchrow(sql("calling_window"), name)
+    if record is None:
+        return None
+    return CallingWindow(Schedule.from_record(record), record["next_opening"])
 
 
 async def progress_all(executor: Executor) -> list[Progress]:

@@ -84,6 +84,20 @@ SELECT pg_notify('campaign_work', $1::bigint::text);
 -- progress_by_name --
 SELECT * FROM campaign_progress WHERE campaign = $1;
 
+-- calling_window --
+-- A campaign's row ($1: its name) and when the first window of its pending contacts that wait
+-- for theirs opens: over the sets of zones closed now that hold pending contacts.
+SELECT k.*,
+       (SELECT min(next_window_opening(k, z.time_zones, now()))
+        FROM campaign_time_zones z
+        WHERE z.campaign_id = k.id
+          AND NOT zone_set_open(k, z.time_zones, now())
+          AND EXISTS (SELECT 1 FROM contacts t
+                      WHERE t.campaign_id = k.id AND t.time_zones = z.time_zones
+                        AND t.status = 'pending')) AS next_opening
+FROM campaigns k
+WHERE k.name = $1;
+
 -- progress_all --
 SELECT * FROM campaign_progress ORDER BY campaign_id;
 
@@ -94,20 +108,41 @@ CREATE TEMPORARY TABLE load_staging (
     line_number     integer NOT NULL,
     raw_destination text NOT NULL,
     destination     text NOT NULL,
-    fields          text NOT NULL  -- JSON text, made by the validating processes
+    fields          text NOT NULL,  -- JSON text, made by the validating processes
+    time_zones      text[] NOT NULL
 ) ON COMMIT DROP;
 
 -- insert_staged_contacts --
--- File order is dial order: contacts get ids by line number; the first of duplicates wins.
-WITH inserted AS (
-    INSERT INTO contacts (campaign_id, destination, raw_destination, line_number, fields)
-    SELECT $1, destination, raw_destination, line_number, fields::jsonb
-    FROM load_staging
-    ORDER BY line_number
+-- The first of duplicates wins (by line number); ids follow the line numbers within each set of
+-- time zones, and the sets are stored together, so that the claim, which walks one open set at
+-- a time, reads few pages. A number on one of the campaign's suppression lists ($2) is stored
+-- `suppressed`, naming the list. Returns (inserted, suppressed).
+WITH staged AS (
+    SELECT DISTINCT ON (s.destination) s.*
+    FROM load_staging s
+    ORDER BY s.destination, s.line_number
+), inserted AS (
+    INSERT INTO contacts (campaign_id, destination, raw_destination, line_number, fields,
+                          time_zones, status, last_error)
+    SELECT $1, s.destination, s.raw_destination, s.line_number, s.fields::jsonb, s.time_zones,
+           CASE WHEN x.list IS NULL THEN 'pending' ELSE 'suppressed' END,
+           'suppressed: on list ' || x.list
+    FROM staged s
+    LEFT JOIN LATERAL (
+        SELECT x.list FROM suppressions x
+        WHERE x.list = ANY ($2::text[]) AND x.destination = s.destination
+        ORDER BY x.list LIMIT 1
+    ) x ON true
+    ORDER BY s.time_zones, s.line_number
     ON CONFLICT (campaign_id, destination) DO NOTHING
-    RETURNING 1
+    RETURNING status
 )
-SELECT count(*) FROM inserted;
+SELECT count(*) AS inserted, count(*) FILTER (WHERE status = 'suppressed') AS suppressed
+FROM inserted;
+
+-- time_zone_names --
+-- The time zones the database knows: a contact's zones must be among them.
+SELECT name FROM pg_timezone_names;
 
 -- truncate_load_staging --
 TRUNCATE load_staging;

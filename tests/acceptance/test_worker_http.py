@@ -60,6 +60,8 @@ async def load_campaign(command: list[str], env: dict[str, str], tmp_path: Path)
         "+14155550100",
         "--answer-url",
         "https://example.com/answer.xml",
+        "--calling-hours",
+        "any",
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -180,7 +180,13 @@ def test_validate_rows_keeps_other_columns_and_rejects_from_number() -> None:
         SourceRow(5, ["Di", "+1 415 555 0124", "12:00", "extra"]),
     ]
     valid, rejected = validate_rows(rows, layout, "US", "+14155550100")
-    assert valid[0] == (2, "(415) 555-0123", "+14155550123", '{"name": "Ada", "slot": "10:00"}')
+    assert valid[0] == (
+        2,
+        "(415) 555-0123",
+        "+14155550123",
+        '{"name": "Ada", "slot": "10:00"}',
+        [],
+    )
     assert valid[1][3] == '{"name": "Di", "slot": "12:00", "column4": "extra"}'
     assert [(row.line_number, row.reason) for row in rejected] == [
         (3, "is the campaign's own from number"),

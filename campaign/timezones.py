@@ -1,0 +1,83 @@
+"""Time zones: of a phone number (phonenumbers' data, by prefix), and as the database names them.
+
+A number's zones are exactly phonenumbers' `time_zones_for_number`: a fixed-line or (in the
+countries where mobile ranges are geographic) mobile number gets the zones of its longest known
+prefix, any other type (toll-free, most mobile ranges, …) the zones of its whole country code.
+This module computes the same answer without phonenumbers' second look-up of the number's type
+when the caller already has it (the validation computes it), and without any look-up at all
+when the prefix and the country code tell the same zones. tests/unit/test_timezones.py holds it
+equal to phonenumbers over a large corpus.
+
+Pure and light (phonenumbers only): the loader's validating processes import it.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+
+import phonenumbers
+from phonenumbers import PhoneNumber, PhoneNumberType
+from phonenumbers.tzdata import TIMEZONE_DATA, TIMEZONE_LONGEST_PREFIX
+
+# phonenumbers' answer for a number it knows no zone of.
+UNKNOWN_ZONE = "Etc/Unknown"
+_LONGEST = TIMEZONE_LONGEST_PREFIX
+
+
+def _by_prefix(digits: str) -> tuple[str, ...]:
+    """The zones of the longest prefix of `digits` in phonenumbers' data (none: unknown)."""
+    for length in range(min(_LONGEST, len(digits)), 0, -1):
+        zones = TIMEZONE_DATA.get(digits[:length])
+        if zones is not None:
+            return tuple(zone for zone in zones if zone != UNKNOWN_ZONE)
+    return ()
+
+
+def zones_of_number(
+    number: PhoneNumber, e164: str, number_type: int | None = None
+) -> tuple[str, ...]:
+    """The time zones of a valid number, as phonenumbers' `time_zones_for_number` gives them
+    (without `Etc/Unknown`: an empty tuple when no zone is known).
+
+    `e164` is the number formatted in E.164; `number_type` its type when already known.
+    """
+    country_code = number.country_code or 0
+    of_country = _by_prefix(str(country_code))
+    of_prefix = _by_prefix(e164[1:])
+    if of_prefix == of_country:
+        return of_prefix
+    if number_type is None:
+        number_type = phonenumbers.number_type(number)
+    if number_type == PhoneNumberType.UNKNOWN:
+        return ()
+    geographical = phonenumbers.is_number_type_geographical(number_type, country_code)
+    return of_prefix if geographical else of_country
+
+
+def zones_of_e164(e164: str) -> tuple[str, ...]:
+    """The time zones of a valid number written in E.164 (see zones_of_number)."""
+    return zones_of_number(phonenumbers.parse(e164, None), e164)
+
+
+class ZoneNames:
+    """The time zone names a database knows (`pg_timezone_names`), looked up without regard to
+    case and answered in the database's spelling."""
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self._by_key: Mapping[str, str] = {name.lower(): name for name in names}
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def canonical(self, name: str) -> str | None:
+        """`name` as the database spells it, or None if it knows no such zone."""
+        return self._by_key.get(name.strip().lower())
+
+    def suggestion(self, name: str) -> str:
+        """`; did you mean America/New_York?` for a near miss, else ``."""
+        close = difflib.get_close_matches(name.strip().lower(), self._by_key, n=1, cutoff=0.75)
+        return f"; did you mean {self._by_key[close[0]]}?" if close else ""
+
+    def __reduce__(self) -> tuple[type[ZoneNames], tuple[list[str]]]:
+        return (ZoneNames, (sorted(self._by_key.values()),))
