@@ -397,9 +397,9 @@ def test_demo_runs_on_embedded_defaults(campaign_command: list[str], tmp_path: P
     assert (
         "campaign demo (id 1): rows read 30, loaded 24, duplicates 3, rejected 3" in result.stdout
     )
-    dialled = int(
-        re.search(r"dialled (\d+) destinations through the Plivo simulator", result.stdout)[1]
-    )  # type: ignore[index]
+    found = re.search(r"dialled (\d+) destinations through the Plivo simulator", result.stdout)
+    assert found is not None, result.stdout
+    dialled = int(found[1])
     again = run(campaign_command, env, "status", "demo", "--json")
     progress = json.loads(again.stdout)
     assert dialled >= 1
