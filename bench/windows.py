@@ -34,12 +34,13 @@ import asyncpg
 import psutil
 
 from campaign import db, queries
+from campaign.importer import STAGED_ROWS_PER_INSERT
 from campaign.ratelimit import SHARED_SLOT_SLACK_S
 
 # Prime, above any contact count, and coprime with 7919: g * 7919 % it is a permutation.
 PERMUTATION_MODULUS = 99_999_989
-# Rows per chunk of a load (campaign/importer.py CHUNK_ROWS).
-LOAD_CHUNK_ROWS = 5000
+# Rows per move from a load's staging table into contacts (grouped by zones within each).
+LOAD_CHUNK_ROWS = STAGED_ROWS_PER_INSERT
 # Zones tried for "day" and "night" now, whatever the hour the benchmark runs at.
 CANDIDATE_ZONES = (
     "Pacific/Honolulu",
@@ -98,7 +99,7 @@ async def make_campaign(
         name,
     )
     open_every = round(1 / open_share)
-    # As `campaign load` writes them: chunk by chunk of the file, each chunk's rows grouped by
+    # As `campaign load` writes them: 50,000 rows of the file at a time, each move's rows grouped by
     # their set of zones (so that a set's contacts share heap pages, as the claim reads them).
     for first in range(1, contacts + 1, LOAD_CHUNK_ROWS):
         await connection.execute(
