@@ -56,8 +56,11 @@ def zones_of_number(
 
 
 def zones_of_e164(e164: str) -> tuple[str, ...]:
-    """The time zones of a valid number written in E.164 (see zones_of_number)."""
-    return zones_of_number(phonenumbers.parse(e164, None), e164)
+    """The time zones of a valid number written with its country code (see zones_of_number)."""
+    number = phonenumbers.parse(e164, None)
+    return zones_of_number(
+        number, phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    )
 
 
 class ZoneNames:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import time
 from pathlib import Path
 
 import asyncpg
@@ -12,7 +13,7 @@ import pytest
 from campaign import queries
 from campaign.destinations import LoadError, Rejected
 from campaign.importer import CsvSource, LoadOptions, LoadSummary, load_csv
-from campaign.models import CampaignSpec, CampaignStatus
+from campaign.models import CampaignSpec, CampaignStatus, Schedule
 
 SPEC = CampaignSpec(
     name="reminders",
@@ -255,3 +256,140 @@ async def test_parallel_validation_matches_inline(pool: asyncpg.Pool, tmp_path: 
         "SELECT campaign_id, array_agg(destination ORDER BY id) AS d FROM contacts GROUP BY 1"
     )
     assert orders[0]["d"] == orders[1]["d"]
+
+
+# --- time zones and suppression at load ---------------------------------------------------------
+
+LOCAL_HOURS = Schedule(calling_hours=((time(8), time(21)),))
+
+
+async def zones_by_line(pool: asyncpg.Pool) -> dict[int, list[str]]:
+    rows = await pool.fetch("SELECT line_number, time_zones FROM contacts ORDER BY id")
+    return {row["line_number"]: row["time_zones"] for row in rows}
+
+
+async def test_each_contact_gets_its_zones_from_its_row_its_number_or_the_default(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """The row's tz column wins (any case, stored as the database spells it), then the number's
+    zones, then --default-timezone; a bad zone name rejects its row with its line."""
+    spec = replace(SPEC, schedule=LOCAL_HOURS, default_time_zone="america/chicago")
+    content = (
+        "phone,tz\n"
+        "+14155550123,\n"  # 2: the number's zone
+        "+14155550124,asia/kolkata\n"  # 3: the row's, in the database's spelling
+        "+442071838750,\n"  # 4: London
+        "sip:alice@example.com,\n"  # 5: no zone of its own: the default
+        "+14155550125,Mars/Olympus\n"  # 6: rejected
+        "+14155550126,America/New_Yrok\n"  # 7: rejected, with a suggestion
+    )
+    summary, recorder = await load(pool, tmp_path / "z.csv", content, target=spec)
+    assert (summary.loaded, summary.rejected) == (4, 2)
+    assert await zones_by_line(pool) == {
+        2: ["America/Los_Angeles"],
+        3: ["Asia/Kolkata"],
+        4: ["Europe/London"],
+        5: ["America/Chicago"],
+    }
+    assert [(r.line_number, r.reason) for r in recorder.rejects] == [
+        (6, "'Mars/Olympus' in column 'tz' is not an IANA time zone name (like America/New_York)"),
+        (
+            7,
+            "'America/New_Yrok' in column 'tz' is not an IANA time zone name (like "
+            "America/New_York); did you mean America/New_York?",
+        ),
+    ]
+    stored = await pool.fetchval("SELECT default_time_zone FROM campaigns")
+    assert stored == "America/Chicago"
+
+
+async def test_a_contact_without_a_zone_is_rejected_naming_default_timezone(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """With calling hours and no default zone, a SIP URI (no zone) is rejected with a reason
+    that names --default-timezone; with `--calling-hours any` it needs none."""
+    content = "phone\n+14155550123\nsip:alice@example.com\n"
+    summary, recorder = await load(
+        pool, tmp_path / "s.csv", content, target=replace(SPEC, schedule=LOCAL_HOURS)
+    )
+    assert (summary.loaded, summary.rejected) == (1, 1)
+    assert recorder.rejects[0].line_number == 3
+    assert "pass --default-timezone ZONE" in recorder.rejects[0].reason
+    assert "a SIP URI has none" in recorder.rejects[0].reason
+    anyhour, recorder = await load(
+        pool, tmp_path / "s.csv", content, target=replace(SPEC, name="any")
+    )
+    assert (anyhour.loaded, anyhour.rejected) == (2, 0)
+
+
+async def test_an_unknown_default_zone_or_zone_column_loads_nothing(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """--default-timezone the database does not know, or a --timezone-column the file lacks,
+    refuses the load with the option and the fix; no campaign is left behind."""
+    with pytest.raises(LoadError, match=r"--default-timezone: 'Europe/Lodnon' .*Europe/London\?"):
+        await load(
+            pool,
+            tmp_path / "d.csv",
+            "phone\n+14155550123\n",
+            target=replace(SPEC, schedule=LOCAL_HOURS, default_time_zone="Europe/Lodnon"),
+        )
+    with pytest.raises(LoadError, match=r"no column 'zone' in the header .*--timezone-column"):
+        await load(
+            pool,
+            tmp_path / "d.csv",
+            "phone\n+14155550123\n",
+            options=LoadOptions(default_region="US", timezone_column="zone"),
+        )
+    assert await pool.fetchval("SELECT count(*) FROM campaigns") == 0
+
+
+async def test_contacts_of_a_set_of_zones_are_stored_together_first_duplicate_wins(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """Ids follow the lines within each set of zones, the sets stored apart (what the claim
+    reads); of a number written twice, the first line wins, even with another zone."""
+    spec = replace(SPEC, schedule=LOCAL_HOURS)
+    content = (
+        "phone,timezone\n"
+        "+14155550001,Europe/London\n"  # 2
+        "+14155550002,\n"  # 3: Los Angeles
+        "+14155550003,Europe/London\n"  # 4
+        "+14155550002,Asia/Tokyo\n"  # 5: a duplicate of line 3
+        "+14155550004,\n"  # 6
+    )
+    summary, _ = await load(pool, tmp_path / "o.csv", content, target=spec)
+    assert (summary.loaded, summary.duplicates) == (4, 1)
+    rows = await pool.fetch("SELECT line_number, time_zones FROM contacts ORDER BY id")
+    assert [(row["line_number"], row["time_zones"]) for row in rows] == [
+        (3, ["America/Los_Angeles"]),
+        (6, ["America/Los_Angeles"]),
+        (2, ["Europe/London"]),
+        (4, ["Europe/London"]),
+    ]
+
+
+async def test_suppressed_numbers_are_stored_suppressed_at_load(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """A number on `default` or on a list the campaign honours is stored `suppressed` with the
+    list named, counted in the summary and never pending; one on another list is dialled."""
+    await pool.executemany(
+        "INSERT INTO suppressions (list, destination, reason) VALUES ($1, $2, 'asked')",
+        [("default", "+14155550001"), ("clinic", "+14155550002"), ("other", "+14155550003")],
+    )
+    spec = replace(SPEC, suppression_lists=("default", "clinic"))
+    content = "phone\n+14155550001\n+14155550002\n+14155550003\n+14155550004\n"
+    summary, _ = await load(pool, tmp_path / "p.csv", content, target=spec)
+    assert (summary.loaded, summary.suppressed) == (4, 2)
+    assert summary.as_json()["suppressed"] == 2
+    rows = await pool.fetch("SELECT destination, status, last_error FROM contacts ORDER BY id")
+    assert [tuple(row.values()) for row in rows] == [
+        ("+14155550001", "suppressed", "suppressed: on list default"),
+        ("+14155550002", "suppressed", "suppressed: on list clinic"),
+        ("+14155550003", "pending", None),
+        ("+14155550004", "pending", None),
+    ]
+    progress = await queries.progress(pool, "reminders")
+    assert progress is not None
+    assert progress.counts["suppressed"] == 2

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 import pytest
 
-from campaign.models import CampaignStatus, RedialableCallStatus
+from campaign.models import CampaignStatus, RedialableCallStatus, Schedule
 from campaign.specs import (
     CampaignOptions,
     SpecError,
+    calling_days,
+    calling_hours,
     default_region,
     load_target,
     new_campaign,
@@ -383,3 +386,133 @@ def test_unknown_default_region_is_refused() -> None:
     assert str(caught.value) == (
         "--default-region: 'xx' is not a region code; use two letters such as US, GB, IN"
     )
+
+
+# --- calling hours, schedules, suppression lists, caps -----------------------------------------
+
+
+def test_a_new_campaign_calls_from_8_to_21_in_each_callees_time_by_default() -> None:
+    """Without --calling-hours, 08:00-21:00 local (the TCPA's hours); `any` lifts it; the list
+    `default` is always honoured."""
+    spec = new_campaign(NEW, PUBLIC_URL)
+    assert spec.schedule.calling_hours == ((time(8), time(21)),)
+    assert spec.schedule.has_local_rules
+    assert spec.suppression_lists == ("default",)
+    anyhour = new_campaign(replace(NEW, calling_hours="any"), PUBLIC_URL)
+    assert anyhour.schedule.calling_hours is None
+    assert not anyhour.schedule.has_local_rules
+
+
+@pytest.mark.parametrize(
+    ("text", "hours"),
+    [
+        ("09:00-20:00", ((time(9), time(20)),)),
+        ("09:00-12:00,14:00-20:00", ((time(9), time(12)), (time(14), time(20)))),
+        ("14:00-20:00, 9:00-12:30", ((time(9), time(12, 30)), (time(14), time(20)))),
+        ("09:00-12:00,11:00-13:00", ((time(9), time(13)),)),
+        ("20:00-24:00,00:00-02:00", ((time(0), time(2)), (time(20), None))),
+        ("00:00-24:00", None),
+        ("ANY", None),
+    ],
+)
+def test_calling_hours_are_ranges_of_the_day(text: str, hours: Any) -> None:
+    """Ranges are sorted and merged; 24:00 ends the day; the whole day is `any`."""
+    assert calling_hours(text) == hours
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("9-17", "'9' is not a time of day such as 08:00"),
+        ("21:00-08:00", "a range over midnight is two ranges"),
+        ("08:00-25:00", "'25:00' is not a time of day"),
+        ("08:00-24:30", "'24:30' is past 24:00"),
+        ("08:00", "'08:00' is not a range of hours"),
+        ("08:00-12:00,", "'' is not a range of hours"),
+    ],
+)
+def test_bad_calling_hours_name_the_option_and_the_fix(text: str, message: str) -> None:
+    """A malformed range is refused with --calling-hours and what is wrong."""
+    error = refused(replace(NEW, calling_hours=text))
+    assert error.option == "--calling-hours"
+    assert message in error.message
+
+
+@pytest.mark.parametrize(
+    ("text", "days"),
+    [
+        ("mon-fri", ("mon", "tue", "wed", "thu", "fri")),
+        ("mon,tue,sat", ("mon", "tue", "sat")),
+        ("sat-sun,wed", ("wed", "sat", "sun")),
+        ("fri-mon", ("mon", "fri", "sat", "sun")),
+        ("Monday-Friday", ("mon", "tue", "wed", "thu", "fri")),
+        ("mon-sun", None),
+        (None, None),
+    ],
+)
+def test_calling_days(text: str | None, days: tuple[str, ...] | None) -> None:
+    """Days and ranges of days (wrapping over the week's end), in week order; all: None."""
+    assert calling_days(text) == days
+
+
+def test_schedule_options_are_checked() -> None:
+    """Days, dates, instants (with an offset), the zone's form, list names and the cap are
+    each refused with their option and the fix."""
+    cases = [
+        (replace(NEW, calling_days="mon-funday"), "--calling-days", "is not a day of the week"),
+        (replace(NEW, skip_dates="2026-12-24,24/12"), "--skip-dates", "'24/12' is not a date"),
+        (replace(NEW, start_at="2026-12-03T09:00"), "--start-at", "has no UTC offset"),
+        (replace(NEW, end_at="tomorrow"), "--end-at", "is not an ISO 8601 time"),
+        (
+            replace(NEW, start_at="2026-12-03T09:00-05:00", end_at="2026-12-03T13:00Z"),
+            "--end-at",
+            "must be after --start-at",
+        ),
+        (replace(NEW, default_timezone="New York"), "--default-timezone", "IANA time zone"),
+        (replace(NEW, suppression_lists=(" ",)), "--suppression-list", "1 to 100 characters"),
+        (replace(NEW, max_calls_per_number_per_day=0), "--max-calls-per-number-per-day", "1"),
+    ]
+    for options, option, message in cases:
+        error = refused(options)
+        assert (error.option, message in error.message) == (option, True), error
+
+
+def test_schedule_options_are_stored_on_the_spec() -> None:
+    """Every option lands on the CampaignSpec, dates sorted, instants with their offsets."""
+    spec = new_campaign(
+        replace(
+            NEW,
+            calling_hours="09:00-20:00",
+            calling_days="mon-fri",
+            skip_dates="2026-12-25,2026-12-24",
+            start_at="2026-12-03T09:00-05:00",
+            end_at="2026-12-20T18:00Z",
+            default_timezone="America/Chicago",
+            suppression_lists=("clinic", "default", "clinic"),
+            max_calls_per_number_per_day=2,
+        ),
+        PUBLIC_URL,
+    )
+    assert spec.schedule == Schedule(
+        calling_hours=((time(9), time(20)),),
+        calling_days=("mon", "tue", "wed", "thu", "fri"),
+        skip_dates=(date(2026, 12, 24), date(2026, 12, 25)),
+        start_at=datetime(2026, 12, 3, 14, 0, tzinfo=UTC),
+        end_at=datetime(2026, 12, 20, 18, 0, tzinfo=UTC),
+    )
+    assert spec.default_time_zone == "America/Chicago"
+    assert spec.suppression_lists == ("default", "clinic")
+    assert spec.max_calls_per_number_per_day == 2
+    assert spec.schedule.describe() == (
+        "09:00-20:00 in each callee's local time, on mon,tue,wed,thu,fri, except "
+        "2026-12-24,2026-12-25, from 2026-12-03T09:00:00-05:00, until 2026-12-20T18:00:00+00:00"
+    )
+
+
+def test_a_load_into_an_existing_campaign_keeps_its_schedule() -> None:
+    """The schedule is the campaign's: a load into it cannot change it, and says so."""
+    error = refused(
+        replace(EXISTING, calling_hours="any", suppression_lists=("x",), default_timezone="UTC")
+    )
+    assert error.option == "--calling-hours, --default-timezone, --suppression-list"
+    assert CANNOT_CHANGE in error.message
