@@ -112,6 +112,59 @@ def test_load_then_status_and_list(
     assert "pending" in listing.stdout.splitlines()[0]
 
 
+def test_load_with_a_schedule_and_status_shows_the_window(
+    campaign_command: list[str], cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """`load` stores the schedule, says when calls are placed, and `status` shows how many wait
+    for their window; a zone the database does not know is one line, exit 1, nothing created."""
+    contacts = tmp_path / "zones.csv"
+    contacts.write_text("phone,tz\n+14155550123,\n+442071838750,\nsip:a@example.com,UTC\n")
+    options = [
+        "--from", "+14155550100", "--answer-url", "https://example.com/answer.xml",
+        "--calling-hours", "09:00-12:00,14:00-20:00", "--calling-days", "mon-fri",
+        "--skip-dates", "2026-12-25", "--end-at", "2099-01-01T00:00Z",
+    ]  # fmt: skip
+    result = run(campaign_command, cli_env, "load", str(contacts), "--name", "zones", *options)
+    assert result.returncode == 0, result.stderr
+    assert (
+        "calls placed 09:00-12:00,14:00-20:00 in each callee's local time, on "
+        "mon,tue,wed,thu,fri, except 2026-12-25, until 2099-01-01T00:00:00+00:00"
+    ) in result.stdout
+    status = run(campaign_command, cli_env, "status", "zones", "--json")
+    payload = json.loads(status.stdout)
+    assert payload["schedule"]["calling_hours"] == "09:00-12:00,14:00-20:00"
+    assert payload["schedule"]["calling_days"] == ["mon", "tue", "wed", "thu", "fri"]
+    # Whatever the hour: the contacts whose window is closed now are counted, and then the
+    # next opening (within a week, weekends included) is shown.
+    waiting = payload["waiting_for_window"]
+    assert 0 <= waiting <= 3
+    assert (payload["next_window_opens_at"] is None) == (waiting == 0)
+    table = run(campaign_command, cli_env, "status", "zones")
+    assert table.stdout.splitlines()[-1].startswith(
+        "calls placed 09:00-12:00,14:00-20:00 in each callee's local time"
+    )
+    if waiting:
+        assert f"{waiting} pending wait for their calling window, the next opens" in table.stdout
+    unknown = run(
+        campaign_command,
+        cli_env,
+        "load",
+        str(contacts),
+        "--name",
+        "bad-zone",
+        *LOAD_OPTIONS,
+        "--default-timezone",
+        "Europe/Lodnon",
+    )
+    assert unknown.returncode == 1
+    assert unknown.stderr.strip().splitlines()[-1] == (
+        "campaign: error: --default-timezone: 'Europe/Lodnon' is not a time zone the database "
+        "knows (IANA names like America/New_York); did you mean Europe/London?"
+    )
+    listing = json.loads(run(campaign_command, cli_env, "list", "--json").stdout)
+    assert [row["campaign"] for row in listing] == ["zones"]
+
+
 def test_add_to_existing_campaign(
     campaign_command: list[str], cli_env: dict[str, str], numbers_csv: Path, tmp_path: Path
 ) -> None:
@@ -166,6 +219,12 @@ def test_add_to_existing_campaign(
             ["--track-calls", "--redial-on", "busy", "--redial-delays", "1h,30000d"],
             "--redial-delays: '30000d' is longer than 365 days, the longest delay",
         ),
+        (
+            ["--calling-hours", "21:00-08:00"],
+            "--calling-hours: '21:00-08:00' ends before it starts; a range over midnight",
+        ),
+        (["--calling-days", "weekdays"], "--calling-days: 'weekdays' is not a day of the week"),
+        (["--start-at", "2026-12-03T09:00"], "--start-at: '2026-12-03T09:00' has no UTC offset"),
     ],
 )
 def test_bad_campaign_parameter_exits_2(
