@@ -47,7 +47,7 @@ BAD_SHOWN = 20
 
 
 def list_name(value: str) -> str:
-    """A valid list name (1-100 characters, not blank, no spaces at its ends), else SpecError.
+    """A valid list name (1-100 characters, not blank, no NUL), kept as given, else SpecError.
 
     Names are matched exactly against campaigns.suppression_lists, so nothing is trimmed.
     """
@@ -57,8 +57,6 @@ def list_name(value: str) -> str:
         raise SpecError(
             "--list", f"the list name has {len(value)} characters; at most {LIST_NAME_MAX}"
         )
-    if value != value.strip():
-        raise SpecError("--list", f"{value!r} has spaces at its ends; write the name without")
     if NUL in value:
         raise SpecError("--list", "the list name holds a NUL byte (\\0); remove it")
     return value
