@@ -41,25 +41,8 @@ from campaign.importer import CHUNK_ROWS, PARALLEL_MIN_BYTES, CsvSource
 from campaign.specs import SpecError
 
 DEFAULT_LIST = "default"
-LIST_NAME_MAX = 100  # the CHECK on suppressions.list
 # Bad values listed one by one; the rest are counted.
 BAD_SHOWN = 20
-
-
-def list_name(value: str) -> str:
-    """A valid list name (1-100 characters, not blank, no NUL), kept as given, else SpecError.
-
-    Names are matched exactly against campaigns.suppression_lists, so nothing is trimmed.
-    """
-    if not value.strip():
-        raise SpecError("--list", "the list name is blank; give a name such as default")
-    if len(value) > LIST_NAME_MAX:
-        raise SpecError(
-            "--list", f"the list name has {len(value)} characters; at most {LIST_NAME_MAX}"
-        )
-    if NUL in value:
-        raise SpecError("--list", "the list name holds a NUL byte (\\0); remove it")
-    return value
 
 
 def reason_text(value: str | None) -> str | None:
@@ -297,8 +280,8 @@ async def add_to_list(
     """Put the numbers of `arguments` (numbers, and CSV files by is_file_argument) on the list,
     in one transaction; RefusedValues (nothing added) if any value is not a number.
 
-    `list_name`, `reason` and `default_region` are taken as checked (list_name(), reason_text(),
-    specs.default_region()).
+    `list_name`, `reason` and `default_region` are taken as checked (specs.list_name(),
+    reason_text(), specs.default_region()).
     """
     async with pool.acquire() as connection, connection.transaction():
         await queries.create_suppression_staging(connection)

@@ -19,11 +19,9 @@ from campaign import db, queries, specs
 from campaign.cli.app import EXIT_FAILURE, EXIT_USAGE, fail, run_command, settings_from_environment
 from campaign.suppression import (
     DEFAULT_LIST,
-    LIST_NAME_MAX,
     RefusedValues,
     add_to_list,
     is_file_argument,
-    list_name,
     reason_text,
     remove_from_list,
 )
@@ -60,7 +58,7 @@ def _list_option(help_text: str, *, default: str | None = DEFAULT_LIST) -> Decor
         metavar="NAME",
         default=default,
         show_default=default is not None,
-        help=f"{help_text} (1-{LIST_NAME_MAX} characters).",
+        help=f"{help_text} (1-{specs.LIST_NAME_MAX_CHARS} characters).",
     )
 
 
@@ -108,7 +106,7 @@ async def add(
     not a number, the bad ones are listed (file and line, or argument) and nothing is added.
     A number already on the list keeps its reason and date.
     """
-    name = list_name(list_)
+    name = specs.list_name("--list", list_)
     stored_reason = reason_text(reason)
     region = specs.default_region(default_region)
     if column is not None and not any(is_file_argument(value) for value in values):
@@ -145,7 +143,7 @@ async def remove(
     the bad ones are listed and nothing is removed. Numbers that were not on the list are
     named; that is not an error.
     """
-    name = list_name(list_)
+    name = specs.list_name("--list", list_)
     region = specs.default_region(default_region)
     settings = settings_from_environment()
     async with db.open_pool(settings) as pool:
@@ -193,7 +191,7 @@ async def list_command(list_: str | None, as_json: bool) -> None:
                 f"{_when(entry.newest)}"
             )
         return
-    name = list_name(list_)
+    name = specs.list_name("--list", list_)
     try:
         async with (
             db.open_pool(settings) as pool,
