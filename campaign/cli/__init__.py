@@ -2,13 +2,14 @@
 
 `app` holds the group and what every command shares (error lines, exit codes, signals); the
 commands live by what they act on: `load`, `campaigns` (status, list, export, pause, resume,
-cancel, reconcile), `services` (migrate, worker, serve, demo) and `simulator`. The validation of
-a campaign's settings is campaign.specs, pure and tested without a subprocess.
+cancel, reconcile), `suppress` (the do-not-call lists: add, remove, list), `services` (migrate,
+worker, serve, demo) and `simulator`. The validation of a campaign's settings is
+campaign.specs, pure and tested without a subprocess.
 """
 
 from __future__ import annotations
 
-from campaign.cli import campaigns, load, services, simulator
+from campaign.cli import campaigns, load, services, simulator, suppress
 from campaign.cli.app import cli
 
 for command in (
@@ -20,6 +21,7 @@ for command in (
     campaigns.resume,
     campaigns.cancel,
     campaigns.reconcile_command,
+    suppress.suppress,
     services.migrate,
     services.worker,
     services.serve,

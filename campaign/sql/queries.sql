@@ -474,3 +474,46 @@ SELECT
 FROM contact_outcomes o
 WHERE o.campaign_id = $1
 ORDER BY o.contact_id;
+
+-- === Suppression (do-not-call) lists: `campaign suppress` =====================================
+
+-- create_suppression_staging --
+-- A temporary table, dropped at commit, that `suppress add` COPYs its normalised numbers into.
+CREATE TEMPORARY TABLE suppression_staging (
+    destination text NOT NULL
+) ON COMMIT DROP;
+
+-- insert_staged_suppressions --
+-- Put the staged numbers on list $1 with reason $2, each once. A number already on the list
+-- keeps its reason and created_at (the first opt-out is the record). Returns how many distinct
+-- numbers were staged and how many of them were added.
+WITH staged AS (
+    SELECT DISTINCT destination FROM suppression_staging
+), added AS (
+    INSERT INTO suppressions (list, destination, reason)
+    SELECT $1, s.destination, $2 FROM staged s
+    ON CONFLICT (list, destination) DO NOTHING
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM staged) AS distinct_numbers, (SELECT count(*) FROM added) AS added;
+
+-- delete_suppressions --
+-- Take the numbers $2 off list $1; returns the numbers that were on it.
+DELETE FROM suppressions
+WHERE list = $1 AND destination = ANY ($2::text[])
+RETURNING destination;
+
+-- suppression_lists --
+-- Every list with how many numbers it holds and when its newest was added.
+SELECT list, count(*) AS numbers, max(created_at) AS newest
+FROM suppressions
+GROUP BY list
+ORDER BY list;
+
+-- suppressed_numbers --
+-- The numbers on list $1 in the primary key's order (read from it, nothing sorted), through a
+-- cursor.
+SELECT destination, reason, created_at
+FROM suppressions
+WHERE list = $1
+ORDER BY list, destination;

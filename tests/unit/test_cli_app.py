@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import asyncpg
+import click
 import pytest
 
 from campaign.cli import cli
@@ -44,7 +45,11 @@ def test_every_command_is_registered() -> None:
         "serve",
         "demo",
         "simulator",
+        "suppress",
     }
+    suppress = cli.commands["suppress"]
+    assert isinstance(suppress, click.Group)
+    assert set(suppress.commands) == {"add", "remove", "list"}
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,9 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"sending"}),
     frozenset({"recording"}),
     frozenset({"dialing"}),
-    frozenset({"worker", "reconcile", "cancellation", "callbacks", "importer", "export"}),
+    frozenset(
+        {"worker", "reconcile", "cancellation", "callbacks", "importer", "export", "suppression"}
+    ),
     frozenset({"web", "live", "console", "simulator"}),
     frozenset({"demo"}),
     frozenset({"cli", "__main__"}),
