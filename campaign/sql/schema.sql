@@ -222,6 +222,21 @@ CREATE TABLE campaign_time_zones (
 CREATE FUNCTION note_campaign_time_zones() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    -- Every zone must be one the database knows: AT TIME ZONE raises for another, here, rather
+    -- than in every later claim and status of the campaign.
+    PERFORM now() AT TIME ZONE z.zone
+    FROM (SELECT DISTINCT u.zone
+          FROM new_contacts n CROSS JOIN LATERAL unnest(n.time_zones) AS u(zone)) z;
+    -- A contact without zones is never dialled by a campaign with rules in local time.
+    IF EXISTS (
+        SELECT 1 FROM new_contacts n JOIN campaigns k ON k.id = n.campaign_id
+        WHERE n.status = 'pending' AND cardinality(n.time_zones) = 0
+          AND campaign_has_local_rules(k)
+    ) THEN
+        RAISE EXCEPTION 'contacts.time_zones is empty for a contact of a campaign with calling '
+                        'hours, days or skipped dates: give each contact its time zones'
+            USING ERRCODE = 'check_violation';
+    END IF;
     INSERT INTO campaign_time_zones (campaign_id, time_zones)
     SELECT DISTINCT n.campaign_id, n.time_zones FROM new_contacts n
     ON CONFLICT DO NOTHING;
@@ -235,6 +250,8 @@ CREATE TRIGGER contacts_time_zones_inserted
 CREATE FUNCTION note_contact_time_zones() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    -- Every zone must be one the database knows (see note_campaign_time_zones).
+    PERFORM now() AT TIME ZONE u.zone FROM unnest(NEW.time_zones) AS u(zone);
     INSERT INTO campaign_time_zones (campaign_id, time_zones)
     VALUES (NEW.campaign_id, NEW.time_zones)
     ON CONFLICT DO NOTHING;
@@ -268,6 +285,9 @@ CREATE TABLE number_calls (
 );
 CREATE INDEX number_calls_destination ON number_calls (destination, placed_at);
 CREATE INDEX number_calls_placed ON number_calls USING brin (placed_at);
+-- A number's calls in flight (claimed, being sent, or of unknown fate), which the caps count.
+CREATE INDEX contacts_in_flight_destination ON contacts (destination)
+    WHERE status IN ('claimed', 'sending', 'unknown');
 
 -- Of p_zones, those whose local time at p_at is in the hours, on one of the days, and not on a
 -- skipped date. The zone rules do daylight saving time.
@@ -349,27 +369,43 @@ CREATE FUNCTION number_call_wait(
     p_own_cap      integer
 ) RETURNS timestamptz
 LANGUAGE sql STABLE AS $$
-    -- When the calls placed to p_destination in the last 24 h (all campaigns', and the
-    -- campaign's own) are both under their caps again; NULL when they are now.
+    -- When p_destination may be called again under both caps (all campaigns', p_all_cap, and
+    -- the campaign's own, p_own_cap); NULL when it may be now. The calls placed in the last 24 h
+    -- count, and so do the calls claimed or being sent (of any campaign) and those whose fate is
+    -- unknown: a number at its cap with its calls placed waits until the call that keeps it
+    -- there is 24 h old; one at its cap only with calls in flight is looked at again in a minute
+    -- (they may be given back unsent). The claim holds an advisory lock per number meanwhile.
     WITH recent AS (
         SELECT n.placed_at, n.campaign_id = p_campaign_id AS own
         FROM number_calls n
         WHERE n.destination = p_destination AND n.placed_at > now() - interval '1 day'
-    ), waits AS (
-        -- With c calls and a cap of N, the (c - N + 1)-th oldest must age out.
-        SELECT (SELECT r.placed_at FROM recent r ORDER BY r.placed_at
-                OFFSET greatest((SELECT count(*) FROM recent) - p_all_cap, 0) LIMIT 1) AS all_wait,
-               (SELECT r.placed_at FROM recent r WHERE r.own ORDER BY r.placed_at
-                OFFSET greatest((SELECT count(*) FROM recent WHERE own) - p_own_cap, 0) LIMIT 1)
-               AS own_wait
+    ), in_flight AS (
+        SELECT t.campaign_id = p_campaign_id AS own
+        FROM contacts t
+        WHERE t.destination = p_destination AND t.status IN ('claimed', 'sending', 'unknown')
+          AND t.updated_at > now() - interval '1 day'
+    ), counts AS (
+        SELECT (SELECT count(*) FROM recent) AS placed,
+               (SELECT count(*) FROM recent WHERE own) AS own_placed,
+               (SELECT count(*) FROM in_flight) AS flying,
+               (SELECT count(*) FROM in_flight WHERE own) AS own_flying
     )
     SELECT greatest(
-        CASE WHEN p_all_cap IS NOT NULL
-                  AND (SELECT count(*) FROM recent) >= p_all_cap THEN w.all_wait END,
-        CASE WHEN p_own_cap IS NOT NULL
-                  AND (SELECT count(*) FROM recent WHERE own) >= p_own_cap THEN w.own_wait END
-    ) + interval '1 day'
-    FROM waits w
+        CASE WHEN p_all_cap IS NULL THEN NULL
+             -- With c calls and a cap of N, the (c - N + 1)-th oldest must age out.
+             WHEN c.placed >= p_all_cap THEN
+                 (SELECT r.placed_at FROM recent r ORDER BY r.placed_at
+                  OFFSET c.placed - p_all_cap LIMIT 1) + interval '1 day'
+             WHEN c.placed + c.flying >= p_all_cap THEN now() + interval '1 minute'
+        END,
+        CASE WHEN p_own_cap IS NULL THEN NULL
+             WHEN c.own_placed >= p_own_cap THEN
+                 (SELECT r.placed_at FROM recent r WHERE r.own ORDER BY r.placed_at
+                  OFFSET c.own_placed - p_own_cap LIMIT 1) + interval '1 day'
+             WHEN c.own_placed + c.own_flying >= p_own_cap THEN now() + interval '1 minute'
+        END
+    )
+    FROM counts c
 $$;
 
 -- Contacts not dialled by their campaign's end_at become `expired`; per campaign, how many.
@@ -393,8 +429,8 @@ $$;
 CREATE FUNCTION queued_outside_window(p_campaign_ids bigint[])
 RETURNS TABLE (contact_id bigint, campaign_id bigint, destination text, request_uuid text)
 LANGUAGE sql STABLE AS $$
-    -- Calls Plivo may still hold queued (not ringing yet) whose callee's window has closed:
-    -- each with the request_uuids that may be its own (a batch whose uuids could not be mapped
+    -- Calls Plivo may still hold queued (not ringing yet) whose callee's window has closed or
+    -- closes within ten seconds: each with the request_uuids that may be its own (a batch whose uuids could not be mapped
     -- gives every one of its batch's).
     SELECT c.id, c.campaign_id, c.destination, coalesce(c.request_uuid, u.request_uuid)
     FROM campaigns k
@@ -407,14 +443,16 @@ LANGUAGE sql STABLE AS $$
       -- A ring callback means it is no longer queued.
       AND c.call_status IS NULL
       AND coalesce(c.request_uuid, u.request_uuid) IS NOT NULL
-      AND NOT zone_set_open(k, c.time_zones, now())
+      -- Ten seconds ahead: a sweep comes every poll interval and cancels are paced, so a call
+      -- is cancelled before its window closes, not after.
+      AND NOT zone_set_open(k, c.time_zones, now() + interval '10 seconds')
 $$;
 
 -- Those cancelled at Plivo wait for their next window, the attempt not counted.
 CREATE FUNCTION requeue_cancelled_calls(p_contact_ids bigint[]) RETURNS integer
 LANGUAGE sql AS $$
     -- Queued calls cancelled at Plivo as their window closed: the contact waits for its next
-    -- window, its attempt not counted.
+    -- window, its attempt not counted, nor its call in the caps of calls per number.
     WITH requeued AS (
         UPDATE contacts c
         SET status = CASE WHEN k.status = 'cancelled' THEN 'cancelled' ELSE 'pending' END,
@@ -423,7 +461,13 @@ LANGUAGE sql AS $$
             updated_at = now()
         FROM campaigns k
         WHERE c.id = ANY (p_contact_ids) AND c.status = 'queued' AND k.id = c.campaign_id
-        RETURNING 1
+        RETURNING c.campaign_id, c.destination
+    ), uncounted AS (
+        DELETE FROM number_calls n
+        USING requeued r
+        WHERE n.ctid = (SELECT m.ctid FROM number_calls m
+                        WHERE m.destination = r.destination AND m.campaign_id = r.campaign_id
+                        ORDER BY m.placed_at DESC LIMIT 1)
     )
     SELECT count(*)::integer FROM requeued
 $$;
@@ -836,6 +880,12 @@ BEGIN
     -- Numbers at a cap of calls per day wait until the call that keeps them there is 24 h old.
     IF p_max_calls_per_number IS NOT NULL OR v_campaign.max_calls_per_number_per_day IS NOT NULL
     THEN
+        -- One claim at a time per number (in number order, so claims never deadlock): another
+        -- campaign's claim of the same number waits for this one to commit, then counts its
+        -- contact as in flight.
+        PERFORM pg_advisory_xact_lock(hashtextextended('number:' || u.destination, 0))
+        FROM (SELECT DISTINCT d.destination FROM unnest(v_dests) AS d(destination)
+              ORDER BY d.destination) u;
         UPDATE contacts c
         SET next_attempt_at = w.until, updated_at = now(),
             last_error = 'waiting: the number had its calls per day'
@@ -941,6 +991,26 @@ BEGIN
     END IF;
     IF v_status <> 'running' THEN
         RETURN 'the campaign is ' || v_status;
+    END IF;
+    -- A retry places its calls now, not at the claim's slot: every callee's window must still
+    -- be open (the campaign within its schedule), and no number suppressed since.
+    IF EXISTS (
+        SELECT 1
+        FROM (SELECT DISTINCT c.campaign_id, c.time_zones FROM contacts c
+              WHERE c.id = ANY (p_contact_ids)) z
+        JOIN campaigns k ON k.id = z.campaign_id
+        WHERE NOT zone_set_open(k, z.time_zones, now())
+    ) THEN
+        RETURN 'a callee''s calling window closed meanwhile';
+    END IF;
+    IF EXISTS (
+        SELECT 1
+        FROM contacts c
+        JOIN campaigns k ON k.id = c.campaign_id
+        JOIN suppressions x ON x.list = ANY (k.suppression_lists) AND x.destination = c.destination
+        WHERE c.id = ANY (p_contact_ids)
+    ) THEN
+        RETURN 'a number was put on a suppression list meanwhile';
     END IF;
     UPDATE contacts c
     SET lease_expires_at = now() + make_interval(secs => p_lease_s), updated_at = now()

@@ -302,6 +302,117 @@ async def test_the_campaigns_own_cap_counts_its_own_calls(
     assert await claimed(clocked_pool, campaign_id) == ["+14155551000"]
 
 
+async def test_the_global_cap_counts_another_campaigns_call_in_flight(
+    clocked_pool: asyncpg.Pool, clock: Clock
+) -> None:
+    """With at most 1 call per number per day, campaign A's call to a number, claimed but not
+    yet recorded, keeps campaign B from claiming the same number; B's contact is looked at again
+    a minute later, and once A's request is given back unsent, B dials it."""
+    await clock.set(at("2026-12-02T17:00:00+00:00"))
+    a = await campaign_with(clocked_pool, [["America/New_York"]], schedule=Schedule(), name="a")
+    b = await campaign_with(clocked_pool, [["America/New_York"]], schedule=Schedule(), name="b")
+    assert await claimed(clocked_pool, a, cap=1) == ["+14155551000"]
+    assert await claimed(clocked_pool, b, cap=1) == []
+    waiting = await clocked_pool.fetchrow(
+        "SELECT status, next_attempt_at FROM contacts WHERE campaign_id = $1", b
+    )
+    assert waiting is not None
+    assert (waiting["status"], waiting["next_attempt_at"]) == (
+        "pending",
+        at("2026-12-02T17:01:00+00:00"),
+    )
+    await release(clocked_pool)
+    await clock.advance(60)
+    assert await claimed(clocked_pool, b, cap=1) == ["+14155551000"]
+
+
+async def test_a_retry_is_fenced_by_the_window_and_by_suppressions(
+    clocked_pool: asyncpg.Pool, clock: Clock
+) -> None:
+    """A request written ahead at 20:59:50 New York time and refused by Plivo is not sent again
+    at 21:00:30 (the window closed meanwhile); nor, inside the window, to a number suppressed
+    since: the fence names why, and the request is given back."""
+    await clock.set(at("2026-12-03T01:59:50+00:00"))  # 20:59:50 in New York
+    campaign_id = await campaign_with(clocked_pool, [["America/New_York"]])
+    contact_id = await clocked_pool.fetchval("SELECT id FROM contacts")
+
+    async def fence() -> str | None:
+        reason: str | None = await clocked_pool.fetchval(
+            "SELECT fence_dial_request(max(id), 'w', $1, 60) FROM dial_requests", [contact_id]
+        )
+        return reason
+
+    await clocked_pool.execute(
+        "SELECT start_dial_attempts($1, 'w', $2, $3, 180)",
+        campaign_id,
+        [contact_id],
+        ["+14155551000"],
+    )
+    assert await fence() is None
+    await clock.set(at("2026-12-03T02:00:30+00:00"))  # 21:00:30: closed
+    assert await fence() == "a callee's calling window closed meanwhile"
+    await clock.set(at("2026-12-03T01:59:55+00:00"))
+    await clocked_pool.execute(
+        "INSERT INTO suppressions (list, destination) VALUES ('default', '+14155551000')"
+    )
+    assert await fence() == "a number was put on a suppression list meanwhile"
+
+
+async def test_a_zone_the_database_does_not_know_fails_the_insert_not_the_claims(
+    clocked_pool: asyncpg.Pool, clock: Clock
+) -> None:
+    """A script that inserts a contact with a misspelt zone, or with no zone into a campaign
+    with calling hours, is refused at once; the campaign's claims and everyone's status keep
+    working (before, one such row made both fail)."""
+    await clock.set(at("2026-12-02T17:00:00+00:00"))
+    campaign_id = await campaign_with(clocked_pool, [["America/New_York"]])
+    for zones, message in (
+        (["America/NewYork"], 'time zone "America/NewYork" not recognized'),
+        ([], "contacts.time_zones is empty"),
+    ):
+        with pytest.raises(asyncpg.PostgresError, match=message):
+            await clocked_pool.execute(
+                "INSERT INTO contacts (campaign_id, destination, raw_destination, time_zones)"
+                " VALUES ($1, '+14155559999', 'x', $2)",
+                campaign_id,
+                zones,
+            )
+    with pytest.raises(asyncpg.PostgresError, match="not recognized"):
+        await clocked_pool.execute(
+            "UPDATE contacts SET time_zones = '{Mars/Olympus}' WHERE campaign_id = $1",
+            campaign_id,
+        )
+    await queries.progress_all(clocked_pool)
+    assert await claimed(clocked_pool, campaign_id) == ["+14155551000"]
+
+
+async def test_a_queued_call_cancelled_at_its_windows_close_is_not_counted_in_the_cap(
+    clocked_pool: asyncpg.Pool, clock: Clock
+) -> None:
+    """A queued call is listed for cancelling ten seconds before its window closes; cancelled,
+    the contact waits, its attempt and its call in the per-number cap both given back."""
+    await clock.set(at("2026-12-03T01:59:00+00:00"))  # 20:59 in New York
+    campaign_id = await campaign_with(
+        clocked_pool, [["America/New_York"]], max_calls_per_number_per_day=1
+    )
+    await clocked_pool.execute(
+        "UPDATE contacts SET status = 'queued', attempts = 1, request_uuid = 'r-1'"
+    )
+    await clocked_pool.execute(
+        "INSERT INTO number_calls (destination, campaign_id) VALUES ('+14155551000', $1)",
+        campaign_id,
+    )
+    assert await queries.queued_outside_window(clocked_pool, None) == []
+    await clock.set(at("2026-12-03T01:59:51+00:00"))  # 9 s before the close
+    queued = await queries.queued_outside_window(clocked_pool, None)
+    assert [row.destination for row in queued] == ["+14155551000"]
+    await queries.requeue_cancelled_calls(clocked_pool, [queued[0].contact_id])
+    row = await clocked_pool.fetchrow("SELECT status, attempts FROM contacts")
+    assert row is not None
+    assert (row["status"], row["attempts"]) == ("pending", 0)
+    assert await clocked_pool.fetchval("SELECT count(*) FROM number_calls") == 0
+
+
 async def test_the_next_window_opening_is_found_per_set_of_zones(
     clocked_pool: asyncpg.Pool, clock: Clock
 ) -> None:
