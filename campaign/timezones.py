@@ -63,12 +63,40 @@ def zones_of_e164(e164: str) -> tuple[str, ...]:
     )
 
 
+# Names that read like zones but are not a place's rules: fixed offsets that ignore daylight
+# saving time (EST is 5 hours behind UTC all year, while New York is 4 in summer), the server's
+# own zone, and copies of the tree. A contact's zone must be a place (Area/Location) or UTC.
+_NOT_A_PLACE_PREFIXES = ("posix/", "right/", "posixrules", "localtime", "factory")
+# What people write for a zone, and the place they most likely mean.
+_ABBREVIATIONS = {
+    "est": "America/New_York", "edt": "America/New_York", "et": "America/New_York",
+    "cst": "America/Chicago", "cdt": "America/Chicago", "ct": "America/Chicago",
+    "mst": "America/Denver (or America/Phoenix, which keeps no summer time)",
+    "mdt": "America/Denver", "mt": "America/Denver",
+    "pst": "America/Los_Angeles", "pdt": "America/Los_Angeles", "pt": "America/Los_Angeles",
+    "akst": "America/Anchorage", "hst": "Pacific/Honolulu",
+    "gmt": "Europe/London", "bst": "Europe/London", "ist": "Asia/Kolkata",
+    "cet": "Europe/Paris", "eet": "Europe/Athens", "aest": "Australia/Sydney",
+}  # fmt: skip
+
+
+def is_place_zone(name: str) -> bool:
+    """Whether a zone name of the database is a place's rules (`America/New_York`) or UTC, not
+    a fixed offset that skips daylight saving time (`EST`, `MST7MDT`) or an alias of the tree."""
+    key = name.lower()
+    if key in ("utc", "etc/utc"):
+        return True
+    return "/" in key and not key.startswith(_NOT_A_PLACE_PREFIXES)
+
+
 class ZoneNames:
-    """The time zone names a database knows (`pg_timezone_names`), looked up without regard to
-    case and answered in the database's spelling."""
+    """The time zone names a database knows (`pg_timezone_names`) that are places (see
+    is_place_zone), looked up without regard to case and answered in the database's spelling."""
 
     def __init__(self, names: Iterable[str]) -> None:
-        self._by_key: Mapping[str, str] = {name.lower(): name for name in names}
+        self._by_key: Mapping[str, str] = {
+            name.lower(): name for name in names if is_place_zone(name)
+        }
 
     def __len__(self) -> int:
         return len(self._by_key)
@@ -78,7 +106,10 @@ class ZoneNames:
         return self._by_key.get(name.strip().lower())
 
     def suggestion(self, name: str) -> str:
-        """`; did you mean America/New_York?` for a near miss, else ``."""
+        """`; did you mean America/New_York?` for an abbreviation or a near miss, else ``."""
+        meant = _ABBREVIATIONS.get(name.strip().lower())
+        if meant is not None:
+            return f"; an abbreviation is not a place's rules: did you mean {meant}?"
         close = difflib.get_close_matches(name.strip().lower(), self._by_key, n=1, cutoff=0.75)
         return f"; did you mean {self._by_key[close[0]]}?" if close else ""
 

@@ -101,3 +101,21 @@ def test_zone_names_are_looked_up_without_case_and_survive_pickling() -> None:
     copy = pickle.loads(pickle.dumps(names))  # noqa: S301  # our own bytes
     assert copy.canonical("utc") == "UTC"
     assert len(copy) == 3
+
+
+def test_abbreviations_and_fixed_offsets_are_not_zones_of_a_place() -> None:
+    """EST is five hours behind UTC all year while New York is four in summer: a row written
+    `EST` would be called at 21:00-22:00 local in summer. Such names (and the server's
+    `localtime`, the posix/ copies) are refused, with the place they most likely mean."""
+    names = ZoneNames(
+        ["EST", "MST7MDT", "localtime", "posix/America/New_York", "America/New_York", "UTC"]
+    )
+    assert names.canonical("EST") is None
+    assert names.canonical("MST7MDT") is None
+    assert names.canonical("localtime") is None
+    assert names.canonical("posix/America/New_York") is None
+    assert names.canonical("america/new_york") == "America/New_York"
+    assert names.canonical("utc") == "UTC"
+    assert names.suggestion("est") == (
+        "; an abbreviation is not a place's rules: did you mean America/New_York?"
+    )
