@@ -198,6 +198,22 @@ def _known_zone(names: ZoneNames, zone: str | None) -> str | None:
     return known
 
 
+def _never_open_reason(campaign: Campaign, zones: tuple[str, ...]) -> str:
+    """Why a contact whose zones' window never opens is rejected, and the fix."""
+    schedule = campaign.schedule
+    when = " before the campaign ends" if schedule.end_at is not None else ""
+    if len(zones) == 1:
+        return (
+            f"its calling window never opens{when} (calling hours {schedule.hours_text()} in "
+            f"{zones[0]}, within 15 days of the start)"
+        )
+    return (
+        f"its number spans {len(zones)} time zones ({zones[0]} … {zones[-1]}) that are never "
+        f"all within the calling hours ({schedule.hours_text()}) at once{when}; give the row "
+        "its own zone in a timezone column"
+    )
+
+
 async def _open_target(connection: queries.Connection, target: CampaignSpec | str) -> Campaign:
     if isinstance(target, CampaignSpec):
         try:
@@ -262,10 +278,41 @@ async def load_csv(
             ahead = max(2, getattr(executor, "_max_workers", 1) * 2)
             staged = 0
 
+            # Sets of zones whose window was found to open (or not) for this campaign.
+            opens: dict[tuple[str, ...], bool] = {}
+
+            async def reject_never_open() -> int:
+                """Take out of the load the staged rows whose zones' window never opens: all
+                within the calling hours at once never, within 15 days of the start or before
+                the end. How many."""
+                if not campaign.schedule.has_local_rules:
+                    return 0
+                taken = 0
+                for zones in await queries.staged_time_zone_sets(connection):
+                    if zones not in opens:
+                        opening = await queries.first_window_opening(connection, campaign.id, zones)
+                        opens[zones] = opening is not None
+                    if opens[zones]:
+                        continue
+                    reason = _never_open_reason(campaign, zones)
+                    for line_number, raw in await queries.reject_staged_time_zones(
+                        connection, zones
+                    ):
+                        if options.strict:
+                            raise LoadError(
+                                f"{source.path}: line {line_number}: {reason}; nothing was "
+                                "loaded (--strict)"
+                            )
+                        observer.rejected(Rejected(line_number, raw, reason))
+                        taken += 1
+                summary.rejected += taken
+                return taken
+
             async def move_staged() -> None:
                 nonlocal staged
                 if not staged:
                     return
+                staged -= await reject_never_open()
                 inserted, suppressed = await queries.insert_staged_contacts(
                     connection, campaign.id, campaign.suppression_lists
                 )

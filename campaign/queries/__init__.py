@@ -48,7 +48,10 @@ from campaign.queries.cancelling import (
 from campaign.queries.exporting import contact_outcome_chunks, export_field_names
 from campaign.queries.loading import (
     create_load_staging,
+    first_window_opening,
     insert_staged_contacts,
+    reject_staged_time_zones,
+    staged_time_zone_sets,
     time_zone_names,
 )
 from campaign.queries.ratelimits import Slot, reserve_request_slot, reserve_retry_slots
@@ -124,6 +127,7 @@ __all__ = [
     "expire_ended_campaigns",
     "export_field_names",
     "fence",
+    "first_window_opening",
     "insert_staged_contacts",
     "insert_staged_suppressions",
     "known_call_uuids",
@@ -146,6 +150,7 @@ __all__ = [
     "record_failure",
     "record_reply",
     "recover_expired_leases",
+    "reject_staged_time_zones",
     "release_claims",
     "reopen_campaign",
     "reopen_unfinished",
@@ -155,6 +160,7 @@ __all__ = [
     "sending_count",
     "set_campaign_status",
     "stage_suppressions",
+    "staged_time_zone_sets",
     "suppressed_number_chunks",
     "suppression_lists",
     "time_zone_names",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from campaign.queries.base import Connection, sql
 
@@ -29,3 +30,29 @@ async def insert_staged_contacts(
 async def time_zone_names(connection: Connection) -> list[str]:
     """The names of the time zones the database knows (pg_timezone_names)."""
     return [row["name"] for row in await connection.fetch(sql("time_zone_names"))]
+
+
+async def staged_time_zone_sets(connection: Connection) -> list[tuple[str, ...]]:
+    """The distinct sets of time zones of the rows staged now."""
+    return [
+        tuple(row["time_zones"]) for row in await connection.fetch(sql("staged_time_zone_sets"))
+    ]
+
+
+async def first_window_opening(
+    connection: Connection, campaign_id: int, time_zones: Sequence[str]
+) -> datetime | None:
+    """When the window of `time_zones` first opens for the campaign (None: not within 15 days of
+    its start, or not before its end)."""
+    opening: datetime | None = await connection.fetchval(
+        sql("first_window_opening"), campaign_id, list(time_zones)
+    )
+    return opening
+
+
+async def reject_staged_time_zones(
+    connection: Connection, time_zones: Sequence[str]
+) -> list[tuple[int, str]]:
+    """Take the staged rows with these zones out of the load: (line number, value) each."""
+    rows = await connection.fetch(sql("reject_staged_time_zones"), list(time_zones))
+    return [(row["line_number"], row["raw_destination"]) for row in rows]

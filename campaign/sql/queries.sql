@@ -140,6 +140,23 @@ WITH staged AS (
 SELECT count(*) AS inserted, count(*) FILTER (WHERE status = 'suppressed') AS suppressed
 FROM inserted;
 
+-- staged_time_zone_sets --
+-- The sets of time zones of the rows staged now.
+SELECT DISTINCT time_zones FROM load_staging;
+
+-- first_window_opening --
+-- When the calling window of a set of zones ($2) first opens for campaign $1, from its start
+-- (NULL: not within 15 days of it, or not before the campaign's end).
+SELECT next_window_opening(k, $2::text[], greatest(now(), coalesce(k.start_at, now())))
+FROM campaigns k
+WHERE k.id = $1;
+
+-- reject_staged_time_zones --
+-- Take the staged rows of a set of zones ($1) out of the load; their lines and values.
+DELETE FROM load_staging
+WHERE time_zones = $1::text[]
+RETURNING line_number, raw_destination;
+
 -- time_zone_names --
 -- The time zones the database knows: a contact's zones must be among them.
 SELECT name FROM pg_timezone_names;

@@ -393,3 +393,30 @@ async def test_suppressed_numbers_are_stored_suppressed_at_load(
     progress = await queries.progress(pool, "reminders")
     assert progress is not None
     assert progress.counts["suppressed"] == 2
+
+
+async def test_a_number_whose_zones_are_never_all_open_is_rejected_with_its_line(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """A +1 toll-free number has the zones of all North America, Guam to Pago Pago (the
+    shortest arc of the day that holds every one of their clocks is over 10 hours): with
+    calling hours 09:00-17:00 they are never all open at once, in any season, so the contact
+    would wait for ever. It is rejected with its line and the fix; its own zone in the row's
+    timezone column makes it load."""
+    spec = replace(SPEC, schedule=Schedule(calling_hours=((time(9), time(17)),)))
+    content = (
+        "phone,tz\n+18005550199,\n+14155550123,\n+18005550198,America/Chicago\n+14155550124,EST\n"
+    )
+    summary, recorder = await load(pool, tmp_path / "t.csv", content, target=spec)
+    assert (summary.loaded, summary.rejected) == (2, 2)
+    # An abbreviation is not a place's rules (EST skips summer time): refused at once.
+    abbreviation, rejected = recorder.rejects
+    assert abbreviation.line_number == 5
+    assert "did you mean America/New_York?" in abbreviation.reason
+    assert rejected.line_number == 2
+    assert rejected.reason.startswith("its number spans 42 time zones (")
+    assert rejected.reason.endswith(
+        "that are never all within the calling hours (09:00-17:00) at once; give the row its "
+        "own zone in a timezone column"
+    )
+    assert sorted(await zones_by_line(pool)) == [3, 4]
