@@ -2,9 +2,10 @@
 
 Every time the engine reads lives in SQL: `now()` (leases, redials, calling hours, completion)
 and `clock_timestamp()` (the rate limiters, reconcile's ages). The functions below shadow both
-for every connection to the test's database (a schema ahead of pg_catalog in the search_path)
-with one time that moves by exactly what the test says, so rules about hours and days are
-tested in seconds, at any hour of any day, while nothing else is faked.
+for every connection to the test's database (a schema ahead of pg_catalog in the search_path;
+the views, which bound `now()` when they were made, are made again under it) with one time
+that moves by exactly what the test says, so rules about hours and days are tested in seconds,
+at any hour of any day, while nothing else is faked.
 """
 
 from __future__ import annotations
@@ -56,15 +57,31 @@ class Clock:
         return value
 
 
+INJECTED_PATH = 'injected_clock, "$user", public, pg_catalog'
+
+
 async def inject_clock(database_url: str) -> None:
-    """Make every later connection to the database read the injected clock."""
+    """Make every later connection to the database read the injected clock.
+
+    Functions find `now()` by the search_path when they run; a view bound it when it was made,
+    so the views are made again under the injected path (same definitions, same columns).
+    """
     connection = await asyncpg.connect(database_url)
     try:
+        views = await connection.fetch(
+            "SELECT c.relname, pg_get_viewdef(c.oid) AS definition FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.relkind = 'v' AND n.nspname = 'public' ORDER BY c.oid"
+        )
         await connection.execute(CLOCK_SQL)
         name = await connection.fetchval("SELECT current_database()")
-        await connection.execute(
-            f'ALTER DATABASE "{name}" SET search_path = injected_clock, "$user", public, pg_catalog'
-        )
+        await connection.execute(f'ALTER DATABASE "{name}" SET search_path = {INJECTED_PATH}')
+        async with connection.transaction():
+            await connection.execute(f"SET LOCAL search_path = {INJECTED_PATH}")
+            for view in views:
+                await connection.execute(
+                    f'CREATE OR REPLACE VIEW public."{view["relname"]}" AS {view["definition"]}'
+                )
     finally:
         await connection.close()
 

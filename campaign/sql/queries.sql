@@ -86,15 +86,42 @@ SELECT * FROM campaign_progress WHERE campaign = $1;
 
 -- calling_window --
 -- A campaign's row ($1: its name) and when the first window of its pending contacts that wait
--- for theirs opens: over the sets of zones closed now that hold pending contacts.
+-- for theirs opens: the candidate moments (each start of a range, and local midnight, in each
+-- zone of the sets closed now, over 15 days) in time order, the first at which one of those
+-- sets is open.
 SELECT k.*,
-       (SELECT min(next_window_opening(k, z.time_zones, now()))
-        FROM campaign_time_zones z
-        WHERE z.campaign_id = k.id
-          AND NOT zone_set_open(k, z.time_zones, now())
-          AND EXISTS (SELECT 1 FROM contacts t
-                      WHERE t.campaign_id = k.id AND t.time_zones = z.time_zones
-                        AND t.status = 'pending')) AS next_opening
+       (WITH waiting AS (
+            SELECT z.time_zones
+            FROM campaign_time_zones z
+            WHERE z.campaign_id = k.id
+              AND NOT zone_set_open(k, z.time_zones, now())
+              AND EXISTS (SELECT 1 FROM contacts t
+                          WHERE t.campaign_id = k.id AND t.time_zones = z.time_zones
+                            AND t.status = 'pending')
+        ), candidates AS (
+            SELECT greatest(now(), k.start_at) AS at
+            UNION
+            SELECT (d.day + r.start) AT TIME ZONE u.zone
+            FROM (SELECT DISTINCT w.zone
+                  FROM waiting CROSS JOIN LATERAL unnest(waiting.time_zones) AS w(zone)) u
+            CROSS JOIN LATERAL generate_series(
+                ((now() AT TIME ZONE u.zone)::date - 1)::timestamp,
+                ((now() AT TIME ZONE u.zone)::date + 15)::timestamp,
+                interval '1 day') AS d(day)
+            CROSS JOIN LATERAL (
+                SELECT lower(h) AS start
+                FROM unnest(coalesce(k.calling_hours, '{[00:00,24:00)}'::timemultirange)) AS h
+                UNION
+                SELECT time '00:00'
+            ) r
+        )
+        SELECT c.at
+        FROM candidates c
+        WHERE EXISTS (SELECT 1 FROM waiting)
+          AND c.at >= now() AND (k.end_at IS NULL OR c.at < k.end_at)
+          AND EXISTS (SELECT 1 FROM waiting w WHERE zone_set_open(k, w.time_zones, c.at))
+        ORDER BY c.at
+        LIMIT 1) AS next_opening
 FROM campaigns k
 WHERE k.name = $1;
 

@@ -439,6 +439,44 @@ async def test_the_next_window_opening_is_found_per_set_of_zones(
     assert opens == at("2026-12-07T16:00:00+00:00")
 
 
+async def test_status_shows_the_first_opening_among_the_waiting_sets(
+    clocked_pool: asyncpg.Pool, clock: Clock
+) -> None:
+    """`campaign status`'s next opening is the earliest of the windows of the sets of zones
+    closed now that hold pending contacts: at 03:00 UTC, New York+Los Angeles opens at 16:00
+    UTC, London at 08:00 UTC (the earlier), Tokyo is open now (not waiting); the views say so
+    too. With London's contact dialled, the next is 16:00 UTC."""
+    await clock.set(at("2026-12-02T03:00:00+00:00"))
+    await campaign_with(
+        clocked_pool,
+        [["America/New_York", "America/Los_Angeles"], ["Europe/London"], ["Asia/Tokyo"]],
+    )
+    window = await queries.calling_window(clocked_pool, "hours")
+    assert window is not None
+    assert window.next_opening == at("2026-12-02T08:00:00+00:00")
+    progress = await queries.progress(clocked_pool, "hours")
+    assert progress is not None
+    assert progress.waiting_for_window == 2
+    outcomes = await clocked_pool.fetch(
+        "SELECT time_zones[1] AS zone, outcome FROM contact_outcomes ORDER BY contact_id"
+    )
+    assert [tuple(row.values()) for row in outcomes] == [
+        ("America/New_York", "waiting for calling hours"),
+        ("Europe/London", "waiting for calling hours"),
+        ("Asia/Tokyo", "pending"),
+    ]
+    assert window.line(progress.waiting_for_window) == (
+        "calls placed 08:00-21:00 in each callee's local time; 2 pending wait for their "
+        "calling window, the next opens 2026-12-02T08:00+00:00"
+    )
+    await clocked_pool.execute(
+        "UPDATE contacts SET status = 'fired' WHERE time_zones = '{Europe/London}'"
+    )
+    window = await queries.calling_window(clocked_pool, "hours")
+    assert window is not None
+    assert window.next_opening == at("2026-12-02T16:00:00+00:00")
+
+
 async def test_a_worker_dials_only_inside_the_window_and_cancels_queued_calls_at_its_close(
     clocked_pool: asyncpg.Pool, clock: Clock
 ) -> None:
