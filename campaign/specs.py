@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 
 import phonenumbers
 
@@ -46,6 +46,8 @@ TRACKED_CALLBACK_PARAMETERS = ("ring_url", "hangup_url", "machine_detection_url"
 DEFAULT_CALLING_HOURS = "08:00-21:00"
 MAX_CALLS_PER_NUMBER_RANGE = (1, 1000)
 LIST_NAME_MAX_CHARS = 100
+# Start and end times are refused outside these years (beyond them, a typo).
+INSTANT_YEARS = (2000, 9998)
 NUL_CHAR = "\x00"
 _CLOCK_TIME = re.compile(r"([01]?[0-9]|2[0-4]):([0-5][0-9])", re.ASCII)
 _ZONE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*", re.ASCII)
@@ -213,6 +215,12 @@ def schedule(options: CampaignOptions) -> Schedule:
     end_at = instant("--end-at", options.end_at)
     if start_at is not None and end_at is not None and end_at <= start_at:
         raise SpecError("--end-at", f"must be after --start-at ({start_at.isoformat()})")
+    if end_at is not None and end_at <= datetime.now(UTC):
+        raise SpecError(
+            "--end-at",
+            f"{end_at.isoformat()} has passed: every contact would expire at once; give a time "
+            "to come",
+        )
     return Schedule(
         calling_hours=calling_hours(
             DEFAULT_CALLING_HOURS if options.calling_hours is None else options.calling_hours
@@ -334,6 +342,8 @@ def instant(option: str, text: str | None) -> datetime | None:
         raise SpecError(
             option, f"{text.strip()!r} is not an ISO 8601 time such as 2026-12-03T09:00-05:00"
         ) from None
+    if not INSTANT_YEARS[0] <= value.year <= INSTANT_YEARS[1]:
+        raise SpecError(option, f"{text.strip()!r} is not a time between the years 2000 and 9998")
     if value.tzinfo is None or value.utcoffset() is None:
         raise SpecError(
             option,

@@ -463,6 +463,9 @@ def test_schedule_options_are_checked() -> None:
         (replace(NEW, skip_dates="2026-12-24,24/12"), "--skip-dates", "'24/12' is not a date"),
         (replace(NEW, start_at="2026-12-03T09:00"), "--start-at", "has no UTC offset"),
         (replace(NEW, end_at="tomorrow"), "--end-at", "is not an ISO 8601 time"),
+        (replace(NEW, end_at="2020-01-01T00:00Z"), "--end-at", "has passed"),
+        (replace(NEW, start_at="0001-01-01T00:00+01:00"), "--start-at", "between the years"),
+        (replace(NEW, end_at="9999-12-31T23:59-05:00"), "--end-at", "between the years"),
         (
             replace(NEW, start_at="2026-12-03T09:00-05:00", end_at="2026-12-03T13:00Z"),
             "--end-at",
@@ -486,7 +489,7 @@ def test_schedule_options_are_stored_on_the_spec() -> None:
             calling_days="mon-fri",
             skip_dates="2026-12-25,2026-12-24",
             start_at="2026-12-03T09:00-05:00",
-            end_at="2026-12-20T18:00Z",
+            end_at="2099-12-20T18:00Z",
             default_timezone="America/Chicago",
             suppression_lists=("clinic", "default", "clinic"),
             max_calls_per_number_per_day=2,
@@ -498,14 +501,14 @@ def test_schedule_options_are_stored_on_the_spec() -> None:
         calling_days=("mon", "tue", "wed", "thu", "fri"),
         skip_dates=(date(2026, 12, 24), date(2026, 12, 25)),
         start_at=datetime(2026, 12, 3, 14, 0, tzinfo=UTC),
-        end_at=datetime(2026, 12, 20, 18, 0, tzinfo=UTC),
+        end_at=datetime(2099, 12, 20, 18, 0, tzinfo=UTC),
     )
     assert spec.default_time_zone == "America/Chicago"
     assert spec.suppression_lists == ("default", "clinic")
     assert spec.max_calls_per_number_per_day == 2
     assert spec.schedule.describe() == (
         "09:00-20:00 in each callee's local time, on mon,tue,wed,thu,fri, except "
-        "2026-12-24,2026-12-25, from 2026-12-03T09:00:00-05:00, until 2026-12-20T18:00:00+00:00"
+        "2026-12-24,2026-12-25, from 2026-12-03T09:00:00-05:00, until 2099-12-20T18:00:00+00:00"
     )
 
 
