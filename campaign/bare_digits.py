@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneMetadata, PhoneNumber, PhoneNumberType
@@ -62,6 +62,8 @@ class Reading:
 
     e164: str
     region: str
+    # phonenumbers' parse of it (for its time zones), left out of comparisons.
+    number: PhoneNumber | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +133,8 @@ def _reading(number: PhoneNumber) -> Reading | None:
     region = phonenumbers.region_code_for_number(number)
     if region is None or not phonenumbers.is_valid_number_for_region(number, region):
         return None
-    return Reading(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), region)
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return Reading(e164, region, number)
 
 
 def dialled_from(digits: str, region: str) -> set[Reading]:

@@ -110,8 +110,12 @@ def read_destination(
     if "<" in value:
         raise InvalidDestination("contains <, which Plivo reads as a separator of destinations")
     if default_region is None and is_bare_digits(value):
-        e164 = _bare_digits_number(value, caller_region)
-        return e164, zones_of_e164(e164) if zones else ()
+        reading = _bare_digits_number(value, caller_region)
+        if not zones:
+            return reading.e164, ()
+        if reading.number is None:  # pragma: no cover  # every reading carries its parse
+            return reading.e164, zones_of_e164(reading.e164)
+        return reading.e164, zones_of_number(reading.number, reading.e164)
     number, e164, number_type = _parsed_number(value, default_region)
     return e164, zones_of_number(number, e164, number_type) if zones else ()
 
@@ -128,12 +132,12 @@ class AmbiguousNumber(InvalidDestination):
         self.fix = fix
 
 
-def _bare_digits_number(value: str, caller_region: str | None) -> str:
+def _bare_digits_number(value: str, caller_region: str | None) -> Reading:
     """Plivo's own format (country code + number, no `+`) when it is the only reading."""
     readings = read_bare_digits(value, caller_region)
     number = readings.as_country_code
     if number is not None and not readings.dialled and not readings.written:
-        return number.e164
+        return number
     meanings = []
     if number is not None:
         meanings.append(f"{number.e164} ({number.region}) as country code and number")

@@ -25,12 +25,19 @@ UNKNOWN_ZONE = "Etc/Unknown"
 _LONGEST = TIMEZONE_LONGEST_PREFIX
 
 
+# phonenumbers' zones by prefix, without its "unknown" marker (filtered once, not per number).
+_ZONES_BY_PREFIX: dict[str, tuple[str, ...]] = {
+    prefix: tuple(zone for zone in zones if zone != UNKNOWN_ZONE)
+    for prefix, zones in TIMEZONE_DATA.items()
+}
+
+
 def _by_prefix(digits: str) -> tuple[str, ...]:
     """The zones of the longest prefix of `digits` in phonenumbers' data (none: unknown)."""
     for length in range(min(_LONGEST, len(digits)), 0, -1):
-        zones = TIMEZONE_DATA.get(digits[:length])
+        zones = _ZONES_BY_PREFIX.get(digits[:length])
         if zones is not None:
-            return tuple(zone for zone in zones if zone != UNKNOWN_ZONE)
+            return zones
     return ()
 
 

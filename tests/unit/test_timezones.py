@@ -10,7 +10,7 @@ import phonenumbers
 from phonenumbers import PhoneNumberType
 from phonenumbers.timezone import time_zones_for_number
 
-from campaign.destinations import read_destination
+from campaign.destinations import InvalidDestination, read_destination
 from campaign.timezones import UNKNOWN_ZONE, ZoneNames, zones_of_e164, zones_of_number
 
 
@@ -61,6 +61,14 @@ def test_zones_equal_phonenumbers_over_every_region_and_type() -> None:
     # The loader's path (the number's type from its validation) gives the same.
     sample = numbers[::7]
     assert all(read_destination(e164, None)[1] == _phonenumbers_zones(e164) for e164 in sample)
+    # And in Plivo's format (no `+`), from a caller ID of the number's own country.
+    for e164 in numbers[::5]:
+        region = phonenumbers.region_code_for_number(phonenumbers.parse(e164, None))
+        try:
+            destination, zones = read_destination(e164[1:], None, region)
+        except InvalidDestination:
+            continue  # another reading exists: refused, so no zones to compare
+        assert (destination, zones) == (e164, _phonenumbers_zones(e164))
 
 
 def test_valid_means_it_has_a_type() -> None:
