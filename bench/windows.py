@@ -105,8 +105,8 @@ async def make_campaign(
         name,
     )
     open_every = round(1 / open_share)
-    # As `campaign load` writes them: 50,000 rows of the file at a time, each move's rows grouped by
-    # their set of zones (so that a set's contacts share heap pages, as the claim reads them).
+    # As `campaign load` writes them: STAGED_ROWS_PER_INSERT rows at a time, each move's rows
+    # grouped by their set of zones (so a set's contacts share heap pages, as the claim reads).
     for first in range(1, contacts + 1, LOAD_CHUNK_ROWS):
         await connection.execute(
             "INSERT INTO contacts (campaign_id, destination, raw_destination, time_zones) "
