@@ -35,13 +35,15 @@ from campaign.formulas import neutralise, neutralise_phone
 from campaign.models import Campaign, CampaignSpec, CampaignStatus
 from campaign.timezones import ZoneNames
 
-CHUNK_ROWS = 5000
+# Rows per chunk a validating process reads: small enough that the loader and its processes
+# stay under 150 MB together (1M rows: 131 MB with 2,500, 153 MB with 5,000).
+CHUNK_ROWS = 2500
 # Validated rows wait in the staging table (in the database, not here) until this many are
 # there: each move stores its rows grouped by their sets of time zones, so that the claim reads
 # few heap pages for the contacts of an open set. Bigger moves group better (docs/benchmarks.md:
 # the claim of the open 1 % of 1M contacts ran at 0.92 of an all-open campaign's with 50,000,
 # 0.84 with 5,000) but stall the validating processes while they run (a 1M-row load: 21,700
-# rows/s with 50,000, 26,900 with 5,000).
+# rows/s with 50,000, about 26,000 with 5,000).
 STAGED_ROWS_PER_INSERT = 5_000
 # Files at least this big are validated in worker processes: below it, starting them costs more
 # than it saves.
