@@ -209,11 +209,12 @@ ORDER BY c.id;
 -- lock_finished_campaigns --
 -- Step 1 of completing campaigns (in one transaction with step 2): lock the running campaigns
 -- (of $1, or all when NULL) that look finished ($2: how long a redialable call waits for its
--- hangup). A load or reconcile adding contacts holds the same row lock, so once we have it,
+-- hangup), and the paused ones past their end_at (their contacts expired: the end completes
+-- them). A load or reconcile adding contacts holds the same row lock, so once we have it,
 -- their contacts are committed or not yet begun.
 SELECT k.id
 FROM campaigns k
-WHERE k.status = 'running'
+WHERE (k.status = 'running' OR (k.status = 'paused' AND k.end_at <= now()))
   AND ($1::bigint[] IS NULL OR k.id = ANY ($1::bigint[]))
   AND NOT campaign_has_work(k.id, $2)
 FOR UPDATE OF k;
@@ -222,7 +223,9 @@ FOR UPDATE OF k;
 -- Step 2: with a fresh snapshot, complete those of $1 with nothing left to dial.
 UPDATE campaigns k
 SET status = 'completed', status_reason = NULL, updated_at = now()
-WHERE k.id = ANY ($1::bigint[]) AND k.status = 'running' AND NOT campaign_has_work(k.id, $2)
+WHERE k.id = ANY ($1::bigint[])
+  AND (k.status = 'running' OR (k.status = 'paused' AND k.end_at <= now()))
+  AND NOT campaign_has_work(k.id, $2)
 RETURNING k.name;
 
 -- pause_running_campaigns --

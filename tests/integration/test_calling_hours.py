@@ -208,6 +208,29 @@ async def test_nothing_before_the_start_and_expired_at_the_end(
     ]
 
 
+async def test_a_paused_campaign_completes_at_its_end(
+    clocked_pool: asyncpg.Pool, clock: Clock
+) -> None:
+    """A campaign paused when its end_at comes: its contacts not dialled expire, and the
+    campaign completes (it stayed paused for ever before); a paused one before its end stays."""
+    await clock.set(at("2026-12-02T17:00:00+00:00"))
+    schedule = Schedule(calling_hours=None, end_at=at("2026-12-02T18:00:00+00:00"))
+    campaign_id = await campaign_with(clocked_pool, [["America/New_York"]], schedule=schedule)
+    await clocked_pool.execute("UPDATE campaigns SET status = 'paused' WHERE id = $1", campaign_id)
+
+    async def complete() -> list[str]:
+        async with clocked_pool.acquire() as connection, connection.transaction():
+            locked = await queries.lock_finished_campaigns(connection, None, callback_wait_s=60)
+            return await queries.complete_finished(connection, locked, callback_wait_s=60)
+
+    assert await complete() == []
+    await clock.set(at("2026-12-02T18:00:00+00:00"))
+    assert await queries.expire_ended_campaigns(clocked_pool) == {campaign_id: 1}
+    assert await complete() == ["hours"]
+    status = await clocked_pool.fetchval("SELECT status FROM campaigns WHERE id = $1", campaign_id)
+    assert status == "completed"
+
+
 async def test_a_number_suppressed_after_the_load_is_never_dialled(
     clocked_pool: asyncpg.Pool, clock: Clock
 ) -> None:
