@@ -175,7 +175,9 @@ async def test_account_problem_pauses_the_campaign(pool: asyncpg.Pool) -> None:
     async with simulator() as plivo:
         await drain(pool, plivo.base_url, auth_token="wrong-token")
         assert plivo.ledger.dials == []
-        assert len(plivo.ledger.make_call_requests()) == 1
+        # One request per contact at most: the pace window makes batches of one, and a second
+        # dispatcher may send its batch before the first 401 is recorded; none after the pause.
+        assert 1 <= len(plivo.ledger.make_call_requests()) <= 2
     campaign = await pool.fetchrow(
         "SELECT status, status_reason FROM campaigns WHERE id = $1", campaign_id
     )
