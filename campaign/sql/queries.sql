@@ -150,10 +150,13 @@ WITH staged AS (
     ORDER BY s.destination, s.line_number
 ), inserted AS (
     INSERT INTO contacts (campaign_id, destination, raw_destination, line_number, fields,
-                          time_zones, status, last_error)
+                          time_zones, status, last_error, suppressions_version)
     SELECT $1, s.destination, s.raw_destination, s.line_number, s.fields::jsonb, s.time_zones,
            CASE WHEN x.list IS NULL THEN 'pending' ELSE 'suppressed' END,
-           'suppressed: on list ' || x.list
+           'suppressed: on list ' || x.list,
+           -- The lists' version this statement sees, as it sees the lists (the claim looks up
+           -- only what was added since).
+           (SELECT v.version FROM suppression_version v)
     FROM staged s
     LEFT JOIN LATERAL (
         SELECT x.list FROM suppressions x

@@ -134,6 +134,9 @@ CREATE TABLE contacts (
     -- default): calls are placed only while the window is open in every one of them. Empty:
     -- none known (only in a campaign without local rules).
     time_zones        text[] NOT NULL DEFAULT '{}',
+    -- The suppression lists' version its load looked its number up at (suppression_version);
+    -- NULL: none, so the claim looks the number up itself.
+    suppressions_version bigint,
     UNIQUE (campaign_id, destination),
     CONSTRAINT contacts_status_check
         CHECK (status IN ('pending', 'claimed', 'sending', 'fired', 'queued', 'failed', 'unknown',
@@ -269,12 +272,52 @@ CREATE TRIGGER contacts_time_zones_updated
 -- it `suppressed`; the claim settles one suppressed since). The list `default` is every
 -- campaign's; an opt-out goes there.
 CREATE TABLE suppressions (
-    list        text NOT NULL CHECK (list <> '' AND length(list) <= 100),
-    destination text NOT NULL CHECK (destination <> ''),
-    reason      text,
-    created_at  timestamptz NOT NULL DEFAULT now(),
+    list          text NOT NULL CHECK (list <> '' AND length(list) <= 100),
+    destination   text NOT NULL CHECK (destination <> ''),
+    reason        text,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    -- The version of the lists this row came with (set by its trigger; see below).
+    added_version bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (list, destination)
 );
+CREATE INDEX suppressions_added ON suppressions (added_version);
+
+-- The lists' version: every statement that adds or changes suppressions takes the next one
+-- (holding this row until it commits), and its rows carry it. A load notes the version it saw
+-- in the statement that looked its numbers up (contacts.suppressions_version): a row it did not
+-- see was committed after, so it carries a higher version, and the claim need only look at the
+-- rows added since, not look each number up again.
+CREATE TABLE suppression_version (
+    only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    version  bigint NOT NULL
+);
+INSERT INTO suppression_version VALUES (true, 0);
+
+CREATE FUNCTION next_suppression_version() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_version bigint;
+BEGIN
+    UPDATE suppression_version SET version = version + 1 RETURNING version INTO v_version;
+    PERFORM set_config('campaign.suppression_version', v_version::text, true);
+    RETURN NULL;
+END;
+$$;
+
+CREATE FUNCTION stamp_suppression() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.added_version := current_setting('campaign.suppression_version')::bigint;
+    RETURN NEW;
+END;
+$$;
+
+CREATE TRIGGER suppressions_versioned
+    BEFORE INSERT OR UPDATE ON suppressions
+    FOR EACH STATEMENT EXECUTE FUNCTION next_suppression_version();
+CREATE TRIGGER suppressions_stamped
+    BEFORE INSERT OR UPDATE ON suppressions
+    FOR EACH ROW EXECUTE FUNCTION stamp_suppression();
 
 -- Calls placed (fired or queued) per number, for the caps of calls per number per day; written
 -- only while a cap applies, and rows older than a day are deleted by the workers.
@@ -780,6 +823,9 @@ DECLARE
     v_kept_dests text[];
     v_lease_s    double precision;
     v_request    bigint;
+    v_seen       bigint;
+    v_unseen     boolean;
+    v_added      integer;
 BEGIN
     SELECT * INTO v_campaign FROM campaigns k WHERE k.id = p_campaign_id AND k.status = 'running';
     IF NOT FOUND THEN
@@ -865,18 +911,43 @@ BEGIN
         RETURN;
     END IF;
 
-    -- Numbers suppressed since the load are settled, never dialled.
-    UPDATE contacts c
-    SET status = 'suppressed', last_error = 'suppressed: on list ' || s.list,
-        updated_at = now()
-    FROM (
-        SELECT DISTINCT ON (u.id) u.id, x.list
-        FROM unnest(v_ids, v_dests) AS u(id, destination)
-        JOIN suppressions x ON x.list = ANY (v_campaign.suppression_lists)
-                           AND x.destination = u.destination
-        ORDER BY u.id, x.list
-    ) s
-    WHERE c.id = s.id;
+    -- Numbers suppressed since the load are settled, never dialled. The load looked each number
+    -- up and noted the lists' version it saw: only rows added since can suppress one now. A few
+    -- such rows are read whole; with many, or a contact whose load noted none, each number is
+    -- looked up.
+    SELECT min(c.suppressions_version), bool_or(c.suppressions_version IS NULL)
+    INTO v_seen, v_unseen
+    FROM contacts c WHERE c.id = ANY (v_ids);
+    SELECT count(*) INTO v_added
+    FROM (SELECT 1 FROM suppressions x WHERE x.added_version > v_seen LIMIT 1000) a;
+    IF v_unseen OR v_added >= 1000 THEN
+        UPDATE contacts c
+        SET status = 'suppressed', last_error = 'suppressed: on list ' || s.list,
+            updated_at = now()
+        FROM (
+            SELECT DISTINCT ON (u.id) u.id, x.list
+            FROM unnest(v_ids, v_dests) AS u(id, destination)
+            JOIN suppressions x ON x.list = ANY (v_campaign.suppression_lists)
+                               AND x.destination = u.destination
+            ORDER BY u.id, x.list
+        ) s
+        WHERE c.id = s.id;
+    ELSIF v_added > 0 THEN
+        UPDATE contacts c
+        SET status = 'suppressed', last_error = 'suppressed: on list ' || s.list,
+            updated_at = now()
+        FROM (
+            SELECT DISTINCT ON (u.id) u.id, x.list
+            FROM unnest(v_ids, v_dests) AS u(id, destination)
+            -- OFFSET 0: the rows added since are read once (by their version), not per number.
+            JOIN (SELECT r.list, r.destination FROM suppressions r
+                  WHERE r.added_version > v_seen
+                    AND r.list = ANY (v_campaign.suppression_lists)
+                  OFFSET 0) x ON x.destination = u.destination
+            ORDER BY u.id, x.list
+        ) s
+        WHERE c.id = s.id;
+    END IF;
     -- Numbers at a cap of calls per day wait until the call that keeps them there is 24 h old.
     IF p_max_calls_per_number IS NOT NULL OR v_campaign.max_calls_per_number_per_day IS NOT NULL
     THEN

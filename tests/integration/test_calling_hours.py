@@ -53,13 +53,15 @@ async def campaign_with(
     return created.id
 
 
-async def claimed(pool: asyncpg.Pool, campaign_id: int, *, cap: int | None = None) -> list[str]:
+async def claimed(
+    pool: asyncpg.Pool, campaign_id: int, *, cap: int | None = None, wanted: int = 100
+) -> list[str]:
     """The destinations one claim takes now (no rate limits; never written ahead)."""
     claim = await queries.claim_batch(
         pool,
         campaign_id=campaign_id,
         worker_id="w",
-        wanted=100,
+        wanted=wanted,
         lease_s=60,
         pace_window_s=1.0,
         call_limiters=(),

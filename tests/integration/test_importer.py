@@ -9,6 +9,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from test_calling_hours import claimed
 
 from campaign import queries
 from campaign.destinations import LoadError, Rejected
@@ -420,3 +421,41 @@ async def test_a_number_whose_zones_are_never_all_open_is_rejected_with_its_line
         "own zone in a timezone column"
     )
     assert sorted(await zones_by_line(pool)) == [3, 4]
+
+
+async def test_the_claim_settles_numbers_suppressed_since_the_load(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """A load notes the lists' version it looked its numbers up at; numbers added after (a few:
+    read whole; over a thousand: each number looked up) are settled `suppressed` by the claim,
+    whichever list of the campaign they are on, and never claimed; the others are."""
+    spec = replace(SPEC, suppression_lists=("default", "clinic"))
+    content = "phone\n" + "".join(f"+1415555{index:04d}\n" for index in range(6))
+    summary, _ = await load(pool, tmp_path / "v.csv", content, target=spec)
+    seen = await pool.fetchval("SELECT DISTINCT suppressions_version FROM contacts")
+    assert seen == await pool.fetchval("SELECT version FROM suppression_version")
+    campaign_id = summary.campaign.id
+    # A few added since the load: read whole.
+    await pool.execute(
+        "INSERT INTO suppressions (list, destination) VALUES ('default', '+14155550000'),"
+        " ('clinic', '+14155550001'), ('other', '+14155550002')"
+    )
+    assert await pool.fetchval("SELECT min(added_version) FROM suppressions") > seen
+    # The first three due: two of them settled, the third claimed.
+    assert await claimed(pool, campaign_id, wanted=3) == ["+14155550002"]
+    # Over a thousand added since: each number looked up.
+    await pool.execute(
+        "INSERT INTO suppressions (list, destination)"
+        " SELECT 'default', '+1202555' || lpad(g::text, 4, '0') FROM generate_series(1, 1200) g"
+        " UNION ALL SELECT 'default', '+14155550005'"
+    )
+    assert await claimed(pool, campaign_id, wanted=10) == ["+14155550003", "+14155550004"]
+    rows = await pool.fetch("SELECT destination, status, last_error FROM contacts ORDER BY id")
+    assert [tuple(row.values()) for row in rows] == [
+        ("+14155550000", "suppressed", "suppressed: on list default"),
+        ("+14155550001", "suppressed", "suppressed: on list clinic"),
+        ("+14155550002", "claimed", None),
+        ("+14155550003", "claimed", None),
+        ("+14155550004", "claimed", None),
+        ("+14155550005", "suppressed", "suppressed: on list default"),
+    ]
