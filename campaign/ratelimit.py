@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from campaign import queries
 from campaign.config import Settings
 from campaign.models import Campaign, Limit
+from campaign.specs import PacingChange
 
 # A batch must leave at least this long before the end of the clock second its calls count in.
 SEND_GUARD_S = 0.02
@@ -117,7 +118,7 @@ class AccountLimits:
             shared = (Limit(f"account:{self.auth_id}:calls", self.calls_per_second),)
         own: tuple[Limit, ...] = ()
         if campaign.calls_per_second is not None:
-            own = (Limit(f"campaign:{campaign.id}:calls", campaign.calls_per_second),)
+            own = (Limit(campaign_calls_limiter(campaign.id), campaign.calls_per_second),)
         request = self.request_limiter
         return Limiters(shared, own, () if request is None else (request,))
 
@@ -193,3 +194,27 @@ class RequestPacer:
         delay_s = await queries.reserve_request_slot(self._executor, self._limiter)
         if delay_s > 0:
             await asyncio.sleep(delay_s)
+
+
+def campaign_calls_limiter(campaign_id: int) -> str:
+    """The name of a campaign's own limiter of calls per second (rate_limiters.name)."""
+    return f"campaign:{campaign_id}:calls"
+
+
+async def change_pacing(
+    connection: queries.Connection, name: str, change: PacingChange
+) -> Campaign | None:
+    """`campaign set`: change campaign `name`'s own calls per second and batch size; every
+    worker reads them with its campaign list, within a poll interval. A faster rate applies to
+    the next claim, not after the slots already granted at the old one. The campaign as it is
+    now, or None if there is none."""
+    campaign = await queries.set_pacing(
+        connection,
+        name,
+        cps_given=change.cps_given,
+        calls_per_second=change.calls_per_second,
+        batch_size=change.batch_size,
+    )
+    if campaign is not None and change.cps_given:
+        await queries.restart_limiter(connection, campaign_calls_limiter(campaign.id))
+    return campaign

@@ -379,6 +379,55 @@ def list_name(option: str, name: str) -> str:
     return name
 
 
+@dataclass(frozen=True, slots=True)
+class PacingChange:
+    """What `campaign set` changes: the campaign's own calls per second (when `cps_given`;
+    None lifts its cap, leaving the account's) and its batch size (None: unchanged)."""
+
+    cps_given: bool = False
+    calls_per_second: float | None = None
+    batch_size: int | None = None
+
+    def describe(self) -> str:
+        """`calls per second 5, batch size 50`: what is set, as `campaign set` prints it."""
+        parts = []
+        if self.cps_given:
+            cps = self.calls_per_second
+            parts.append(
+                "calls per second: the account's only"
+                if cps is None
+                else f"calls per second {cps:g}"
+            )
+        if self.batch_size is not None:
+            parts.append(f"batch size {self.batch_size}")
+        return ", ".join(parts)
+
+
+def pacing_change(calls_per_second: str | None, batch_size: int | None) -> PacingChange:
+    """`campaign set`'s options checked: --calls-per-second RATE (or `none`, the account's
+    limit only) and --batch-size N; at least one."""
+    if calls_per_second is None and batch_size is None:
+        raise SpecError(
+            None, "say what to change: --calls-per-second RATE (or none) and/or --batch-size N"
+        )
+    _check_range("--batch-size", batch_size, BATCH_SIZE_RANGE)
+    if calls_per_second is None:
+        return PacingChange(batch_size=batch_size)
+    text = calls_per_second.strip().lower()
+    if text in ("none", "account"):
+        return PacingChange(cps_given=True, calls_per_second=None, batch_size=batch_size)
+    try:
+        rate = float(text)
+    except ValueError:
+        raise SpecError(
+            "--calls-per-second", f"{calls_per_second!r} is not a rate such as 5 or 0.5, or none"
+        ) from None
+    if rate != rate:  # NaN
+        raise SpecError("--calls-per-second", "must be a number")
+    _check_range("--calls-per-second", rate, CALLS_PER_SECOND_RANGE)
+    return PacingChange(cps_given=True, calls_per_second=rate, batch_size=batch_size)
+
+
 def campaign_name(name: str) -> str:
     """A campaign's name: 1 to 200 characters, not only spaces; kept as given."""
     if not name.strip() or len(name) > NAME_MAX_CHARS:

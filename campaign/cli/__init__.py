@@ -1,10 +1,10 @@
 """The `campaign` command line: builds the object graph once from Settings, per command.
 
 `app` holds the group and what every command shares (error lines, exit codes, signals); the
-commands live by what they act on: `load`, `campaigns` (status, list, export, pause, resume,
-cancel, reconcile), `suppress` (the do-not-call lists: add, remove, list), `services` (migrate,
-worker, serve, demo) and `simulator`. The validation of a campaign's settings is
-campaign.specs, pure and tested without a subprocess.
+commands live by what they act on: `load`, `campaigns` (status, list, export, set, pause,
+resume, cancel, reconcile), `suppress` (the do-not-call lists: add, remove, list),
+`services` (migrate, worker, serve, demo) and `simulator`. The validation of a campaign's
+settings is campaign.specs, pure and tested without a subprocess.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ for command in (
     campaigns.status,
     campaigns.list_campaigns,
     campaigns.export,
+    campaigns.set_pacing,
     campaigns.pause,
     campaigns.resume,
     campaigns.cancel,

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from campaign import db, queries
+from campaign import db, queries, specs
 from campaign.cli.app import (
     EXIT_FAILURE,
     EXIT_USAGE,
@@ -20,6 +20,7 @@ from campaign.cli.app import (
 )
 from campaign.console import print_progress_table
 from campaign.models import CallingWindow, Campaign, CampaignStatus
+from campaign.ratelimit import change_pacing
 
 RECONCILE_FAILURES_SHOWN = 10
 # `cancel --cancel-queued` waits for requests in flight up to a Make-a-call time-out and this.
@@ -188,6 +189,36 @@ async def _change_status(
         if new_status == CampaignStatus.RUNNING:
             await queries.notify_work(connection, campaign.id)
     click.echo(f"campaign {name}: {new_status}")
+
+
+@click.command(name="set")
+@click.argument("name")
+@click.option(
+    "--calls-per-second",
+    metavar="RATE|none",
+    help="The campaign's own cap on calls per second (none: only the account's applies).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(*specs.BATCH_SIZE_RANGE),
+    help="Destinations per Plivo request.",
+)
+@run_command
+async def set_pacing(name: str, calls_per_second: str | None, batch_size: int | None) -> None:
+    """Change campaign NAME's pacing while it runs: every worker dials by it within a second."""
+    change = specs.pacing_change(calls_per_second, batch_size)
+    settings = settings_from_environment()
+    async with (
+        db.open_pool(settings) as pool,
+        pool.acquire() as connection,
+        connection.transaction(),
+    ):
+        campaign = await change_pacing(connection, name, change)
+        if campaign is None:
+            fail(f"no campaign named {name!r}; `campaign list` shows the campaigns")
+        if campaign.status == CampaignStatus.RUNNING:
+            await queries.notify_work(connection, campaign.id)
+    click.echo(f"campaign {name}: {change.describe()}")
 
 
 @click.command()

@@ -36,6 +36,7 @@ from campaign.queries.campaigns import (
     reopen_campaign,
     sending_count,
     set_campaign_status,
+    set_pacing,
 )
 from campaign.queries.cancelling import (
     QueuedContact,
@@ -54,7 +55,12 @@ from campaign.queries.loading import (
     staged_time_zone_sets,
     time_zone_names,
 )
-from campaign.queries.ratelimits import Slot, reserve_request_slot, reserve_retry_slots
+from campaign.queries.ratelimits import (
+    Slot,
+    reserve_request_slot,
+    reserve_retry_slots,
+    restart_limiter,
+)
 from campaign.queries.reconciling import (
     FoundContact,
     NotFoundSettled,
@@ -157,8 +163,10 @@ __all__ = [
     "requeue_cancelled_calls",
     "reserve_request_slot",
     "reserve_retry_slots",
+    "restart_limiter",
     "sending_count",
     "set_campaign_status",
+    "set_pacing",
     "stage_suppressions",
     "staged_time_zone_sets",
     "suppressed_number_chunks",

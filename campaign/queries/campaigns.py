@@ -120,6 +120,22 @@ async def set_campaign_status(
     return None if record is None else Campaign.from_record(record)
 
 
+async def set_pacing(
+    connection: Connection,
+    name: str,
+    *,
+    cps_given: bool,
+    calls_per_second: float | None,
+    batch_size: int | None,
+) -> Campaign | None:
+    """Change campaign `name`'s own calls per second (when `cps_given`; None lifts its cap) and
+    batch size (None: unchanged); the campaign as it is now, or None if there is none."""
+    record = await connection.fetchrow(
+        sql("set_pacing"), name, cps_given, calls_per_second, batch_size
+    )
+    return None if record is None else Campaign.from_record(record)
+
+
 async def cancel_contacts(connection: Connection, campaign_id: int) -> int:
     """Cancel the campaign's contacts not dialled yet; return how many."""
     cancelled: int = await connection.fetchval(sql("cancel_contacts"), campaign_id)

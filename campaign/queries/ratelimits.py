@@ -52,3 +52,8 @@ async def reserve_request_slot(executor: Executor, limiter: Limit) -> float:
         sql("reserve_request_slot"), limiter.name, limiter.rate_per_s
     )
     return delay_s
+
+
+async def restart_limiter(executor: Executor, name: str) -> None:
+    """A limiter whose rate changed: its next slot no later than now."""
+    await executor.execute(sql("restart_limiter"), name)

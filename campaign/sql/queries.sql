@@ -62,6 +62,22 @@ SET status = $2, status_reason = NULL, updated_at = now()
 WHERE name = $1 AND status = ANY ($3::text[])
 RETURNING *;
 
+-- set_pacing --
+-- campaign set: the campaign's own calls per second when $2 ($3; NULL lifts its cap) and its
+-- batch size unless $4 is NULL. Workers read it with the campaign list, within a poll interval.
+UPDATE campaigns
+SET calls_per_second = CASE WHEN $2 THEN $3::double precision ELSE calls_per_second END,
+    batch_size = coalesce($4::integer, batch_size), updated_at = now()
+WHERE name = $1
+RETURNING *;
+
+-- restart_limiter --
+-- A limiter whose rate changed ($1: its name): its next slot no later than now, so that a
+-- faster rate applies to the next claim, not after the slots granted at the old one.
+UPDATE rate_limiters
+SET next_slot_at = least(next_slot_at, extract(epoch FROM clock_timestamp()))
+WHERE name = $1;
+
 -- cancel_contacts --
 -- Contacts of a cancelled campaign that were not dialled yet. Claimed ones are taken from the
 -- worker holding them: its write-ahead finds them no longer claimed and does not send them.

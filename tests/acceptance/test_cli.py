@@ -711,3 +711,44 @@ def test_status_on_a_terminal_ends_when_the_campaign_is_completed(
     assert "campaign reminders (id 1): completed" in screen
     assert "50.0%" in screen
     assert "ETA completed" in screen
+
+
+def test_set_changes_a_campaigns_pacing(
+    campaign_command: list[str], cli_env: dict[str, str], numbers_csv: Path, database_url: str
+) -> None:
+    """`campaign set NAME --calls-per-second 5 --batch-size 50` changes the stored pacing and
+    says so; `none` lifts the campaign's own cap; no option, a bad rate or an unknown campaign
+    is one line, with exit 2, 2 and 1, and changes nothing."""
+    loaded = run(campaign_command, cli_env, "load", str(numbers_csv), "--name", "reminders",
+                 *LOAD_OPTIONS, "--default-region", "US")  # fmt: skip
+    assert loaded.returncode == 0, loaded.stderr
+
+    async def pacing() -> tuple[float | None, int]:
+        connection = await asyncpg.connect(database_url)
+        try:
+            row = await connection.fetchrow(
+                "SELECT calls_per_second, batch_size FROM campaigns WHERE name = 'reminders'"
+            )
+        finally:
+            await connection.close()
+        assert row is not None
+        return row["calls_per_second"], row["batch_size"]
+
+    result = run(campaign_command, cli_env, "set", "reminders", "--calls-per-second", "5",
+                 "--batch-size", "50")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "campaign reminders: calls per second 5, batch size 50"
+    assert asyncio.run(pacing()) == (5.0, 50)
+    lifted = run(campaign_command, cli_env, "set", "reminders", "--calls-per-second", "none")
+    assert lifted.stdout.strip() == "campaign reminders: calls per second: the account's only"
+    assert asyncio.run(pacing()) == (None, 50)
+    for arguments, code, message in (
+        ([], 2, "campaign: error: say what to change: --calls-per-second RATE (or none)"),
+        (["--calls-per-second", "fast"], 2, "campaign: error: --calls-per-second: 'fast'"),
+        (["--batch-size", "5"], 1, "campaign: error: no campaign named 'ghost'"),
+    ):
+        name = "ghost" if code == 1 else "reminders"
+        refused = run(campaign_command, cli_env, "set", name, *arguments)
+        assert refused.returncode == code
+        assert refused.stderr.strip().startswith(message), refused.stderr
+    assert asyncio.run(pacing()) == (None, 50)

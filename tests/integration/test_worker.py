@@ -11,13 +11,15 @@ import aiohttp
 import asyncpg
 import pytest
 from plivo_fixtures import AUTH_ID, client_config, simulator_config
-from worker_fixtures import make_campaign, numbers, worker_config
+from worker_fixtures import make_campaign, numbers, wait_for, worker_config
 
 from campaign import queries
 from campaign.cancellation import cancel_queued_calls
 from campaign.models import CampaignStatus, Limit
 from campaign.plivo import PlivoClient
+from campaign.ratelimit import change_pacing
 from campaign.simulator import RunningSimulator, running_simulator
+from campaign.specs import pacing_change
 from campaign.worker import Worker, WorkerConfig, WorkerReport
 
 
@@ -567,3 +569,38 @@ async def test_dial_attempts_counts_only_requests_that_were_attempts(pool: async
     assert [(r["attempt"], r["request_outcome"], r["attempts"]) for r in rows] == [
         (1, "fired", 1)
     ] * 2
+
+
+async def test_campaign_set_changes_the_pace_of_a_running_worker(pool: asyncpg.Pool) -> None:
+    """A campaign capped at 0.5 calls per second sends one call every two seconds; set to 100
+    calls per second and batches of 4 while the worker runs, the other 12 go out within a few
+    seconds, in requests of at most 4 (at the old pace they would take 24 s)."""
+    await make_campaign(pool, numbers(13), calls_per_second=0.5)
+    async with simulator() as plivo, aiohttp.ClientSession() as session:
+        stop = asyncio.Event()
+        client = PlivoClient(session, client_config(plivo.base_url))
+        worker = asyncio.create_task(Worker(pool, client, worker_config()).run(stop=stop))
+
+        async def fired() -> int:
+            count: int = await pool.fetchval("SELECT count(*) FROM contacts WHERE status = 'fired'")
+            return count
+
+        try:
+            await wait_for(lambda: _at_least(fired, 1))
+            assert len(plivo.ledger.make_call_requests()) == 1
+            async with pool.acquire() as connection:
+                campaign = await change_pacing(connection, "test", pacing_change("100", 4))
+            assert campaign is not None
+            assert (campaign.calls_per_second, campaign.batch_size) == (100.0, 4)
+            await wait_for(lambda: _at_least(fired, 13), timeout_s=5.0)
+        finally:
+            stop.set()
+            await asyncio.wait_for(worker, 15)
+        sizes = [request.destinations for request in plivo.ledger.make_call_requests()]
+    assert sizes[0] == 1
+    assert sum(sizes) == 13
+    assert max(sizes[1:]) <= 4
+
+
+async def _at_least(count: Any, wanted: int) -> bool:
+    return bool(await count() >= wanted)

@@ -36,6 +36,7 @@ def test_every_command_is_registered() -> None:
         "status",
         "list",
         "export",
+        "set",
         "pause",
         "resume",
         "cancel",

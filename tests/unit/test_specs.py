@@ -11,12 +11,14 @@ import pytest
 from campaign.models import CampaignStatus, RedialableCallStatus, Schedule
 from campaign.specs import (
     CampaignOptions,
+    PacingChange,
     SpecError,
     calling_days,
     calling_hours,
     default_region,
     load_target,
     new_campaign,
+    pacing_change,
     parse_durations,
     redial_delays,
     redial_statuses,
@@ -519,3 +521,28 @@ def test_a_load_into_an_existing_campaign_keeps_its_schedule() -> None:
     )
     assert error.option == "--calling-hours, --default-timezone, --suppression-list"
     assert CANNOT_CHANGE in error.message
+
+
+# --- campaign set ------------------------------------------------------------------------------
+
+
+def test_pacing_changes_are_checked() -> None:
+    """`campaign set`: a rate in range or `none` (the account's limit only), a batch size in
+    range, and at least one of them; each refused with its option."""
+    assert pacing_change("5", None) == PacingChange(cps_given=True, calls_per_second=5.0)
+    assert pacing_change("none", 50) == PacingChange(
+        cps_given=True, calls_per_second=None, batch_size=50
+    )
+    assert pacing_change(None, 10).describe() == "batch size 10"
+    assert pacing_change("0.5", 10).describe() == "calls per second 0.5, batch size 10"
+    assert pacing_change("none", None).describe() == "calls per second: the account's only"
+    for cps, batch, option, message in (
+        (None, None, None, "say what to change"),
+        ("fast", None, "--calls-per-second", "'fast' is not a rate"),
+        ("nan", None, "--calls-per-second", "must be a number"),
+        ("0", None, "--calls-per-second", "must be between 0.01 and 1000"),
+        (None, 1001, "--batch-size", "must be between 1 and 1000"),
+    ):
+        with pytest.raises(SpecError) as caught:
+            pacing_change(cps, batch)
+        assert (caught.value.option, message in caught.value.message) == (option, True)
