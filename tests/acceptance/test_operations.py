@@ -173,9 +173,11 @@ async def test_the_worker_warns_when_the_database_may_lose_a_write_ahead(
 ) -> None:
     """With synchronous_commit off, a crash may lose a request written ahead after it was sent:
     `campaign worker` says so when it starts (and still works)."""
+    url = cli_env["CAMPAIGN_DATABASE_URL"]
+    # The embedded server's URL has a query already (?host=<its socket directory>).
     env = {
         **cli_env,
-        "CAMPAIGN_DATABASE_URL": cli_env["CAMPAIGN_DATABASE_URL"] + "?synchronous_commit=off",
+        "CAMPAIGN_DATABASE_URL": url + ("&" if "?" in url else "?") + "synchronous_commit=off",
         "PLIVO_AUTH_ID": AUTH_ID,
         "PLIVO_AUTH_TOKEN": AUTH_TOKEN,
         "PLIVO_API_URL": "http://127.0.0.1:9",
