@@ -99,8 +99,8 @@ def _call_parameter_options(function: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "--calling-hours",
     metavar="HH:MM-HH:MM[,…]|any",
-    help="When calls may be placed, in each callee's local time  [default: "
-    f"{specs.DEFAULT_CALLING_HOURS}]; `any`: around the clock.",
+    help="When calls may be placed, in each callee's local time (default: "
+    f"{specs.DEFAULT_CALLING_HOURS}; `any`: around the clock).",
 )
 @click.option(
     "--calling-days",
