@@ -10,11 +10,13 @@ from campaign.destinations import (
     InvalidDestination,
     LoadError,
     SourceRow,
+    ZoneRule,
     bare_number,
     destination_of,
     normalise_destination,
     validate_rows,
 )
+from campaign.timezones import ZoneNames
 
 
 @pytest.mark.parametrize(
@@ -220,3 +222,16 @@ def test_destination_of_restores_the_stored_form(to: str, stored: str) -> None:
     """A number as Plivo writes it reads back as the contact stored it; it undoes bare_number."""
     assert destination_of(to) == stored
     assert destination_of(bare_number(stored)) == stored
+
+
+def test_a_numbers_zone_the_database_does_not_know_rejects_only_where_hours_apply() -> None:
+    """A zone of the number's prefix that the database does not know: with calling hours the
+    row is rejected (its hours could not be checked); without, it loads with no zones."""
+    layout = CsvLayout(0, ("phone",))
+    rows = [SourceRow(2, ["+14155550123"])]
+    names = ZoneNames(["Europe/London"])  # no America/Los_Angeles
+    valid, rejected = validate_rows(rows, layout, None, None, ZoneRule(names, required=True))
+    assert valid == []
+    assert "America/Los_Angeles is unknown to the database" in rejected[0].reason
+    valid, rejected = validate_rows(rows, layout, None, None, ZoneRule(names, required=False))
+    assert (rejected, [record[4] for record in valid]) == ([], [[]])
