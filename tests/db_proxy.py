@@ -1,7 +1,10 @@
 """A TCP proxy in front of the tests' PostgreSQL that a test can take away and give back.
 
 `cut()` resets every connection through it and refuses new ones, as a server that went down
-does; `restore()` listens again on the same port. Everything between is real PostgreSQL.
+does; `restore()` lets them through again. The listening socket stays open meanwhile (a new
+connection is reset at once): giving its port back would let another socket take it (an
+ephemeral port of the worker's own reconnects), and the proxy could not listen there again.
+Everything between is real PostgreSQL.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ class DatabaseProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._down = False
         self.port = 0
 
     def url(self) -> str:
@@ -48,6 +52,9 @@ class DatabaseProxy:
         writer.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._down:
+            writer.transport.abort()  # refused: reset at once
+            return
         try:
             upstream_reader, upstream_writer = await self._open_upstream()
         except OSError:
@@ -69,19 +76,23 @@ class DatabaseProxy:
 
     async def cut(self) -> None:
         """The database goes away: every connection is reset, new ones are refused."""
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        self._down = True
         for writer in list(self._writers):
-            transport = writer.transport
-            transport.abort()
+            writer.transport.abort()
         for task in list(self._tasks):
             task.cancel()
 
     async def restore(self) -> None:
         """The database answers again, on the same port."""
-        await self.start()
+        self._down = False
+
+    async def close(self) -> None:
+        """Stop listening, and reset every connection."""
+        await self.cut()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
 
 
 @contextlib.asynccontextmanager
@@ -91,4 +102,4 @@ async def database_proxy(upstream_url: str) -> AsyncIterator[DatabaseProxy]:
     try:
         yield proxy
     finally:
-        await proxy.cut()
+        await proxy.close()
