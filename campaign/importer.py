@@ -167,9 +167,11 @@ class LoadOptions:
     strict: bool = False
 
 
-def _executor(source: CsvSource, jobs: int | None) -> concurrent.futures.Executor:
+def validation_executor(size_bytes: int, jobs: int | None) -> concurrent.futures.Executor:
+    """Where chunks of a file of `size_bytes` are validated: `jobs` processes (None: one per
+    core for large files), or one thread for small ones."""
     if jobs is None:
-        jobs = (multiprocessing.cpu_count() or 1) if source.size_bytes >= PARALLEL_MIN_BYTES else 1
+        jobs = (multiprocessing.cpu_count() or 1) if size_bytes >= PARALLEL_MIN_BYTES else 1
     if jobs <= 1:
         # A thread still lets the event loop stream the previous chunk to Postgres meanwhile.
         return concurrent.futures.ThreadPoolExecutor(max_workers=1)
@@ -179,7 +181,8 @@ def _executor(source: CsvSource, jobs: int | None) -> concurrent.futures.Executo
     )
 
 
-def _chunks(records: Iterator[SourceRow], size: int) -> Iterator[list[SourceRow]]:
+def chunks(records: Iterator[SourceRow], size: int) -> Iterator[list[SourceRow]]:
+    """`records` in lists of `size` (the last one shorter)."""
     chunk: list[SourceRow] = []
     for record in records:
         chunk.append(record)
@@ -278,7 +281,7 @@ async def load_csv(
         summary = LoadSummary(campaign)
         await queries.create_load_staging(connection)
         loop = asyncio.get_running_loop()
-        with _executor(source, options.jobs) as executor:
+        with validation_executor(source.size_bytes, options.jobs) as executor:
             in_flight: deque[asyncio.Future[tuple[list[ContactRecord], list[Rejected]]]] = deque()
             ahead = max(2, getattr(executor, "_max_workers", 1) * 2)
             staged = 0
@@ -326,10 +329,10 @@ async def load_csv(
                 summary.duplicates += staged - inserted
                 staged = 0
 
-            chunks = _chunks(rows(), CHUNK_ROWS)
+            file_chunks = chunks(rows(), CHUNK_ROWS)
 
             def submit_next() -> bool:
-                chunk = next(chunks, None)
+                chunk = next(file_chunks, None)
                 if chunk is None:
                     return False
                 summary.rows_read += len(chunk)

@@ -18,8 +18,6 @@ The claim (schema.sql §3) reads the lists; nothing here needs to wake a worker.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import multiprocessing
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +35,7 @@ from campaign.destinations import (
     SourceRow,
     normalise_destination,
 )
-from campaign.importer import CHUNK_ROWS, PARALLEL_MIN_BYTES, CsvSource
+from campaign.importer import CHUNK_ROWS, CsvSource, chunks, validation_executor
 from campaign.specs import SpecError
 
 DEFAULT_LIST = "default"
@@ -166,29 +164,6 @@ class AddSummary:
         }
 
 
-def _executor(size_bytes: int, jobs: int | None) -> concurrent.futures.Executor:
-    if jobs is None:
-        jobs = (multiprocessing.cpu_count() or 1) if size_bytes >= PARALLEL_MIN_BYTES else 1
-    if jobs <= 1:
-        # A thread still lets the event loop stream the previous chunk to Postgres meanwhile.
-        return concurrent.futures.ThreadPoolExecutor(max_workers=1)
-    # spawn: this process holds a database connection, which fork would copy.
-    return concurrent.futures.ProcessPoolExecutor(
-        max_workers=jobs, mp_context=multiprocessing.get_context("spawn")
-    )
-
-
-def _chunks(rows: Iterator[SourceRow], size: int) -> Iterator[list[SourceRow]]:
-    chunk: list[SourceRow] = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
 class _Adding:
     """One `add` in progress on a connection inside its transaction."""
 
@@ -218,7 +193,7 @@ class _Adding:
             rows = chain([first] if layout.header is None else [], records)
             read_before = self.read
             await self._take_chunks(
-                _chunks(rows, CHUNK_ROWS),
+                chunks(rows, CHUNK_ROWS),
                 layout.phone_index,
                 default_region,
                 str(path),
@@ -232,7 +207,7 @@ class _Adding:
 
     async def _take_chunks(
         self,
-        chunks: Iterator[list[SourceRow]],
+        row_chunks: Iterator[list[SourceRow]],
         phone_index: int,
         default_region: str | None,
         source: str,
@@ -240,12 +215,12 @@ class _Adding:
         size_bytes: int,
     ) -> None:
         loop = asyncio.get_running_loop()
-        with _executor(size_bytes, jobs) as executor:
+        with validation_executor(size_bytes, jobs) as executor:
             in_flight: deque[asyncio.Future[tuple[list[str], list[BadValue]]]] = deque()
             ahead = max(2, getattr(executor, "_max_workers", 1) * 2)
 
             def submit_next() -> bool:
-                chunk = next(chunks, None)
+                chunk = next(row_chunks, None)
                 if chunk is None:
                     return False
                 in_flight.append(

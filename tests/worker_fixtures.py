@@ -1,5 +1,5 @@
 """Helpers shared by the worker tests: numbers, a campaign of pending contacts, a worker config,
-polling for a condition, a free port."""
+polling for a condition, a free port, one claim's destinations."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from plivo_fixtures import AUTH_ID
 
 from campaign import queries
 from campaign.models import CampaignSpec
+from campaign.ratelimit import SHARED_SLOT_SLACK_S
 from campaign.worker import WorkerConfig
 
 FROM = "+14155550100"
@@ -86,3 +87,24 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
     return port
+
+
+async def claimed(
+    pool: asyncpg.Pool, campaign_id: int, *, cap: int | None = None, wanted: int = 100
+) -> list[str]:
+    """The destinations one claim takes now (no rate limits; never written ahead)."""
+    claim = await queries.claim_batch(
+        pool,
+        campaign_id=campaign_id,
+        worker_id="w",
+        wanted=wanted,
+        lease_s=60,
+        pace_window_s=1.0,
+        call_limiters=(),
+        request_limiters=(),
+        own_limiters=(),
+        shared_slot_slack_s=SHARED_SLOT_SLACK_S,
+        write_ahead_within_s=-1.0,
+        max_calls_per_number=cap,
+    )
+    return claim.destinations

@@ -17,16 +17,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-
-# Calls at any hour: these tests run on the wall clock, at whatever hour CI runs them.
-LOAD_OPTIONS = [
-    "--from",
-    "+14155550100",
-    "--answer-url",
-    "https://example.com/answer.xml",
-    "--calling-hours",
-    "any",
-]
+from cli_fixtures import LOAD_OPTIONS
 
 
 def run(

@@ -11,6 +11,7 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 import pytest
+from cli_fixtures import LOAD_OPTIONS
 from plivo_fixtures import AUTH_ID, AUTH_TOKEN, FakeClock, client_config, simulator_config
 from worker_fixtures import make_campaign, numbers, wait_for, worker_config
 
@@ -20,15 +21,6 @@ from campaign.worker import Worker
 
 pytestmark = pytest.mark.slow
 
-# Calls at any hour: these tests run on the wall clock, at whatever hour CI runs them.
-LOAD = [
-    "--from",
-    "+14155550100",
-    "--answer-url",
-    "https://example.com/answer.xml",
-    "--calling-hours",
-    "any",
-]
 # Whether another backend is inside a load (its staging table in use).
 LOADING = (
     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
@@ -118,7 +110,7 @@ async def test_pause_takes_effect_while_a_load_runs(
     load commits (it used to wait for the whole load), and the load then completes."""
     code, _, err = await run_cli(
         campaign_command, cli_env, "load", str(big_csv(tmp_path / "a.csv", 10, 2_000_000)),
-        "--name", "busy", *LOAD,
+        "--name", "busy", *LOAD_OPTIONS,
     )  # fmt: skip
     assert code == 0, err
     load = await start_cli(
@@ -145,7 +137,7 @@ async def test_a_load_into_a_campaign_cancelled_meanwhile_loads_nothing(
     the cancelled campaign."""
     code, _, err = await run_cli(
         campaign_command, cli_env, "load", str(big_csv(tmp_path / "a.csv", 10, 2_000_000)),
-        "--name", "doomed", *LOAD,
+        "--name", "doomed", *LOAD_OPTIONS,
     )  # fmt: skip
     assert code == 0, err
     load = await start_cli(

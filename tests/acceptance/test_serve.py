@@ -16,19 +16,10 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 import pytest
+from cli_fixtures import LOAD_OPTIONS
 from worker_fixtures import free_port
 
 pytestmark = pytest.mark.slow
-
-# Calls at any hour: these tests run on the wall clock, at whatever hour CI runs them.
-LOAD = [
-    "--from",
-    "+14155550100",
-    "--answer-url",
-    "https://example.com/answer.xml",
-    "--calling-hours",
-    "any",
-]
 
 
 def run(command: list[str], env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -56,7 +47,7 @@ def test_track_calls_points_callbacks_at_the_engine(
         str(numbers_csv),
         "--name",
         "tracked",
-        *LOAD,
+        *LOAD_OPTIONS,
         "--track-calls",
         "--redial-on",
         "busy,no-answer",
@@ -125,7 +116,7 @@ def test_tracking_options_are_checked(
         str(numbers_csv),
         "--name",
         "x",
-        *LOAD,
+        *LOAD_OPTIONS,
         *arguments,
     )
     assert result.returncode == 2

@@ -8,11 +8,10 @@ import subprocess
 from pathlib import Path
 
 import asyncpg
+from cli_fixtures import LOAD_OPTIONS
+from worker_fixtures import claimed
 
 from campaign import queries
-from campaign.ratelimit import SHARED_SLOT_SLACK_S
-
-LOAD_OPTIONS = ["--from", "+14155550100", "--answer-url", "https://example.com/answer.xml"]
 
 
 def run(command: list[str], env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -214,7 +213,7 @@ async def test_a_loaded_contact_is_not_dialled_once_its_number_is_suppressed(
     contacts.write_text("name,phone\nAda,(415) 555-0123\nBob,(415) 555-0124\nCy,(415) 555-0125\n")
     loaded = run(
         campaign_command, cli_env, "load", str(contacts), "--name", "reminders", *LOAD_OPTIONS,
-        "--default-region", "US", "--calling-hours", "any", "--suppression-list", "vip",
+        "--default-region", "US", "--suppression-list", "vip",
     )  # fmt: skip
     assert loaded.returncode == 0, loaded.stderr
     for args in (["415-555-0123", "--default-region", "US"], ["+14155550124", "--list", "vip"]):
@@ -223,20 +222,7 @@ async def test_a_loaded_contact_is_not_dialled_once_its_number_is_suppressed(
 
     campaign = await queries.campaign_by_name(pool, "reminders")
     assert campaign is not None
-    claim = await queries.claim_batch(
-        pool,
-        campaign_id=campaign.id,
-        worker_id="w",
-        wanted=100,
-        lease_s=60,
-        pace_window_s=1.0,
-        call_limiters=(),
-        request_limiters=(),
-        own_limiters=(),
-        shared_slot_slack_s=SHARED_SLOT_SLACK_S,
-        write_ahead_within_s=-1.0,
-    )
-    assert claim.destinations == ["+14155550125"]
+    assert await claimed(pool, campaign.id) == ["+14155550125"]
     rows = await pool.fetch("SELECT destination, status, last_error FROM contacts ORDER BY id")
     assert [tuple(row) for row in rows] == [
         ("+14155550123", "suppressed", "suppressed: on list default"),

@@ -11,22 +11,13 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from cli_fixtures import LOAD_OPTIONS
 from plivo_fixtures import AUTH_ID, AUTH_TOKEN, simulator_config
 from worker_fixtures import wait_for
 
 from campaign.simulator import RunningSimulator, running_simulator
 
 pytestmark = pytest.mark.slow
-
-# Calls at any hour: these tests run on the wall clock, at whatever hour CI runs them.
-LOAD = [
-    "--from",
-    "+14155550100",
-    "--answer-url",
-    "https://example.com/answer.xml",
-    "--calling-hours",
-    "any",
-]
 
 
 @pytest.fixture
@@ -74,7 +65,9 @@ async def load(
 ) -> None:
     path = tmp_path / f"{name}.csv"
     path.write_text("phone\n" + "".join(f"+1415556{index:04d}\n" for index in range(count)))
-    code, _out, err = await run_cli(command, env, "load", str(path), "--name", name, *LOAD, *args)
+    code, _out, err = await run_cli(
+        command, env, "load", str(path), "--name", name, *LOAD_OPTIONS, *args
+    )
     assert code == 0, err
 
 

@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 from clock_fixtures import Clock
 from plivo_fixtures import FakeClock, client_config, simulator_config
-from worker_fixtures import wait_for, worker_config
+from worker_fixtures import claimed, wait_for, worker_config
 
 from campaign import queries
 from campaign.models import CampaignSpec, Schedule
@@ -51,27 +51,6 @@ async def campaign_with(
             [(created.id, f"+{first + index}", list(z)) for index, z in enumerate(zones)],
         )
     return created.id
-
-
-async def claimed(
-    pool: asyncpg.Pool, campaign_id: int, *, cap: int | None = None, wanted: int = 100
-) -> list[str]:
-    """The destinations one claim takes now (no rate limits; never written ahead)."""
-    claim = await queries.claim_batch(
-        pool,
-        campaign_id=campaign_id,
-        worker_id="w",
-        wanted=wanted,
-        lease_s=60,
-        pace_window_s=1.0,
-        call_limiters=(),
-        request_limiters=(),
-        own_limiters=(),
-        shared_slot_slack_s=SHARED_SLOT_SLACK_S,
-        write_ahead_within_s=-1.0,
-        max_calls_per_number=cap,
-    )
-    return claim.destinations
 
 
 async def release(pool: asyncpg.Pool) -> None:

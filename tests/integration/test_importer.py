@@ -9,7 +9,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from test_calling_hours import claimed
+from worker_fixtures import claimed
 
 from campaign import queries
 from campaign.destinations import LoadError, Rejected
