@@ -7,6 +7,7 @@ function), idempotent because Plivo retries: the same callback twice is recorded
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -161,6 +162,14 @@ class CallbackRecorder:
             for (_event, future), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)
+            if any(
+                event.event == "hangup" and result != RecordResult.UNKNOWN
+                for (event, _future), result in zip(batch, results, strict=True)
+            ):
+                # Calls ended: a worker waiting under a cap of concurrent calls may dial again
+                # (one NOTIFY per batch, after the commit that ended them).
+                with contextlib.suppress(*db.DATABASE_ERRORS):
+                    await queries.notify_calls_ended(self._pool)
 
     async def _write(self, events: list[CallEvent]) -> list[RecordResult]:
         # Contacts are locked in (campaign, destination) order, so that two processes writing

@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     # CAMPAIGN_API_REQUESTS_PER_WINDOW / CAMPAIGN_API_WINDOW_S: Plivo's 300 requests per 5 s.
     api_requests_per_window: int = Field(default=300, ge=0, le=1_000_000)
     api_window_s: float = Field(default=5.0, gt=0.0, le=3600.0)
+    # CAMPAIGN_ACCOUNT_MAX_CONCURRENT_CALLS: calls of the account live at once, at most, shared by
+    # every worker (0: no cap; Plivo's India accounts have one, by default CPS x 25). Set it
+    # alike on every worker. A call counts until its hangup callback (campaigns without
+    # --track-calls: until ring_timeout + time_limit after Plivo's reply).
+    account_max_concurrent_calls: int = Field(default=0, ge=0, le=1_000_000)
 
     # The worker. CAMPAIGN_WORKER_ID: how this worker names itself in leases (default host:pid).
     worker_id: str | None = Field(default=None, min_length=1, max_length=200)

@@ -393,11 +393,13 @@ def validate_rows(
     default_region: str | None,
     from_number: str | None,
     zone_rule: ZoneRule | None = None,
+    caller_ids: frozenset[str] = frozenset(),
 ) -> tuple[list[ContactRecord], list[Rejected]]:
     """Validate and normalise a chunk of rows (pure: runs in worker processes).
 
     With `zone_rule`, each contact gets its time zones by it (a row it gives none is rejected);
-    without, none. Raises LoadError (naming the line) for a row that refuses the whole load.
+    without, none. A number of the campaign's pool of `caller_ids` is rejected, as its own
+    `from_number` is. Raises LoadError (naming the line) for a row that refuses the whole load.
     """
     valid: list[ContactRecord] = []
     rejected: list[Rejected] = []
@@ -426,6 +428,9 @@ def validate_rows(
             continue
         if destination == from_number:
             rejected.append(Rejected(row.line_number, raw, "is the campaign's own from number"))
+            continue
+        if destination in caller_ids:
+            rejected.append(Rejected(row.line_number, raw, "is one of the campaign's caller IDs"))
             continue
         zones: list[str] = []
         if zone_rule is not None:

@@ -31,6 +31,7 @@ from campaign import db, queries
 from campaign.metrics import Metrics
 from campaign.models import Campaign, DialRequest
 from campaign.plivo import (
+    ConcurrencyLimited,
     PlivoClient,
     PlivoError,
     RequestRejected,
@@ -61,6 +62,8 @@ class DialingConfig:
     pause_after_unknown: int = 3
     # Calls placed to one number by every campaign in the previous 24 h, at most (None: no cap).
     max_calls_per_number_per_day: int | None = None
+    # Calls of the account live at once, at most (None: no cap).
+    account_max_concurrent_calls: int | None = None
     # The campaigns this worker dials (None: every running one): what such a pause pauses.
     campaign_ids: tuple[int, ...] | None = None
 
@@ -77,16 +80,33 @@ class ClaimedBatch:
     paced: bool
     # Set when the claim wrote the request ahead (its contacts are `sending` already).
     request: DialRequest | None = None
+    # The `from` its request is sent with (a caller ID of the campaign's pool, else its own).
+    caller_id: str | None = None
+
+
+class Waiting(Enum):
+    """What a throttled campaign waits for, besides time: what wakes it early."""
+
+    # Time alone: its own cap's next slot, its start, its callees' windows (a whole minute).
+    TIME = "time"
+    # A campaign of higher priority to leave some of the account's calls (NOTIFY
+    # campaign_room 'priority').
+    PRIORITY = "priority"
+    # A call to end, under a cap of concurrent calls (NOTIFY campaign_room 'calls').
+    CALLS = "calls"
 
 
 @dataclass(frozen=True, slots=True)
 class Throttled:
-    """Nothing claimed yet, for `wait_s` seconds: the campaign's own cap has no slot before then
-    (a claim now would hold every campaign's slots idle until then), the campaign starts then,
-    or its callees' windows are closed (they open on a whole minute)."""
+    """Nothing claimed yet, for `wait_s` seconds at most: the campaign's own cap has no slot
+    before then (a claim now would hold every campaign's slots idle until then), the campaign
+    starts then, its callees' windows are closed (they open on a whole minute), its caller IDs
+    had their calls of the day; or, woken earlier by what `waiting` says, a campaign of higher
+    priority takes the account's calls, or a cap of concurrent calls is reached."""
 
     campaign: Campaign
     wait_s: float
+    waiting: Waiting = Waiting.TIME
 
 
 class BatchEnd(Enum):
@@ -97,6 +117,9 @@ class BatchEnd(Enum):
     # Nothing more of it for now: it stopped running (paused, cancelled, refused for the
     # account) or its contacts were taken back.
     DROP_CAMPAIGN = "drop campaign"
+    # Plivo refused the request for its concurrency limit (5030): the calls were not placed;
+    # dial again once a call ends.
+    WAIT_FOR_CALLS = "wait for calls"
 
 
 class BatchDialer:
@@ -166,9 +189,13 @@ class BatchDialer:
             shared_slot_slack_s=SHARED_SLOT_SLACK_S,
             write_ahead_within_s=WRITE_AHEAD_WITHIN_S,
             max_calls_per_number=self._config.max_calls_per_number_per_day,
+            account_max_concurrent_calls=self._config.account_max_concurrent_calls,
         )
         if claim.retry_at_s is not None:
-            return Throttled(campaign, max(claim.retry_at_s - claim.db_now_s, 0.0))
+            waiting = {"priority": Waiting.PRIORITY, "calls": Waiting.CALLS}.get(
+                claim.waiting_for or "", Waiting.TIME
+            )
+            return Throttled(campaign, max(claim.retry_at_s - claim.db_now_s, 0.0), waiting)
         if not claim.contact_ids:
             return None
         return ClaimedBatch(
@@ -178,6 +205,7 @@ class BatchDialer:
             slot=SlotTiming.read_now(claim.send_at_s, claim.db_now_s),
             paced=limiters.paced,
             request=claim.request,
+            caller_id=claim.caller_id,
         )
 
     # --- one batch ---------------------------------------------------------------------------
@@ -289,6 +317,9 @@ class BatchDialer:
         except RetriesStopped as stopped:
             await self._recorder.given_up(campaign, request, stopped, elapsed_ms())
             return BatchEnd.CONTINUE
+        except ConcurrencyLimited as error:
+            await self._recorder.concurrency_limited(campaign, request, error, elapsed_ms())
+            return BatchEnd.WAIT_FOR_CALLS
         except PlivoError as error:
             stopped_running = await self._recorder.failure(campaign, request, error, elapsed_ms())
             return BatchEnd.DROP_CAMPAIGN if stopped_running else BatchEnd.CONTINUE

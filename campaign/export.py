@@ -35,6 +35,7 @@ OUTCOME_COLUMNS: tuple[str, ...] = (
     "machine",
     "request_uuid",
     "call_uuid",
+    "caller_id",
     "last_error",
     "updated_at",
 )

@@ -21,6 +21,7 @@ from typing import IO, Protocol
 import asyncpg
 
 from campaign import queries
+from campaign.callerids import CallerIdMode
 from campaign.destinations import (
     ContactRecord,
     CsvLayout,
@@ -279,6 +280,10 @@ async def load_csv(
             required=campaign.schedule.has_local_rules,
         )
         summary = LoadSummary(campaign)
+        # None of them may be called (Plivo refuses a `from` among the destinations).
+        caller_ids = frozenset(
+            number for number, _calls in await queries.caller_ids(connection, campaign.id)
+        )
         await queries.create_load_staging(connection)
         loop = asyncio.get_running_loop()
         with validation_executor(source.size_bytes, options.jobs) as executor:
@@ -322,7 +327,10 @@ async def load_csv(
                     return
                 staged -= await reject_never_open()
                 inserted, suppressed = await queries.insert_staged_contacts(
-                    connection, campaign.id, campaign.suppression_lists
+                    connection,
+                    campaign.id,
+                    campaign.suppression_lists,
+                    local_presence=campaign.caller_id_mode == CallerIdMode.LOCAL,
                 )
                 summary.loaded += inserted
                 summary.suppressed += suppressed
@@ -345,6 +353,7 @@ async def load_csv(
                         options.default_region,
                         campaign.from_number,
                         zone_rule,
+                        caller_ids,
                     )
                 )
                 return True

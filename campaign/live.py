@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from campaign import queries
-from campaign.models import CONTACT_STATUSES, CallingWindow, CampaignStatus, Progress
+from campaign.models import CONTACT_STATUSES, CallingWindow, CampaignStatus, Pacing, Progress
 
 # The dialing rate is measured over the samples of this many seconds.
 RATE_WINDOW_S = 10.0
@@ -110,10 +110,13 @@ def _counts_table(names: Sequence[str], values: Sequence[str]) -> Table:
 
 
 def render_status(
-    progress: Progress, estimate: RateEstimate, window: CallingWindow | None = None
+    progress: Progress,
+    estimate: RateEstimate,
+    window: CallingWindow | None = None,
+    pacing: Pacing | None = None,
 ) -> RenderableType:
-    """The view of one campaign: counts by status, call outcomes, dialing rate and ETA, and
-    its calling hours with the contacts that wait for their window."""
+    """The view of one campaign: counts by status, call outcomes, dialing rate and ETA, its
+    calling hours with the contacts that wait for their window, and its pacing."""
     title = Text(f"campaign {progress.campaign} (id {progress.campaign_id}): ", style="bold")
     title.append(progress.status.value)
     contacts = _counts_table(
@@ -140,6 +143,7 @@ def render_status(
         calls,
         Text(_dialing_line(progress, estimate)),
         *([Text(window.line(progress.waiting_for_window))] if window is not None else []),
+        *([Text(pacing.line())] if pacing is not None else []),
     )
 
 
@@ -151,6 +155,7 @@ async def watch_status(
     *,
     interval_s: float = REFRESH_INTERVAL_S,
     clock: Callable[[], float] = time.monotonic,
+    account_max_concurrent_calls: int | None = None,
 ) -> Progress | None:
     """Show campaign `name` live on `console` until it is completed or cancelled, or `stop` is set.
 
@@ -166,7 +171,12 @@ async def watch_status(
                 return None
             samples.append(Sample(at_s=clock(), pending=progress.counts["pending"]))
             window = await queries.calling_window(pool, name)
-            live.update(render_status(progress, estimate_rate(samples), window), refresh=True)
+            pacing = await queries.pacing(
+                pool, name, account_max_concurrent_calls=account_max_concurrent_calls
+            )
+            live.update(
+                render_status(progress, estimate_rate(samples), window, pacing), refresh=True
+            )
             if progress.status in FINISHED_STATUSES:
                 return progress
             with contextlib.suppress(TimeoutError):

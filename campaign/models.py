@@ -9,6 +9,7 @@ from datetime import date, datetime, time
 from enum import StrEnum
 from typing import Any, NamedTuple
 
+from campaign.callerids import PoolNumber
 from campaign.callparams import CAMPAIGN_CALL_PARAMETER_NAMES
 
 
@@ -87,6 +88,8 @@ class DialRequest:
     id: int
     contact_ids: list[int]
     destinations: list[str]
+    # The `from` it is sent with (a caller ID of the campaign's pool); None: the campaign's.
+    caller_id: str | None = None
 
 
 # A range of times of day [start, end); end None: up to midnight (24:00, which Python's time
@@ -184,6 +187,58 @@ class CallingWindow:
 
 
 @dataclass(frozen=True, slots=True)
+class Pacing:
+    """How a campaign is paced now: its priority, rate and batch size, its calls live against
+    the caps of concurrent calls, and its caller IDs with their calls in the last day."""
+
+    priority: int
+    calls_per_second: float | None
+    batch_size: int
+    max_concurrent_calls: int | None
+    live_calls: int
+    # The account's cap and its calls live (every campaign's), when it has one.
+    account_max_concurrent_calls: int | None
+    account_live_calls: int
+    caller_id_mode: str | None
+    caller_ids: tuple[tuple[str, int], ...]
+
+    def line(self) -> str:
+        """`priority 0, 5 calls per second, batches of 100; 3 of 20 calls live; …`."""
+        rate = (
+            "the account's calls per second"
+            if self.calls_per_second is None
+            else f"{self.calls_per_second:g} calls per second"
+        )
+        parts = [f"pacing: priority {self.priority}, {rate}, batches of {self.batch_size}"]
+        if self.max_concurrent_calls is not None:
+            parts.append(f"{self.live_calls:,} of {self.max_concurrent_calls:,} calls live")
+        if self.account_max_concurrent_calls is not None:
+            parts.append(
+                f"account {self.account_live_calls:,} of "
+                f"{self.account_max_concurrent_calls:,} calls live"
+            )
+        if self.caller_ids:
+            numbers = ", ".join(f"{number} ({calls:,})" for number, calls in self.caller_ids)
+            parts.append(f"caller IDs ({self.caller_id_mode}, calls in the last day): {numbers}")
+        return "; ".join(parts)
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "priority": self.priority,
+            "calls_per_second": self.calls_per_second,
+            "batch_size": self.batch_size,
+            "max_concurrent_calls": self.max_concurrent_calls,
+            "live_calls": self.live_calls,
+            "account_max_concurrent_calls": self.account_max_concurrent_calls,
+            "account_live_calls": self.account_live_calls,
+            "caller_id_mode": self.caller_id_mode,
+            "caller_ids": [
+                {"number": number, "calls_in_a_day": calls} for number, calls in self.caller_ids
+            ],
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class CampaignSpec:
     """What a new campaign is made of: its name, caller ID, call parameters and dialing settings."""
 
@@ -207,6 +262,14 @@ class CampaignSpec:
     default_time_zone: str | None = None
     suppression_lists: tuple[str, ...] = ("default",)
     max_calls_per_number_per_day: int | None = None
+    # Higher first; the cap of calls live at once (needs track_calls).
+    priority: int = 0
+    max_concurrent_calls: int | None = None
+    # A pool of caller IDs (empty: `from_number` alone), how they are used, and their limits.
+    caller_ids: tuple[PoolNumber, ...] = ()
+    caller_id_mode: str | None = None
+    calls_per_second_per_caller_id: float | None = None
+    max_calls_per_caller_id_per_day: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +294,13 @@ class Campaign:
     default_time_zone: str | None = None
     suppression_lists: tuple[str, ...] = ("default",)
     max_calls_per_number_per_day: int | None = None
+    # Higher first (dial_demand); calls live at once, at most (None: no cap of its own).
+    priority: int = 0
+    max_concurrent_calls: int | None = None
+    # With a pool of caller IDs: "rotate" or "local" (None: "from" alone).
+    caller_id_mode: str | None = None
+    calls_per_second_per_caller_id: float | None = None
+    max_calls_per_caller_id_per_day: int | None = None
 
     @classmethod
     def from_record(cls, record: Any) -> Campaign:
@@ -258,6 +328,11 @@ class Campaign:
             default_time_zone=record["default_time_zone"],
             suppression_lists=tuple(record["suppression_lists"]),
             max_calls_per_number_per_day=record["max_calls_per_number_per_day"],
+            priority=record["priority"],
+            max_concurrent_calls=record["max_concurrent_calls"],
+            caller_id_mode=record["caller_id_mode"],
+            calls_per_second_per_caller_id=record["calls_per_second_per_caller_id"],
+            max_calls_per_caller_id_per_day=record["max_calls_per_caller_id_per_day"],
         )
 
 

@@ -204,16 +204,20 @@ def campaign_calls_limiter(campaign_id: int) -> str:
 async def change_pacing(
     connection: queries.Connection, name: str, change: PacingChange
 ) -> Campaign | None:
-    """`campaign set`: change campaign `name`'s own calls per second and batch size; every
-    worker reads them with its campaign list, within a poll interval. A faster rate applies to
-    the next claim, not after the slots already granted at the old one. The campaign as it is
-    now, or None if there is none."""
+    """`campaign set`: change campaign `name`'s own calls per second, batch size, priority and
+    cap of concurrent calls; every worker reads them with its campaign list, within a poll
+    interval (the claims read the priority and the cap from the campaign's row). A faster rate
+    applies to the next claim, not after the slots already granted at the old one. The campaign
+    as it is now, or None if there is none."""
     campaign = await queries.set_pacing(
         connection,
         name,
         cps_given=change.cps_given,
         calls_per_second=change.calls_per_second,
         batch_size=change.batch_size,
+        priority=change.priority,
+        concurrency_given=change.concurrency_given,
+        max_concurrent_calls=change.max_concurrent_calls,
     )
     if campaign is not None and change.cps_given:
         await queries.restart_limiter(connection, campaign_calls_limiter(campaign.id))

@@ -119,6 +119,26 @@ class Recorder:
             latency_ms,
         )
 
+    async def concurrency_limited(
+        self, campaign: Campaign, request: DialRequest, error: PlivoError, latency_ms: int
+    ) -> None:
+        """Plivo refused the request for the account's concurrent calls (5030): no call was
+        placed and it is not the contacts' fault, so they go back to pending, the attempt not
+        counted, to be dialled once calls end."""
+        await self.unsend(
+            request, f"not sent: {error}", sends=error.attempts, latency_ms=latency_ms
+        )
+        self._count(RequestOutcome.NOT_SENT, Counter({"not_sent": len(request.contact_ids)}))
+        self._metrics.request_latency.observe(latency_ms / 1000)
+        logger.warning(
+            "campaign %s: batch of %d refused for the account's concurrent calls (%s); %d ms;"
+            " dialled again once calls end",
+            campaign.name,
+            len(request.contact_ids),
+            error,
+            latency_ms,
+        )
+
     async def reply(
         self, campaign: Campaign, request: DialRequest, result: MakeCallResult, latency_ms: int
     ) -> None:

@@ -43,10 +43,11 @@ class RetriesStopped(Exception):
         self.sends = sends
 
 
-def call_parameters(campaign: Campaign) -> dict[str, object]:
-    """The Make-a-call parameters shared by every destination of a campaign's batches."""
+def call_parameters(campaign: Campaign, caller_id: str | None = None) -> dict[str, object]:
+    """The Make-a-call parameters shared by every destination of a campaign's batch sent from
+    `caller_id` (None: the campaign's "from")."""
     return {
-        "from": campaign.from_number,
+        "from": caller_id or campaign.from_number,
         "answer_url": campaign.answer_url,
         **campaign.call_parameters,
     }
@@ -88,7 +89,7 @@ class RequestSender:
             await self._back_off(campaign, seconds)
 
         return await self._client.make_call(
-            call_parameters(campaign),
+            call_parameters(campaign, request.caller_id),
             request.destinations,
             before_retry=before_retry,
             sleep=back_off,

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time
 
 import phonenumbers
 
+from campaign.callerids import MAX_POOL_SIZE, CallerIdMode, pool_number
 from campaign.callparams import CallParameterError, validate_call_parameters
 from campaign.destinations import AmbiguousNumber, InvalidDestination, normalise_destination
 from campaign.models import (
@@ -45,6 +46,9 @@ TRACKED_CALLBACK_PARAMETERS = ("ring_url", "hangup_url", "machine_detection_url"
 # TCPA's hours in the US, and within the UK's, India's and Australia's rules).
 DEFAULT_CALLING_HOURS = "08:00-21:00"
 MAX_CALLS_PER_NUMBER_RANGE = (1, 1000)
+PRIORITY_RANGE = (-1000, 1000)
+MAX_CONCURRENT_CALLS_RANGE = (1, 1_000_000)
+MAX_CALLS_PER_CALLER_ID_RANGE = (1, 10_000_000)
 LIST_NAME_MAX_CHARS = 100
 # Start and end times are refused outside these years (beyond them, a typo).
 INSTANT_YEARS = (2000, 9998)
@@ -92,6 +96,14 @@ class CampaignOptions:
     # The lists the campaign honours besides `default` (--suppression-list, repeatable).
     suppression_lists: Sequence[str] = ()
     max_calls_per_number_per_day: int | None = None
+    # Pacing: priority (None: 0) and the cap of calls live at once (needs track_calls).
+    priority: int | None = None
+    max_concurrent_calls: int | None = None
+    # The numbers of --from-file (read by the command), and how a pool's numbers are used.
+    from_file_numbers: Sequence[str] | None = None
+    caller_id_mode: str | None = None
+    calls_per_second_per_caller_id: float | None = None
+    max_calls_per_caller_id_per_day: int | None = None
 
 
 def option_for(parameter: str) -> str:
@@ -123,8 +135,14 @@ def check_load_into_existing(options: CampaignOptions) -> None:
         flag
         for flag, value in (
             ("--from", options.from_number),
+            ("--from-file", options.from_file_numbers),
             ("--answer-url", options.answer_url),
             ("--calls-per-second", options.calls_per_second),
+            ("--priority", options.priority),
+            ("--max-concurrent-calls", options.max_concurrent_calls),
+            ("--caller-id", options.caller_id_mode),
+            ("--calls-per-second-per-caller-id", options.calls_per_second_per_caller_id),
+            ("--max-calls-per-caller-id-per-day", options.max_calls_per_caller_id_per_day),
         )
         if value is not None
     ]
@@ -166,13 +184,14 @@ def new_campaign(options: CampaignOptions, public_url: str | None) -> CampaignSp
             None, "give --name NAME to create a campaign, or --campaign NAME to add to one"
         )
     name = campaign_name(options.name)
-    if options.from_number is None:
-        raise SpecError(
-            "--from", "a new campaign needs the caller ID number, e.g. --from +14155550100"
-        )
+    if options.answer_url is None and (
+        options.from_number is not None or options.from_file_numbers is not None
+    ):
+        raise SpecError("--answer-url", "a new campaign needs the URL of its Plivo XML")
+    numbers = caller_id_numbers(options.from_number, options.from_file_numbers)
     if options.answer_url is None:
         raise SpecError("--answer-url", "a new campaign needs the URL of its Plivo XML")
-    from_number = caller_id(options.from_number)
+    from_number = numbers[0]
     parameters = call_parameters(options.answer_url, options.call_parameters)
     answer_url = str(parameters.pop("answer_url"))
     _check_range("--calls-per-second", options.calls_per_second, CALLS_PER_SECOND_RANGE)
@@ -188,6 +207,29 @@ def new_campaign(options: CampaignOptions, public_url: str | None) -> CampaignSp
         "--max-calls-per-number-per-day",
         options.max_calls_per_number_per_day,
         MAX_CALLS_PER_NUMBER_RANGE,
+    )
+    _check_range("--priority", options.priority, PRIORITY_RANGE)
+    _check_range("--max-concurrent-calls", options.max_concurrent_calls, MAX_CONCURRENT_CALLS_RANGE)
+    if options.max_concurrent_calls is not None and not options.track_calls:
+        raise SpecError(
+            "--max-concurrent-calls",
+            "a call counts until its hangup callback, so the cap needs --track-calls",
+        )
+    _check_range(
+        "--calls-per-second-per-caller-id",
+        options.calls_per_second_per_caller_id,
+        CALLS_PER_SECOND_RANGE,
+    )
+    _check_range(
+        "--max-calls-per-caller-id-per-day",
+        options.max_calls_per_caller_id_per_day,
+        MAX_CALLS_PER_CALLER_ID_RANGE,
+    )
+    mode = caller_id_mode(options.caller_id_mode, len(numbers))
+    # One number with limits of its own is a pool of one: the claim applies them the same way.
+    pooled = mode is not None or (
+        options.calls_per_second_per_caller_id is not None
+        or options.max_calls_per_caller_id_per_day is not None
     )
     return CampaignSpec(
         name=name,
@@ -205,7 +247,49 @@ def new_campaign(options: CampaignOptions, public_url: str | None) -> CampaignSp
         default_time_zone=time_zone_name("--default-timezone", options.default_timezone),
         suppression_lists=suppression_lists(options.suppression_lists),
         max_calls_per_number_per_day=options.max_calls_per_number_per_day,
+        priority=options.priority or 0,
+        max_concurrent_calls=options.max_concurrent_calls,
+        caller_ids=tuple(pool_number(number) for number in numbers) if pooled else (),
+        caller_id_mode=(mode or CallerIdMode.ROTATE) if pooled else None,
+        calls_per_second_per_caller_id=options.calls_per_second_per_caller_id,
+        max_calls_per_caller_id_per_day=options.max_calls_per_caller_id_per_day,
     )
+
+
+def caller_id_numbers(given: str | None, from_file: Sequence[str] | None) -> tuple[str, ...]:
+    """The campaign's caller IDs in E.164, in order, each once: --from's comma-separated
+    numbers, then --from-file's."""
+    if given is None and from_file is None:
+        raise SpecError(
+            "--from", "a new campaign needs the caller ID number, e.g. --from +14155550100"
+        )
+    numbers: list[str] = []
+    if given is not None:
+        parts = [part.strip() for part in given.split(",")]
+        if not all(parts):
+            raise SpecError("--from", f"{given!r} has an empty number between its commas")
+        numbers += [caller_id(part) for part in parts]
+    for index, text in enumerate(from_file or ()):
+        try:
+            numbers.append(caller_id(text))
+        except SpecError as error:
+            raise SpecError("--from-file", f"number {index + 1}: {error.message}") from None
+    if not numbers:
+        raise SpecError("--from-file", "the file has no numbers")
+    if len(numbers) > MAX_POOL_SIZE:
+        raise SpecError("--from-file", f"at most {MAX_POOL_SIZE} caller IDs")
+    return tuple(dict.fromkeys(numbers))
+
+
+def caller_id_mode(text: str | None, pool_size: int) -> CallerIdMode | None:
+    """--caller-id rotate|local; rotate by default with several numbers; None with one and
+    none asked for."""
+    if text is None:
+        return CallerIdMode.ROTATE if pool_size > 1 else None
+    try:
+        return CallerIdMode(text.strip().lower())
+    except ValueError:
+        raise SpecError("--caller-id", f"{text!r} is not rotate or local") from None
 
 
 def schedule(options: CampaignOptions) -> Schedule:
@@ -387,6 +471,10 @@ class PacingChange:
     cps_given: bool = False
     calls_per_second: float | None = None
     batch_size: int | None = None
+    priority: int | None = None
+    # The cap of calls live at once when `concurrency_given` (None lifts it).
+    concurrency_given: bool = False
+    max_concurrent_calls: int | None = None
 
     def describe(self) -> str:
         """`calls per second 5, batch size 50`: what is set, as `campaign set` prints it."""
@@ -400,32 +488,70 @@ class PacingChange:
             )
         if self.batch_size is not None:
             parts.append(f"batch size {self.batch_size}")
+        if self.priority is not None:
+            parts.append(f"priority {self.priority}")
+        if self.concurrency_given:
+            cap = self.max_concurrent_calls
+            parts.append(
+                "concurrent calls: the account's cap only"
+                if cap is None
+                else f"at most {cap} concurrent calls"
+            )
         return ", ".join(parts)
 
 
-def pacing_change(calls_per_second: str | None, batch_size: int | None) -> PacingChange:
+def pacing_change(
+    calls_per_second: str | None,
+    batch_size: int | None,
+    priority: int | None = None,
+    max_concurrent_calls: str | None = None,
+) -> PacingChange:
     """`campaign set`'s options checked: --calls-per-second RATE (or `none`, the account's
-    limit only) and --batch-size N; at least one."""
-    if calls_per_second is None and batch_size is None:
+    limit only), --batch-size N, --priority N, --max-concurrent-calls N (or `none`); at least
+    one."""
+    if (
+        calls_per_second is None
+        and batch_size is None
+        and priority is None
+        and max_concurrent_calls is None
+    ):
         raise SpecError(
-            None, "say what to change: --calls-per-second RATE (or none) and/or --batch-size N"
+            None,
+            "say what to change: --calls-per-second RATE|none, --batch-size N, --priority N "
+            "or --max-concurrent-calls N|none",
         )
     _check_range("--batch-size", batch_size, BATCH_SIZE_RANGE)
-    if calls_per_second is None:
-        return PacingChange(batch_size=batch_size)
-    text = calls_per_second.strip().lower()
-    if text in ("none", "account"):
-        return PacingChange(cps_given=True, calls_per_second=None, batch_size=batch_size)
+    _check_range("--priority", priority, PRIORITY_RANGE)
+    change = PacingChange(batch_size=batch_size, priority=priority)
+    if max_concurrent_calls is not None:
+        cap = _number_or_none("--max-concurrent-calls", max_concurrent_calls, "a count such as 20")
+        if cap is not None and (cap != int(cap)):
+            raise SpecError("--max-concurrent-calls", "must be a whole number of calls")
+        _check_range("--max-concurrent-calls", cap, MAX_CONCURRENT_CALLS_RANGE)
+        change = replace(
+            change,
+            concurrency_given=True,
+            max_concurrent_calls=None if cap is None else int(cap),
+        )
+    if calls_per_second is not None:
+        rate = _number_or_none("--calls-per-second", calls_per_second, "a rate such as 5 or 0.5")
+        _check_range("--calls-per-second", rate, CALLS_PER_SECOND_RANGE)
+        change = replace(change, cps_given=True, calls_per_second=rate)
+    return change
+
+
+def _number_or_none(option: str, text: str, example: str) -> float | None:
+    """A number, or None for `none`."""
+    value = text.strip().lower()
+    if value in ("none", "account"):
+        return None
     try:
-        rate = float(text)
+        number = float(value)
     except ValueError:
-        raise SpecError(
-            "--calls-per-second", f"{calls_per_second!r} is not a rate such as 5 or 0.5, or none"
-        ) from None
-    if rate != rate:  # NaN
-        raise SpecError("--calls-per-second", "must be a number")
-    _check_range("--calls-per-second", rate, CALLS_PER_SECOND_RANGE)
-    return PacingChange(cps_given=True, calls_per_second=rate, batch_size=batch_size)
+        raise SpecError(option, f"{text!r} is not {example}, or none") from None
+    if number != number:  # NaN
+        raise SpecError(option, "must be a number")
+    return number
 
 
 def campaign_name(name: str) -> str:

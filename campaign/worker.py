@@ -27,7 +27,7 @@ import asyncpg
 from campaign import db, queries
 from campaign.cancellation import cancel_queued_outside_window
 from campaign.config import Settings
-from campaign.dialing import BatchDialer, BatchEnd, DialingConfig, Throttled
+from campaign.dialing import BatchDialer, BatchEnd, DialingConfig, Throttled, Waiting
 from campaign.metrics import Metrics
 from campaign.models import Campaign
 from campaign.plivo import PlivoClient, PlivoError
@@ -37,6 +37,12 @@ from campaign.recording import DialingReport
 logger = logging.getLogger(__name__)
 
 WORK_CHANNEL = "campaign_work"
+# Room for more calls: 'calls' when calls ended under a cap of concurrent calls (the callbacks
+# send it), 'priority' when a campaign of higher priority stopped wanting the account's calls.
+ROOM_CHANNEL = "campaign_room"
+# After Plivo refused a batch for the account's concurrent calls, dial again at the next hangup,
+# or after this long without one (calls of untracked campaigns end unheard).
+CONCURRENCY_REFUSAL_WAIT_S = 5.0
 # How often a worker forgets the calls placed more than a day ago (caps of calls per number).
 PRUNE_INTERVAL_S = 60.0
 
@@ -71,6 +77,8 @@ class WorkerConfig:
     pause_after_unknown: int = 3
     # Calls placed to one number by every campaign in the previous 24 h, at most (None: no cap).
     max_calls_per_number_per_day: int | None = None
+    # Calls of the account live at once, at most (None: no cap).
+    account_max_concurrent_calls: int | None = None
     # Dial only these campaigns (None: every running campaign).
     campaign_ids: tuple[int, ...] | None = None
 
@@ -96,6 +104,7 @@ class WorkerConfig:
             callback_wait_s=settings.callback_wait_s,
             pause_after_unknown=settings.pause_after_unknown_requests,
             max_calls_per_number_per_day=settings.max_calls_per_number_per_day or None,
+            account_max_concurrent_calls=settings.account_max_concurrent_calls or None,
             campaign_ids=campaign_ids,
         )
 
@@ -119,6 +128,7 @@ class WorkerConfig:
             record_for_s=max(self.lease_s, self.stop_timeout_s),
             pause_after_unknown=self.pause_after_unknown,
             max_calls_per_number_per_day=self.max_calls_per_number_per_day,
+            account_max_concurrent_calls=self.account_max_concurrent_calls,
             campaign_ids=self.campaign_ids,
         )
 
@@ -148,8 +158,10 @@ class Worker:
         self._campaigns_read_at = -1e9
         self._refresh_lock = asyncio.Lock()
         self._next_campaign = 0
-        # Campaigns whose own cap has no slot yet: not claimed before then (monotonic clock).
+        # Campaigns whose own cap has no slot yet: not claimed before then (monotonic clock);
+        # and of those, the ones an event wakes earlier (campaign_room).
         self._not_before: dict[int, float] = {}
+        self._waiting_for: dict[int, Waiting] = {}
         self._idle: set[int] = set()
         self._completion_checked_at = -1e9
 
@@ -221,6 +233,27 @@ class Worker:
         self._campaigns_read_at = -1e9
         self._wake.set()
 
+    def _room(self, *args: Any) -> None:
+        # LISTEN delivers (connection, pid, channel, payload): 'calls' or 'priority'. The
+        # campaigns waiting for that are claimed again at once.
+        waiting = Waiting.CALLS if len(args) == 4 and args[3] == "calls" else Waiting.PRIORITY
+        woken = [
+            campaign_id for campaign_id, reason in self._waiting_for.items() if reason == waiting
+        ]
+        for campaign_id in woken:
+            self._not_before.pop(campaign_id, None)
+            del self._waiting_for[campaign_id]
+        if woken:
+            self._wake.set()
+
+    def _wait_for(self, campaign_id: int, wait_s: float, waiting: Waiting) -> None:
+        """Claim `campaign_id` again in `wait_s`, or when what it waits for comes."""
+        self._not_before[campaign_id] = time.monotonic() + wait_s
+        if waiting == Waiting.TIME:
+            self._waiting_for.pop(campaign_id, None)
+        else:
+            self._waiting_for[campaign_id] = waiting
+
     async def _listen(self) -> None:
         """LISTEN for new work; on a lost connection, reconnect (polling covers the gap)."""
         while not self._stop.is_set():
@@ -229,6 +262,7 @@ class Worker:
                     lost = asyncio.Event()
                     connection.add_termination_listener(lambda _connection, lost=lost: lost.set())
                     await connection.add_listener(WORK_CHANNEL, self._notified)
+                    await connection.add_listener(ROOM_CHANNEL, self._room)
                     try:
                         while not lost.is_set() and not connection.is_closed():
                             with contextlib.suppress(TimeoutError):
@@ -240,6 +274,7 @@ class Worker:
                         with contextlib.suppress(*db.CONNECTION_ERRORS):
                             if not connection.is_closed():
                                 await connection.remove_listener(WORK_CHANNEL, self._notified)
+                                await connection.remove_listener(ROOM_CHANNEL, self._room)
                 if lost.is_set():
                     logger.warning("the connection listening for work was lost; reconnecting")
             except db.CONNECTION_ERRORS as error:
@@ -313,11 +348,17 @@ class Worker:
         if not self._campaigns:
             return None
         now = time.monotonic()
-        for _ in range(len(self._campaigns)):
-            self._next_campaign = (self._next_campaign + 1) % len(self._campaigns)
-            campaign = self._campaigns[self._next_campaign]
-            if self._not_before.get(campaign.id, 0.0) <= now:
-                return campaign
+        # Of the campaigns not waiting, those of the highest priority, round robin (the list is
+        # in priority order): a lower one is claimed only while every higher one waits.
+        ready = [
+            campaign
+            for campaign in self._campaigns
+            if self._not_before.get(campaign.id, 0.0) <= now
+        ]
+        if ready:
+            top = [campaign for campaign in ready if campaign.priority == ready[0].priority]
+            self._next_campaign = (self._next_campaign + 1) % len(top)
+            return top[self._next_campaign]
         return min(self._not_before.get(campaign.id, now) for campaign in self._campaigns) - now
 
     def _drop(self, campaign: Campaign) -> None:
@@ -342,9 +383,12 @@ class Worker:
                 batch = await self._dialer.claim(campaign) if campaign is not None else None
                 if isinstance(batch, Throttled):
                     # Looked at again within a poll interval at most: the wait was read on the
-                    # database's clock, which this process only estimates.
-                    wait_s = min(batch.wait_s, self._config.poll_interval_s)
-                    self._not_before[batch.campaign.id] = time.monotonic() + wait_s
+                    # database's clock, which this process only estimates. Waiting for a call to
+                    # end, a hangup's NOTIFY wakes it: the poll is only the fallback.
+                    poll_s = self._config.poll_interval_s
+                    if batch.waiting == Waiting.CALLS:
+                        poll_s *= 5
+                    self._wait_for(batch.campaign.id, min(batch.wait_s, poll_s), batch.waiting)
                     continue
                 if batch is None:
                     if campaign is not None:
@@ -359,8 +403,13 @@ class Worker:
                     await self._sleep(self._config.poll_interval_s)
                     continue
                 self._idle.discard(index)
-                if await self._dialer.dial(batch) == BatchEnd.DROP_CAMPAIGN:
+                end = await self._dialer.dial(batch)
+                if end == BatchEnd.DROP_CAMPAIGN:
                     self._drop(batch.campaign)
+                elif end == BatchEnd.WAIT_FOR_CALLS:
+                    # The account's limit at Plivo: every campaign waits for a call to end.
+                    for known in self._campaigns:
+                        self._wait_for(known.id, CONCURRENCY_REFUSAL_WAIT_S, Waiting.CALLS)
             except db.CONNECTION_ERRORS as error:
                 logger.warning("database connection lost (%s); retrying", error)
                 await self._sleep(self._config.poll_interval_s)

@@ -19,7 +19,7 @@ from campaign.cli.app import (
     stop_on_signals,
 )
 from campaign.console import print_progress_table
-from campaign.models import CallingWindow, Campaign, CampaignStatus
+from campaign.models import CallingWindow, Campaign, CampaignStatus, Pacing
 from campaign.ratelimit import change_pacing
 
 RECONCILE_FAILURES_SHOWN = 10
@@ -41,6 +41,8 @@ async def status(name: str | None, as_json: bool, once: bool) -> None:
     settings = settings_from_environment()
     live = name is not None and not (as_json or once) and sys.stdout.isatty()
     window: CallingWindow | None = None
+    pacing: Pacing | None = None
+    account_cap = settings.account_max_concurrent_calls or None
     async with db.open_pool(settings) as pool:
         # Leases of workers that died count as what they are (back to pending, or unknown) even
         # when no worker runs to sweep them.
@@ -57,11 +59,18 @@ async def status(name: str | None, as_json: bool, once: bool) -> None:
                 from campaign.live import watch_status
 
                 stop = stop_on_signals()
-                if await watch_status(pool, name, Console(highlight=False), stop) is None:
+                console = Console(highlight=False)
+                if (
+                    await watch_status(
+                        pool, name, console, stop, account_max_concurrent_calls=account_cap
+                    )
+                    is None
+                ):
                     fail(f"campaign {name!r} was deleted while it was shown")
                 return
             rows = [row]
             window = await queries.calling_window(pool, name)
+            pacing = await queries.pacing(pool, name, account_max_concurrent_calls=account_cap)
     if as_json:
         payload: Any = rows[0].as_json() if name is not None else [row.as_json() for row in rows]
         if name is not None and window is not None:
@@ -69,11 +78,15 @@ async def status(name: str | None, as_json: bool, once: bool) -> None:
             payload["next_window_opens_at"] = (
                 None if window.next_opening is None else window.next_opening.isoformat()
             )
+        if name is not None and pacing is not None:
+            payload["pacing"] = pacing.as_json()
         click.echo(json.dumps(payload))
         return
     print_progress_table(rows)
     if name is not None and window is not None:
         click.echo(window.line(rows[0].waiting_for_window))
+    if pacing is not None:
+        click.echo(pacing.line())
 
 
 @click.command(name="list")
@@ -203,10 +216,28 @@ async def _change_status(
     type=click.IntRange(*specs.BATCH_SIZE_RANGE),
     help="Destinations per Plivo request.",
 )
+@click.option(
+    "--priority",
+    type=click.IntRange(*specs.PRIORITY_RANGE),
+    help="Higher first: while a campaign of higher priority has calls to place, lower ones "
+    "get only what it leaves of the account's calls.",
+)
+@click.option(
+    "--max-concurrent-calls",
+    metavar="N|none",
+    help="The campaign's cap on calls live at once (needs a campaign loaded with "
+    "--track-calls; none: only the account's applies).",
+)
 @run_command
-async def set_pacing(name: str, calls_per_second: str | None, batch_size: int | None) -> None:
+async def set_pacing(
+    name: str,
+    calls_per_second: str | None,
+    batch_size: int | None,
+    priority: int | None,
+    max_concurrent_calls: str | None,
+) -> None:
     """Change campaign NAME's pacing while it runs: every worker dials by it within a second."""
-    change = specs.pacing_change(calls_per_second, batch_size)
+    change = specs.pacing_change(calls_per_second, batch_size, priority, max_concurrent_calls)
     settings = settings_from_environment()
     async with (
         db.open_pool(settings) as pool,
@@ -216,6 +247,11 @@ async def set_pacing(name: str, calls_per_second: str | None, batch_size: int | 
         campaign = await change_pacing(connection, name, change)
         if campaign is None:
             fail(f"no campaign named {name!r}; `campaign list` shows the campaigns")
+        if change.max_concurrent_calls is not None and not campaign.track_calls:
+            fail(
+                f"--max-concurrent-calls: campaign {name!r} does not track its calls, so their "
+                "ends are unknown; the cap needs a campaign loaded with --track-calls"
+            )
         if campaign.status == CampaignStatus.RUNNING:
             await queries.notify_work(connection, campaign.id)
     click.echo(f"campaign {name}: {change.describe()}")

@@ -14,8 +14,9 @@ from typing import Any
 import click
 
 from campaign import db, specs
+from campaign.callerids import read_pool_file
 from campaign.callparams import CAMPAIGN_CALL_PARAMETER_NAMES
-from campaign.cli.app import run_command, settings_from_environment
+from campaign.cli.app import EXIT_USAGE, fail, run_command, settings_from_environment
 from campaign.console import LoadReporter
 from campaign.importer import CsvSource, LoadOptions, load_csv
 
@@ -39,7 +40,32 @@ def _call_parameter_options(function: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--name", help="Create a new campaign with this name.")
 @click.option("--campaign", "existing", metavar="NAME", help="Add to this existing campaign.")
 @click.option(
-    "--from", "from_number", metavar="NUMBER", help="Caller ID: the number calls come from."
+    "--from",
+    "from_number",
+    metavar="NUMBER[,NUMBER…]",
+    help="Caller ID: the number calls come from; several, comma-separated, make a pool.",
+)
+@click.option(
+    "--from-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A pool of caller IDs: one number per line (after --from's, if given).",
+)
+@click.option(
+    "--caller-id",
+    "caller_id_mode",
+    type=click.Choice(["rotate", "local"], case_sensitive=False),
+    help="With several caller IDs: rotate spreads calls evenly (the default); local picks one "
+    "with the callee's area code, else its country code, else rotates.",
+)
+@click.option(
+    "--calls-per-second-per-caller-id",
+    type=click.FloatRange(*specs.CALLS_PER_SECOND_RANGE),
+    help="Calls per second placed from one caller ID, at most (carriers flag fast diallers).",
+)
+@click.option(
+    "--max-calls-per-caller-id-per-day",
+    type=click.IntRange(*specs.MAX_CALLS_PER_CALLER_ID_RANGE),
+    help="Calls placed from one caller ID in 24 hours, at most.",
 )
 @click.option("--answer-url", metavar="URL", help="Plivo fetches the call's XML here on answer.")
 @_call_parameter_options
@@ -54,6 +80,18 @@ def _call_parameter_options(function: Callable[..., Any]) -> Callable[..., Any]:
     default=specs.DEFAULT_BATCH_SIZE,
     show_default=True,
     help="Destinations per Plivo request.",
+)
+@click.option(
+    "--priority",
+    type=click.IntRange(*specs.PRIORITY_RANGE),
+    help="Higher first (default 0): while a campaign of higher priority has calls to place, "
+    "lower ones get only what it leaves of the account's calls.",
+)
+@click.option(
+    "--max-concurrent-calls",
+    type=click.IntRange(*specs.MAX_CONCURRENT_CALLS_RANGE),
+    help="This campaign's cap on calls live at once (needs --track-calls; the account's, "
+    "CAMPAIGN_ACCOUNT_MAX_CONCURRENT_CALLS, applies too).",
 )
 @click.option(
     "--max-attempts",
@@ -159,9 +197,15 @@ async def load(
     name: str | None,
     existing: str | None,
     from_number: str | None,
+    from_file: Path | None,
+    caller_id_mode: str | None,
+    calls_per_second_per_caller_id: float | None,
+    max_calls_per_caller_id_per_day: int | None,
     answer_url: str | None,
     calls_per_second: float | None,
     batch_size: int,
+    priority: int | None,
+    max_concurrent_calls: int | None,
     max_attempts: int,
     column: str | None,
     default_region: str | None,
@@ -187,6 +231,12 @@ async def load(
 ) -> None:
     """Load FILE.csv into a new campaign (--name …) or an existing one (--campaign NAME)."""
     settings = settings_from_environment()
+    from_file_numbers = None
+    if from_file is not None:
+        try:
+            from_file_numbers = read_pool_file(from_file)
+        except (OSError, UnicodeDecodeError) as error:
+            fail(f"--from-file: cannot read {from_file}: {error}", EXIT_USAGE)
     campaign_options = specs.CampaignOptions(
         name=name,
         existing=existing,
@@ -208,6 +258,12 @@ async def load(
         default_timezone=default_timezone,
         suppression_lists=suppression_lists,
         max_calls_per_number_per_day=max_calls_per_number_per_day,
+        priority=priority,
+        max_concurrent_calls=max_concurrent_calls,
+        from_file_numbers=from_file_numbers,
+        caller_id_mode=caller_id_mode,
+        calls_per_second_per_caller_id=calls_per_second_per_caller_id,
+        max_calls_per_caller_id_per_day=max_calls_per_caller_id_per_day,
     )
     target = specs.load_target(campaign_options, settings.public_url)
     options = LoadOptions(

@@ -8,6 +8,8 @@ Every failure is one of four classes (all `PlivoError`):
 - `AccountProblem`: 401/403/404. The campaign must pause; its contacts did nothing wrong.
 - `RequestRejected`: 400/405/409/422. Plivo refused this request as built; the body's `error`
   is kept.
+- `ConcurrencyLimited`: a 4xx naming the account's concurrent-call limit (India: 403, code
+  5030). No call was placed; dial again once calls end (not retried here).
 - `FateUnknown`: 500/502/504, a time-out or a dropped connection after the request was written,
   a reply that cannot be understood. Plivo may have placed the calls: never re-sent here; the
   caller reconciles through callbacks and the client's look-ups.
@@ -31,6 +33,7 @@ from campaign.plivo.errors import (
     NOT_SENT_STATUSES,
     REJECTED_STATUSES,
     AccountProblem,
+    ConcurrencyLimited,
     FateUnknown,
     NotSent,
     PlivoError,
@@ -65,6 +68,7 @@ __all__ = [
     "AccountProblem",
     "CallRecord",
     "CallRecordPage",
+    "ConcurrencyLimited",
     "DestinationResult",
     "DestinationState",
     "FateUnknown",

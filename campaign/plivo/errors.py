@@ -1,8 +1,10 @@
 """The four failure classes of a Plivo request, and how a reply or a transport failure maps to one.
 
 Every failure is a `PlivoError`; its class says whether Plivo may have acted (see the package
-docstring). The mapping lives here, in one place, so the client, the worker and reconcile agree
-on what a status or a dropped connection means.
+docstring). `ConcurrencyLimited` (a 4xx naming Plivo's concurrent-call limit, error 5030) is a
+refusal that placed no call and is no fault of the account or the request. The mapping lives
+here, in one place, so the client, the worker and reconcile agree on what a status or a dropped
+connection means.
 """
 
 from __future__ import annotations
@@ -81,6 +83,12 @@ class RequestRejected(PlivoError):
         self.error = error
 
 
+class ConcurrencyLimited(PlivoError):
+    """Plivo refused the request because the account's concurrent calls are at its limit (India:
+    403 with error code 5030): no call was placed. Not retried here: sending again is safe, but
+    only once a call has ended."""
+
+
 class FateUnknown(PlivoError):
     """Plivo may or may not have placed the calls; never re-send, reconcile instead."""
 
@@ -131,6 +139,14 @@ def classify_error_status(
     if isinstance(reply, dict):
         error = redacted_excerpt(str(reply.get("error", "")), auth_token)
     reason = f": {error}" if error else (f": {excerpt}" if excerpt else "")
+    if 400 <= http_status < 500 and _says_concurrency_limit(text):
+        # Checked before the account problems: this 403 is no fault of the credentials.
+        return ConcurrencyLimited(
+            f"{what} refused: the account's concurrent calls are at Plivo's limit "
+            f"(HTTP {http_status}){reason}",
+            http_status=http_status,
+            body_excerpt=excerpt,
+        )
     if http_status == 429:
         return RateLimited(
             f"{what} rate-limited by Plivo (HTTP 429){reason}",
@@ -183,6 +199,13 @@ def classify_error_status(
         http_status=http_status,
         body_excerpt=excerpt,
     )
+
+
+def _says_concurrency_limit(body: str) -> bool:
+    """Whether a refusal's body names the concurrent-call limit: Plivo's error code 5030, or its
+    words (the body's exact shape is not documented)."""
+    lowered = body.lower()
+    return "5030" in lowered or "concurren" in lowered
 
 
 def classify_transport_failure(

@@ -28,6 +28,12 @@ class Claim:
     # Set when nothing was claimed because the campaign's own cap has no slot soon enough: when
     # to come back (database clock).
     retry_at_s: float | None
+    # The `from` to send with (a caller ID of the campaign's pool, else its own).
+    caller_id: str | None = None
+    # What a claim that took nothing waits for: "priority" (a campaign of higher priority wants
+    # the account's calls), "calls" (a cap of concurrent calls is reached: a hangup frees one),
+    # "caller_id" (every caller ID had its calls of the day); None otherwise.
+    waiting_for: str | None = None
 
 
 async def claim_batch(
@@ -44,10 +50,12 @@ async def claim_batch(
     shared_slot_slack_s: float,
     write_ahead_within_s: float,
     max_calls_per_number: int | None = None,
+    account_max_concurrent_calls: int | None = None,
 ) -> Claim:
     """Claim up to `wanted` due contacts of a running campaign within the rate limits and its
     callees' calling hours; of the limiters, `own_limiters` are the campaign's alone (its own
-    cap). `max_calls_per_number`: the cap of calls per number per day across every campaign."""
+    cap). `max_calls_per_number`: the cap of calls per number per day across every campaign;
+    `account_max_concurrent_calls`: the account's cap of calls live at once."""
     record = await executor.fetchrow(
         sql("claim_batch"),
         campaign_id,
@@ -63,18 +71,24 @@ async def claim_batch(
         shared_slot_slack_s,
         write_ahead_within_s,
         max_calls_per_number,
+        account_max_concurrent_calls,
     )
     assert record is not None  # claim_batch always answers one row
     contact_ids: list[int] = record["contact_ids"]
     destinations: list[str] = record["destinations"]
     request_id: int | None = record["dial_request_id"]
+    caller_id: str | None = record["caller_id"]
     return Claim(
         contact_ids=contact_ids,
         destinations=destinations,
         send_at_s=record["send_at"],
         db_now_s=record["db_now"],
-        request=None if request_id is None else DialRequest(request_id, contact_ids, destinations),
+        request=None
+        if request_id is None
+        else DialRequest(request_id, contact_ids, destinations, caller_id),
         retry_at_s=record["retry_at"],
+        caller_id=caller_id,
+        waiting_for=record["waiting_for"],
     )
 
 
@@ -93,7 +107,12 @@ async def write_ahead(
     )
     if record is None or record["dial_request_id"] is None:
         return None
-    return DialRequest(record["dial_request_id"], record["contact_ids"], record["destinations"])
+    return DialRequest(
+        record["dial_request_id"],
+        record["contact_ids"],
+        record["destinations"],
+        record["caller_id"],
+    )
 
 
 async def fence(

@@ -12,6 +12,7 @@ from campaign.models import (
     Campaign,
     CampaignSpec,
     CampaignStatus,
+    Pacing,
     Progress,
     Schedule,
 )
@@ -65,8 +66,22 @@ async def create_campaign(connection: Connection, spec: CampaignSpec) -> Campaig
         spec.default_time_zone,
         list(spec.suppression_lists),
         spec.max_calls_per_number_per_day,
+        spec.priority,
+        spec.max_concurrent_calls,
+        spec.caller_id_mode,
+        spec.calls_per_second_per_caller_id,
+        spec.max_calls_per_caller_id_per_day,
     )
-    if spec.track_calls_at is not None and record is not None:
+    assert record is not None
+    if spec.caller_ids:
+        await connection.execute(
+            sql("add_caller_ids"),
+            record["id"],
+            [member.number for member in spec.caller_ids],
+            [member.area_key for member in spec.caller_ids],
+            [member.country_key for member in spec.caller_ids],
+        )
+    if spec.track_calls_at is not None:
         record = await connection.fetchrow(
             sql("track_campaign_calls"), record["id"], spec.track_calls_at
         )
@@ -127,13 +142,66 @@ async def set_pacing(
     cps_given: bool,
     calls_per_second: float | None,
     batch_size: int | None,
+    priority: int | None = None,
+    concurrency_given: bool = False,
+    max_concurrent_calls: int | None = None,
 ) -> Campaign | None:
-    """Change campaign `name`'s own calls per second (when `cps_given`; None lifts its cap) and
-    batch size (None: unchanged); the campaign as it is now, or None if there is none."""
+    """Change campaign `name`'s own calls per second (when `cps_given`; None lifts its cap),
+    batch size and priority (None: unchanged), and cap of concurrent calls (when
+    `concurrency_given`; None lifts it); the campaign as it is now, or None if there is none."""
     record = await connection.fetchrow(
-        sql("set_pacing"), name, cps_given, calls_per_second, batch_size
+        sql("set_pacing"),
+        name,
+        cps_given,
+        calls_per_second,
+        batch_size,
+        priority,
+        concurrency_given,
+        max_concurrent_calls,
     )
     return None if record is None else Campaign.from_record(record)
+
+
+async def caller_ids(executor: Executor, campaign_id: int) -> list[tuple[str, int]]:
+    """The campaign's pool of caller IDs in order, each with its calls in the last day (empty:
+    it calls from its "from" alone)."""
+    return [
+        (record["caller_id"], record["calls_in_a_day"])
+        for record in await executor.fetch(sql("caller_ids"), campaign_id)
+    ]
+
+
+async def live_calls(
+    executor: Executor, campaign_id: int, *, account_capped: bool
+) -> tuple[int, int]:
+    """Calls counting now towards the caps of concurrent calls: (the account's, when it has a
+    cap, else 0; the campaign's)."""
+    record = await executor.fetchrow(sql("live_calls"), campaign_id, account_capped)
+    assert record is not None
+    return record["account_calls"], record["campaign_calls"]
+
+
+async def pacing(
+    executor: Executor, name: str, *, account_max_concurrent_calls: int | None
+) -> Pacing | None:
+    """How campaign `name` is paced now (`campaign status`); None if there is none."""
+    campaign = await campaign_by_name(executor, name)
+    if campaign is None:
+        return None
+    account_live, live = await live_calls(
+        executor, campaign.id, account_capped=account_max_concurrent_calls is not None
+    )
+    return Pacing(
+        priority=campaign.priority,
+        calls_per_second=campaign.calls_per_second,
+        batch_size=campaign.batch_size,
+        max_concurrent_calls=campaign.max_concurrent_calls,
+        live_calls=live,
+        account_max_concurrent_calls=account_max_concurrent_calls,
+        account_live_calls=account_live,
+        caller_id_mode=campaign.caller_id_mode,
+        caller_ids=tuple(await caller_ids(executor, campaign.id)),
+    )
 
 
 async def cancel_contacts(connection: Connection, campaign_id: int) -> int:
@@ -145,6 +213,11 @@ async def cancel_contacts(connection: Connection, campaign_id: int) -> int:
 async def reopen_campaign(connection: Connection, campaign_id: int) -> None:
     """A completed campaign that got new contacts to dial runs again."""
     await connection.execute(sql("reopen_campaign"), campaign_id)
+
+
+async def notify_calls_ended(executor: Executor) -> None:
+    """Wake the workers waiting for calls to end (a cap of concurrent calls)."""
+    await executor.execute(sql("notify_calls_ended"))
 
 
 async def notify_work(connection: Connection, campaign_id: int) -> None:

@@ -14,13 +14,17 @@ async def create_load_staging(connection: Connection) -> None:
 
 
 async def insert_staged_contacts(
-    connection: Connection, campaign_id: int, suppression_lists: Sequence[str]
+    connection: Connection,
+    campaign_id: int,
+    suppression_lists: Sequence[str],
+    *,
+    local_presence: bool = False,
 ) -> tuple[int, int]:
     """Move the staged rows into the campaign's contacts, skipping duplicates, those on one of
-    `suppression_lists` stored `suppressed`; return how many were inserted, and how many of
-    them are suppressed."""
+    `suppression_lists` stored `suppressed`, each matched to its local caller IDs with
+    `local_presence`; return how many were inserted, and how many of them are suppressed."""
     row = await connection.fetchrow(
-        sql("insert_staged_contacts"), campaign_id, list(suppression_lists)
+        sql("insert_staged_contacts"), campaign_id, list(suppression_lists), local_presence
     )
     await connection.execute(sql("truncate_load_staging"))
     assert row is not None

@@ -11,12 +11,35 @@ INSERT INTO campaigns (
     time_limit, hangup_on_ring, machine_detection, machine_detection_time, machine_detection_url,
     machine_detection_method, sip_headers, ring_timeout, calls_per_second, batch_size,
     max_attempts, redial_on, redial_delays_s, calling_hours, calling_days, skip_dates, start_at,
-    end_at, default_time_zone, suppression_lists, max_calls_per_number_per_day
+    end_at, default_time_zone, suppression_lists, max_calls_per_number_per_day, priority,
+    max_concurrent_calls, caller_id_mode, calls_per_second_per_caller_id,
+    max_calls_per_caller_id_per_day
 ) VALUES (
     $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
-    $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35
+    $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38,
+    $39, $40
 )
 RETURNING *;
+
+-- add_caller_ids --
+-- A new campaign's pool of caller IDs ($2, in order), with the area ($3) and country ($4) keys
+-- local presence matches callees against.
+INSERT INTO campaign_caller_ids (campaign_id, caller_id, position, area_key, country_key)
+SELECT $1, u.caller_id, u.position, u.area_key, u.country_key
+FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY
+     AS u(caller_id, area_key, country_key, position);
+
+-- caller_ids --
+-- A campaign's pool of caller IDs, in order, with the calls each placed in the last day.
+SELECT p.caller_id, caller_id_calls_in_a_day(p.caller_id) AS calls_in_a_day
+FROM campaign_caller_ids p
+WHERE p.campaign_id = $1
+ORDER BY p.position;
+
+-- live_calls --
+-- Calls counting now towards campaign $1's cap of concurrent calls, and the account's ($2:
+-- whether the account has a cap, so every campaign's calls are counted).
+SELECT account_calls, campaign_calls FROM live_call_counts($1, $2, false);
 
 -- track_campaign_calls --
 -- Point a campaign's ring and hangup callbacks (and machine detection's, when it is on) at
@@ -63,11 +86,16 @@ WHERE name = $1 AND status = ANY ($3::text[])
 RETURNING *;
 
 -- set_pacing --
--- campaign set: the campaign's own calls per second when $2 ($3; NULL lifts its cap) and its
--- batch size unless $4 is NULL. Workers read it with the campaign list, within a poll interval.
+-- campaign set: the campaign's own calls per second when $2 ($3; NULL lifts its cap), its batch
+-- size unless $4 is NULL, its priority unless $5 is NULL, its cap of concurrent calls when $6
+-- ($7; NULL lifts it). Workers read it with the campaign list, within a poll interval; the
+-- claims read the priority and the cap from the row itself.
 UPDATE campaigns
 SET calls_per_second = CASE WHEN $2 THEN $3::double precision ELSE calls_per_second END,
-    batch_size = coalesce($4::integer, batch_size), updated_at = now()
+    batch_size = coalesce($4::integer, batch_size),
+    priority = coalesce($5::integer, priority),
+    max_concurrent_calls = CASE WHEN $6 THEN $7::integer ELSE max_concurrent_calls END,
+    updated_at = now()
 WHERE name = $1
 RETURNING *;
 
@@ -92,6 +120,10 @@ SELECT count(*) FROM cancelled;
 -- reopen_campaign --
 UPDATE campaigns SET status = 'running', updated_at = now()
 WHERE id = $1 AND status = 'completed';
+
+-- notify_calls_ended --
+-- Wake the workers waiting for a call to end under a cap of concurrent calls.
+SELECT pg_notify('campaign_room', 'calls');
 
 -- notify_work --
 -- Wakes every worker: a campaign was loaded, resumed, or got contacts to dial.
@@ -159,20 +191,22 @@ CREATE TEMPORARY TABLE load_staging (
 -- The first of duplicates wins (by line number); ids follow the line numbers within each set of
 -- time zones, and the sets are stored together, so that the claim, which walks one open set at
 -- a time, reads few pages. A number on one of the campaign's suppression lists ($2) is stored
--- `suppressed`, naming the list. Returns (inserted, suppressed).
+-- `suppressed`, naming the list. With local presence ($3), each gets the caller IDs of its
+-- campaign's pool that may call it (caller_id_group). Returns (inserted, suppressed).
 WITH staged AS (
     SELECT DISTINCT ON (s.destination) s.*
     FROM load_staging s
     ORDER BY s.destination, s.line_number
 ), inserted AS (
     INSERT INTO contacts (campaign_id, destination, raw_destination, line_number, fields,
-                          time_zones, status, last_error, suppressions_version)
+                          time_zones, status, last_error, suppressions_version, caller_id_group)
     SELECT $1, s.destination, s.raw_destination, s.line_number, s.fields::jsonb, s.time_zones,
            CASE WHEN x.list IS NULL THEN 'pending' ELSE 'suppressed' END,
            'suppressed: on list ' || x.list,
            -- The lists' version this statement sees, as it sees the lists (the claim looks up
            -- only what was added since).
-           (SELECT v.version FROM suppression_version v)
+           (SELECT v.version FROM suppression_version v),
+           CASE WHEN $3::boolean THEN caller_id_group($1, s.destination) END
     FROM staged s
     LEFT JOIN LATERAL (
         SELECT x.list FROM suppressions x
@@ -223,7 +257,7 @@ WHERE c.status = 'running'
       SELECT 1 FROM contacts t
       WHERE t.campaign_id = c.id AND t.status = 'pending' AND t.next_attempt_at <= now()
   )
-ORDER BY c.id;
+ORDER BY c.priority DESC, c.id;
 
 -- lock_finished_campaigns --
 -- Step 1 of completing campaigns (in one transaction with step 2): lock the running campaigns
@@ -289,7 +323,11 @@ SELECT EXISTS (
 SELECT campaign_id, expired FROM expire_ended_campaigns();
 
 -- prune_number_calls --
--- Calls placed more than a day ago no longer count towards any cap.
+-- Calls placed more than a day ago no longer count towards any cap (of calls per number, or
+-- per caller ID).
+WITH caller_ids AS (
+    DELETE FROM caller_id_calls WHERE hour < date_trunc('hour', now() - interval '25 hours', 'UTC')
+)
 DELETE FROM number_calls WHERE placed_at < now() - interval '1 day';
 
 -- queued_outside_window --
@@ -307,14 +345,16 @@ SELECT requeue_cancelled_calls($1) AS requeued;
 -- Claim a batch within the rate limits and the calling hours (schema.sql: claim_batch); written
 -- ahead at once (dial_request_id set) when its slot is at most $12 seconds away. Always one
 -- row; retry_at is set when nothing could be claimed yet (the campaign's own cap, its start, its
--- callees' windows closed).
-SELECT contact_ids, destinations, send_at, db_now, dial_request_id, retry_at
-FROM claim_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13);
+-- callees' windows closed; waiting_for: a campaign of higher priority, a cap of concurrent calls,
+-- caller IDs that had their calls of the day). caller_id: the `from` to send with.
+SELECT contact_ids, destinations, send_at, db_now, dial_request_id, retry_at, caller_id,
+       waiting_for
+FROM claim_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14);
 
 -- write_ahead --
 -- Write ahead a batch claimed ahead of its slot, once the slot has come (schema.sql:
 -- write_ahead_dial_request). Always one row; dial_request_id NULL when none may be sent.
-SELECT dial_request_id, contact_ids, destinations
+SELECT dial_request_id, contact_ids, destinations, caller_id
 FROM write_ahead_dial_request($1, $2, $3, $4);
 
 -- fence --
@@ -391,7 +431,9 @@ WHERE id = ANY ($1::bigint[]) AND status = 'queued';
 -- from. Without a request row (never expected) the look-ups reach back to the contact's creation
 -- and the wait counts from its last change: the widest search and the longest wait.
 -- not_found_status is what the contact becomes if Plivo has no call for it.
-SELECT t.id AS contact_id, k.id AS campaign_id, k.name AS campaign, k."from" AS from_number,
+SELECT t.id AS contact_id, k.id AS campaign_id, k.name AS campaign,
+       -- The caller ID the request was sent with (a pool's), else the campaign's.
+       coalesce(d.caller_id, t.caller_id, k."from") AS from_number,
        t.destination, t.dial_request_id, t.attempts, k.max_attempts,
        coalesce(d.sent_at, t.created_at) AS look_up_since,
        coalesce(d.sent_at, t.updated_at) AS uncertain_since,
@@ -535,6 +577,7 @@ SELECT
     o.machine,
     o.request_uuid,
     o.call_uuid,
+    o.caller_id,
     o.last_error,
     o.updated_at
 FROM contact_outcomes o

@@ -602,13 +602,15 @@ def test_status_once_shows_counts_and_outcomes(
     campaign_command: list[str], cli_env: dict[str, str], numbers_csv: Path
 ) -> None:
     """`campaign status NAME --once` (and plain `status NAME` when piped) prints the table once,
-    with the calls' outcomes and the answer rate; --json carries them too."""
+    with the calls' outcomes and the answer rate, the schedule and the pacing; --json carries
+    them too."""
     _load_reminders(campaign_command, cli_env, numbers_csv)
     for arguments in (["--once"], []):
         result = run(campaign_command, cli_env, "status", "reminders", *arguments)
         assert result.returncode == 0, result.stderr
-        header, row, schedule = result.stdout.splitlines()
+        header, row, schedule, pacing = result.stdout.splitlines()
         assert schedule == "calls placed at any hour"
+        assert pacing == "pacing: priority 0, the account's calls per second, batches of 100"
         assert header.split()[-8:] == [
             "answered", "busy", "no-answer", "call", "failed", "timeout", "answer", "rate",
         ]  # fmt: skip
@@ -618,6 +620,7 @@ def test_status_once_shows_counts_and_outcomes(
         ]  # fmt: skip
     as_json = json.loads(run(campaign_command, cli_env, "status", "reminders", "--json").stdout)
     assert (as_json["answered"], as_json["answer_rate"]) == (1, 1.0)
+    assert (as_json["pacing"]["priority"], as_json["pacing"]["caller_ids"]) == (0, [])
 
 
 ANSI_CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
@@ -708,8 +711,9 @@ def test_set_changes_a_campaigns_pacing(
     campaign_command: list[str], cli_env: dict[str, str], numbers_csv: Path, database_url: str
 ) -> None:
     """`campaign set NAME --calls-per-second 5 --batch-size 50` changes the stored pacing and
-    says so; `none` lifts the campaign's own cap; no option, a bad rate or an unknown campaign
-    is one line, with exit 2, 2 and 1, and changes nothing."""
+    says so; `none` lifts the campaign's own cap; --priority too; no option, a bad rate, an
+    unknown campaign or a cap of concurrent calls on a campaign that does not track its calls is
+    one line, with exit 2, 2, 1 and 1, and changes nothing."""
     loaded = run(campaign_command, cli_env, "load", str(numbers_csv), "--name", "reminders",
                  *LOAD_OPTIONS, "--default-region", "US")  # fmt: skip
     assert loaded.returncode == 0, loaded.stderr
@@ -733,13 +737,19 @@ def test_set_changes_a_campaigns_pacing(
     lifted = run(campaign_command, cli_env, "set", "reminders", "--calls-per-second", "none")
     assert lifted.stdout.strip() == "campaign reminders: calls per second: the account's only"
     assert asyncio.run(pacing()) == (None, 50)
+    prioritised = run(campaign_command, cli_env, "set", "reminders", "--priority", "3")
+    assert prioritised.stdout.strip() == "campaign reminders: priority 3"
     for arguments, code, message in (
-        ([], 2, "campaign: error: say what to change: --calls-per-second RATE (or none)"),
+        ([], 2, "campaign: error: say what to change: --calls-per-second RATE|none, --batch-size"),
         (["--calls-per-second", "fast"], 2, "campaign: error: --calls-per-second: 'fast'"),
         (["--batch-size", "5"], 1, "campaign: error: no campaign named 'ghost'"),
-    ):
-        name = "ghost" if code == 1 else "reminders"
+        # The campaign does not track its calls: the cap cannot count them.
+        (["--max-concurrent-calls", "5", "--batch-size", "7"], 1,
+         "campaign: error: --max-concurrent-calls: campaign 'reminders' does not track"),
+    ):  # fmt: skip
+        name = "ghost" if arguments == ["--batch-size", "5"] else "reminders"
         refused = run(campaign_command, cli_env, "set", name, *arguments)
         assert refused.returncode == code
         assert refused.stderr.strip().startswith(message), refused.stderr
+    # Nothing of a refused change was written.
     assert asyncio.run(pacing()) == (None, 50)

@@ -14,7 +14,16 @@ PACKAGE = Path(__file__).resolve().parents[2] / "campaign"
 # Lower layers first. A module may import from its own layer or lower ones, never higher.
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset(
-        {"config", "models", "callparams", "bare_digits", "formulas", "signature", "timezones"}
+        {
+            "config",
+            "models",
+            "callparams",
+            "callerids",
+            "bare_digits",
+            "formulas",
+            "signature",
+            "timezones",
+        }
     ),
     frozenset({"destinations"}),
     frozenset({"specs", "db", "metrics"}),

@@ -10,6 +10,7 @@ import pytest
 from campaign.plivo import (
     BODY_EXCERPT_MAX_CHARS,
     AccountProblem,
+    ConcurrencyLimited,
     DestinationState,
     FateUnknown,
     NotSent,
@@ -142,6 +143,26 @@ def test_only_plivos_own_503_is_not_sent(
 ) -> None:
     """A 503 is 'not sent' only when Plivo says so; a proxy's 503 may follow a placed call."""
     assert type(classify_error_status(503, body, retry_after=retry_after)) is expected
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (403, reply(error="concurrent call limit reached (error code 5030)")),
+        (403, reply(error="Concurrency limit exceeded")),
+        (400, b'{"error_code": 5030}'),
+    ],
+    ids=["403-code", "403-words", "400-code-only"],
+)
+def test_a_refusal_for_the_concurrent_call_limit_is_not_an_account_problem(
+    status: int, body: bytes
+) -> None:
+    """Plivo's 5030 (a 403 in India) placed no call and says nothing about the credentials:
+    ConcurrencyLimited, not AccountProblem (which would pause the campaign)."""
+    error = classify_error_status(status, body)
+    assert type(error) is ConcurrencyLimited
+    assert error.http_status == status
+    assert type(classify_error_status(403, reply(error="geo permission"))) is AccountProblem
 
 
 def test_rejection_keeps_plivos_error() -> None:

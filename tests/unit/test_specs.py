@@ -546,3 +546,94 @@ def test_pacing_changes_are_checked() -> None:
         with pytest.raises(SpecError) as caught:
             pacing_change(cps, batch)
         assert (caught.value.option, message in caught.value.message) == (option, True)
+
+
+# --- pacing: priority, concurrent calls, caller-ID pools --------------------------------------
+
+
+def test_priority_and_concurrency_are_checked() -> None:
+    """--priority defaults to 0 and is bounded; --max-concurrent-calls needs --track-calls (a
+    call counts until its hangup callback), one line naming the option."""
+    assert new_campaign(NEW, None).priority == 0
+    assert new_campaign(replace(NEW, priority=-3), None).priority == -3
+    assert "must be between -1000 and 1000" in str(refused(replace(NEW, priority=1001)))
+    error = refused(replace(NEW, max_concurrent_calls=20))
+    assert error.option == "--max-concurrent-calls"
+    assert "needs --track-calls" in error.message
+    tracked = new_campaign(replace(NEW, max_concurrent_calls=20, track_calls=True), PUBLIC_URL)
+    assert tracked.max_concurrent_calls == 20
+
+
+def test_several_caller_ids_make_a_rotating_pool() -> None:
+    """--from A,B,C (and --from-file's numbers after them): each checked, kept once, in order;
+    the first is the campaign's `from`; rotate unless --caller-id says local."""
+    spec = new_campaign(
+        replace(
+            NEW,
+            from_number="+14155550100, +12125550100",
+            from_file_numbers=["+16465550100", "+14155550100"],
+        ),
+        None,
+    )
+    assert spec.from_number == "+14155550100"
+    assert [member.number for member in spec.caller_ids] == [
+        "+14155550100",
+        "+12125550100",
+        "+16465550100",
+    ]
+    assert spec.caller_id_mode == "rotate"
+    assert spec.caller_ids[1].area_key == "area:+1212"
+    assert spec.caller_ids[1].country_key == "country:+1"
+    local = new_campaign(
+        replace(NEW, from_number="+14155550100,+442071234567", caller_id_mode="LOCAL"), None
+    )
+    assert local.caller_id_mode == "local"
+    assert local.caller_ids[1].area_key == "area:+4420"
+    # One number alone is no pool, unless it has limits of its own.
+    assert new_campaign(NEW, None).caller_ids == ()
+    single = new_campaign(replace(NEW, max_calls_per_caller_id_per_day=50), None)
+    assert [member.number for member in single.caller_ids] == ["+14155550100"]
+
+
+@pytest.mark.parametrize(
+    ("change", "line"),
+    [
+        ({"from_number": "+14155550100,,+12125550100"}, "--from: '+14155550100,,+12125550100'"),
+        ({"from_number": "+14155550100,nope"}, "--from: 'nope': not a phone number"),
+        ({"from_file_numbers": ["+14155550100", "12"]}, "--from-file: number 2:"),
+        ({"from_number": None, "from_file_numbers": []}, "--from-file: the file has no numbers"),
+        ({"caller_id_mode": "random"}, "--caller-id: 'random' is not rotate or local"),
+        ({"calls_per_second_per_caller_id": 0.0}, "--calls-per-second-per-caller-id: must be"),
+        ({"max_calls_per_caller_id_per_day": 0}, "--max-calls-per-caller-id-per-day: must be"),
+    ],
+)
+def test_caller_id_pool_errors_name_the_option(change: dict[str, Any], line: str) -> None:
+    """A bad number of the pool, an empty file, an unknown mode, a limit out of range: one line
+    naming the option (and, for a file, the number's place in it)."""
+    assert str(refused(replace(NEW, **change))).startswith(line)
+
+
+def test_a_load_into_an_existing_campaign_cannot_change_its_pacing() -> None:
+    """--priority, --max-concurrent-calls and the caller-ID options belong to a new campaign."""
+    for change in (
+        {"priority": 1},
+        {"max_concurrent_calls": 5},
+        {"caller_id_mode": "local"},
+        {"from_file_numbers": ["+14155550100"]},
+    ):
+        assert CANNOT_CHANGE in str(refused(replace(EXISTING, **change)))
+
+
+def test_set_changes_priority_and_the_cap_of_concurrent_calls() -> None:
+    """`campaign set --priority N --max-concurrent-calls N|none`, each checked."""
+    change = pacing_change(None, None, 7, "20")
+    assert (change.priority, change.concurrency_given, change.max_concurrent_calls) == (7, True, 20)
+    assert change.describe() == "priority 7, at most 20 concurrent calls"
+    lifted = pacing_change(None, None, None, "none")
+    assert (lifted.concurrency_given, lifted.max_concurrent_calls) == (True, None)
+    assert lifted.describe() == "concurrent calls: the account's cap only"
+    for cap, message in (("2.5", "whole number"), ("0", "must be between 1"), ("x", "'x' is not")):
+        with pytest.raises(SpecError) as caught:
+            pacing_change(None, None, None, cap)
+        assert caught.value.option == "--max-concurrent-calls"
+        assert message in caught.value.message

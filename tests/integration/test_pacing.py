@@ -1,0 +1,327 @@
+"""Pacing by concurrent calls, campaign priorities and caller-ID pools: real workers, real
+Postgres, the simulator over loopback with its signed callbacks to the engine's web app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import asyncpg
+from plivo_fixtures import AUTH_TOKEN, client_config, simulator_config
+from worker_fixtures import FROM, numbers, wait_for, worker_config
+
+from campaign import queries
+from campaign.callerids import CallerIdMode, pool_number
+from campaign.metrics import Metrics
+from campaign.models import CampaignSpec
+from campaign.plivo import PlivoClient
+from campaign.simulator import Ledger, RunningSimulator, running_simulator
+from campaign.web import WebConfig, serving
+from campaign.worker import Worker, WorkerConfig
+
+
+@dataclass
+class Rig:
+    """The engine's web app (callbacks) and the simulator, both on loopback."""
+
+    app_url: str
+    simulator: RunningSimulator
+
+    @property
+    def ledger(self) -> Ledger:
+        return self.simulator.ledger
+
+
+@contextlib.asynccontextmanager
+async def rig(
+    pool: asyncpg.Pool, status_pool: asyncpg.Pool, **simulator: Any
+) -> AsyncIterator[Rig]:
+    async with (
+        serving(
+            pool,
+            Metrics(),
+            WebConfig(public_url=None, auth_tokens=(AUTH_TOKEN,)),
+            "127.0.0.1",
+            0,
+            status_pool=status_pool,
+        ) as app_url,
+        running_simulator(
+            simulator_config(
+                send_callbacks=True, **{"outcome_shares": {"completed": 1.0}, **simulator}
+            )
+        ) as running,
+    ):
+        yield Rig(app_url, running)
+
+
+async def add_campaign(pool: asyncpg.Pool, destinations: Sequence[str], **spec: Any) -> int:
+    """A running campaign of these pending contacts (due now on the database's clock)."""
+    values: dict[str, Any] = {
+        "name": "test",
+        "from_number": FROM,
+        "answer_url": "http://127.0.0.1:9/answer.xml",
+        **spec,
+    }
+    async with pool.acquire() as connection:
+        campaign = await queries.create_campaign(connection, CampaignSpec(**values))
+        await connection.executemany(
+            "INSERT INTO contacts (campaign_id, destination, raw_destination, line_number,"
+            " next_attempt_at, caller_id_group)"
+            " VALUES ($1, $2, $2, $3, now(),"
+            "         CASE WHEN $4 THEN caller_id_group($1, $2) END)",
+            [
+                (campaign.id, d, line, values.get("caller_id_mode") == CallerIdMode.LOCAL)
+                for line, d in enumerate(destinations, start=2)
+            ],
+        )
+    return campaign.id
+
+
+async def run_workers(
+    pool: asyncpg.Pool,
+    base_url: str,
+    configs: Sequence[WorkerConfig],
+    done: Any,
+    timeout_s: float = 30.0,
+) -> None:
+    """Run these workers until `done()` is true."""
+    async with aiohttp.ClientSession() as session:
+        stop = asyncio.Event()
+        tasks = [
+            asyncio.create_task(
+                Worker(pool, PlivoClient(session, client_config(base_url)), config).run(stop=stop)
+            )
+            for config in configs
+        ]
+        try:
+            await wait_for(done, timeout_s=timeout_s)
+        finally:
+            stop.set()
+            await asyncio.wait_for(asyncio.gather(*tasks), 15)
+
+
+def most_live_calls(ledger: Ledger) -> int:
+    """The most calls the simulator had live at one moment (dialled, not yet ended)."""
+    changes = sorted(
+        [(call.dial_at, 1) for call in ledger.dials if not call.cancelled]
+        + [(call.end_at, -1) for call in ledger.dials if not call.cancelled]
+    )
+    live = most = 0
+    for _at, change in changes:
+        live += change
+        most = max(most, live)
+    return most
+
+
+async def all_ended(pool: asyncpg.Pool, count: int) -> bool:
+    """Every contact's call placed and hung up."""
+    ended: int = await pool.fetchval(
+        "SELECT count(*) FROM contacts WHERE status = 'fired' AND call_status = 'completed'"
+    )
+    return ended == count
+
+
+async def test_a_campaign_cap_of_concurrent_calls_holds_with_two_workers(
+    pool: asyncpg.Pool, status_pool: asyncpg.Pool
+) -> None:
+    """--max-concurrent-calls 3, two workers, calls of 0.3 s: the simulator never has more than
+    3 calls live, yet it does reach 3 (a hangup frees its call for the next contact), and every
+    contact is called once."""
+    async with rig(pool, status_pool, talk_s=0.3) as plivo:
+        await add_campaign(pool, numbers(15), max_concurrent_calls=3, track_calls_at=plivo.app_url)
+        configs = [worker_config(worker_id=f"w{index}", concurrency=3) for index in (1, 2)]
+        await run_workers(pool, plivo.simulator.base_url, configs, lambda: all_ended(pool, 15))
+        assert most_live_calls(plivo.ledger) == 3
+        assert sorted(plivo.ledger.dial_counts().values()) == [1] * 15
+    assert await pool.fetchval("SELECT max(attempts) FROM contacts") == 1
+
+
+async def test_the_account_cap_is_shared_by_every_campaign(
+    pool: asyncpg.Pool, status_pool: asyncpg.Pool
+) -> None:
+    """CAMPAIGN_ACCOUNT_MAX_CONCURRENT_CALLS 2 over two campaigns: never more than 2 live calls
+    in all, though each campaign alone has no cap."""
+    async with rig(pool, status_pool, talk_s=0.3) as plivo:
+        await add_campaign(pool, numbers(6), name="a", track_calls_at=plivo.app_url)
+        await add_campaign(
+            pool, numbers(6, first=14155552000), name="b", track_calls_at=plivo.app_url
+        )
+        config = worker_config(concurrency=4, account_max_concurrent_calls=2)
+        await run_workers(pool, plivo.simulator.base_url, [config], lambda: all_ended(pool, 12))
+        assert most_live_calls(plivo.ledger) == 2
+
+
+async def test_a_higher_priority_campaign_is_dialled_first(
+    pool: asyncpg.Pool, status_pool: asyncpg.Pool
+) -> None:
+    """Two campaigns under the account's 20 calls per second: while the one of priority 5 has
+    due contacts, the one of priority 0 places no call; then it gets the account's calls."""
+    async with rig(pool, status_pool) as plivo:
+        await add_campaign(pool, numbers(10), name="low")
+        await add_campaign(pool, numbers(10, first=14155552000), name="high", priority=5)
+        config = worker_config(concurrency=2, account_cps=20.0)
+        await run_workers(
+            pool,
+            plivo.simulator.base_url,
+            [config],
+            lambda: pool.fetchval("SELECT count(*) = 20 FROM contacts WHERE status = 'fired'"),
+        )
+        order = [call.destination.lstrip("+") for call in plivo.ledger.dials]
+    high = {number.lstrip("+") for number in numbers(10, first=14155552000)}
+    assert set(order[:10]) == high
+
+
+async def test_a_lower_priority_campaign_gets_what_a_capped_higher_one_leaves(
+    pool: asyncpg.Pool, status_pool: asyncpg.Pool
+) -> None:
+    """The higher campaign capped at 2 calls per second of the account's 20: the lower one
+    dials in the seconds between, long before the higher one is done."""
+    async with rig(pool, status_pool) as plivo:
+        await add_campaign(pool, numbers(30), name="low")
+        await add_campaign(
+            pool,
+            numbers(4, first=14155552000),
+            name="high",
+            priority=5,
+            calls_per_second=2.0,
+        )
+        config = worker_config(concurrency=2, account_cps=20.0)
+
+        async def high_done() -> bool:
+            done: bool = await pool.fetchval(
+                "SELECT count(*) = 4 FROM contacts c JOIN campaigns k ON k.id = c.campaign_id"
+                " WHERE k.name = 'high' AND c.status = 'fired'"
+            )
+            return done
+
+        await run_workers(pool, plivo.simulator.base_url, [config], high_done)
+        low_fired: int = await pool.fetchval(
+            "SELECT count(*) FROM contacts c JOIN campaigns k ON k.id = c.campaign_id"
+            " WHERE k.name = 'low' AND c.status = 'fired'"
+        )
+    # The high one needs about 1.5 s for its 4 calls; at 18 calls per second left, the low one
+    # places many meanwhile (held back entirely, it would have placed none).
+    assert low_fired >= 5
+
+
+async def test_a_pool_of_caller_ids_rotates_one_from_per_request(
+    pool: asyncpg.Pool, status_pool: asyncpg.Pool
+) -> None:
+    """Three caller IDs, batches of 2: each request has one `from`, the calls spread evenly over
+    the three, and each contact and request records the number it was sent with."""
+    pool_numbers = ("+14155550100", "+12125550100", "+16465550100")
+    async with rig(pool, status_pool) as plivo:
+        await add_campaign(
+            pool,
+            numbers(12),
+            from_number=pool_numbers[0],
+            batch_size=2,
+            caller_ids=tuple(pool_number(number) for number in pool_numbers),
+            caller_id_mode=CallerIdMode.ROTATE,
+        )
+        await run_workers(
+            pool,
+            plivo.simulator.base_url,
+            [worker_config(concurrency=1)],
+            lambda: pool.fetchval("SELECT count(*) = 12 FROM contacts WHERE status = 'fired'"),
+        )
+        calls_from = {
+            f"+{call.destination.lstrip('+')}": f"+{call.from_number.lstrip('+')}"
+            for call in plivo.ledger.dials
+        }
+    rows = await pool.fetch("SELECT destination, caller_id FROM contacts")
+    assert {row["destination"]: row["caller_id"] for row in rows} == calls_from
+    spread = await pool.fetch(
+        "SELECT caller_id, count(*) AS calls, sum(cardinality(destinations)) AS destinations"
+        " FROM dial_requests GROUP BY caller_id ORDER BY caller_id"
+    )
+    assert [(row["caller_id"], row["destinations"]) for row in spread] == [
+        (number, 4) for number in sorted(pool_numbers)
+    ]
+
+
+async def test_local_presence_matches_area_code_then_country(
+    pool: asyncpg.Pool, status_pool: asyncpg.Pool
+) -> None:
+    """--caller-id local: a San Francisco callee gets the 415 number, a New York one the 212
+    number, a London one the London number, a Manchester one the London number (same country
+    code), a Paris one any number of the pool."""
+    london = "+442071234567"
+    pool_numbers = ("+14155550100", "+12125550100", london)
+    callees = {
+        "+14155551234": "+14155550100",
+        "+12125557777": "+12125550100",
+        "+442079460000": london,
+        "+441619460000": london,
+        "+33142685300": None,
+    }
+    async with rig(pool, status_pool) as plivo:
+        await add_campaign(
+            pool,
+            list(callees),
+            from_number=pool_numbers[0],
+            caller_ids=tuple(pool_number(number) for number in pool_numbers),
+            caller_id_mode=CallerIdMode.LOCAL,
+        )
+        await run_workers(
+            pool,
+            plivo.simulator.base_url,
+            [worker_config(concurrency=1)],
+            lambda: pool.fetchval("SELECT count(*) = 5 FROM contacts WHERE status = 'fired'"),
+        )
+    rows = await pool.fetch("SELECT destination, caller_id FROM contacts")
+    used = {row["destination"]: row["caller_id"] for row in rows}
+    for callee, expected in callees.items():
+        if expected is None:
+            assert used[callee] in pool_numbers
+        else:
+            assert used[callee] == expected, callee
+    # Each request went from one number to callees that number may call.
+    requests = await pool.fetch("SELECT caller_id, destinations FROM dial_requests")
+    for request in requests:
+        assert all(
+            used[destination] == request["caller_id"] for destination in request["destinations"]
+        )
+
+
+async def test_caller_ids_per_second_are_spaced(
+    pool: asyncpg.Pool, status_pool: asyncpg.Pool
+) -> None:
+    """--calls-per-second-per-caller-id 2 on a pool of two: each number's requests are at least
+    half a second apart on the database's clock, and both numbers place calls."""
+    pool_numbers = ("+14155550100", "+12125550100")
+    async with rig(pool, status_pool) as plivo:
+        await add_campaign(
+            pool,
+            numbers(8),
+            from_number=pool_numbers[0],
+            batch_size=1,
+            caller_ids=tuple(pool_number(number) for number in pool_numbers),
+            caller_id_mode=CallerIdMode.ROTATE,
+            calls_per_second_per_caller_id=2.0,
+        )
+        await run_workers(
+            pool,
+            plivo.simulator.base_url,
+            [worker_config(concurrency=2)],
+            lambda: pool.fetchval("SELECT count(*) = 8 FROM contacts WHERE status = 'fired'"),
+        )
+    rows = await pool.fetch(
+        "SELECT caller_id, extract(epoch FROM sent_at)::float8 AS sent_s FROM dial_requests"
+        " ORDER BY caller_id, sent_at"
+    )
+    by_number: dict[str, list[float]] = {}
+    for row in rows:
+        by_number.setdefault(row["caller_id"], []).append(row["sent_s"])
+    # Each number takes the next call whose slot comes first, so both are used.
+    assert sorted(by_number) == sorted(pool_numbers)
+    assert sum(len(times) for times in by_number.values()) == 8
+    for times in by_number.values():
+        gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+        assert min(gaps) >= 0.45, gaps
