@@ -1,4 +1,5 @@
-"""`campaign simulator`: the fake Plivo's options (rates, delays, faults) and how it is started."""
+"""`campaign simulator`: the fake Plivo's options (limits, rates, delays, faults) and how it is
+started."""
 
 from __future__ import annotations
 
@@ -57,6 +58,14 @@ def _rate(name: str, what: str) -> Callable[[Callable[..., Any]], Callable[..., 
     "--request-window-s", type=click.FloatRange(min=0.001), default=5.0, show_default=True
 )
 @click.option(
+    "--max-concurrent-calls",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Calls live at once (Plivo India: 50); a request that would pass it, counting queued "
+    "calls, is refused whole with 403, error code 5030. 0: no limit.",
+)
+@click.option(
     "--completed",
     type=click.FloatRange(min=0.0),
     default=0.7,
@@ -69,7 +78,20 @@ def _rate(name: str, what: str) -> Callable[[Callable[..., Any]], Callable[..., 
 @click.option("--timeout", type=click.FloatRange(min=0.0), default=0.05, show_default=True)
 @click.option("--ring-after-s", type=click.FloatRange(min=0.0), default=0.005, show_default=True)
 @click.option("--answer-after-s", type=click.FloatRange(min=0.0), default=0.005, show_default=True)
-@click.option("--talk-s", type=click.FloatRange(min=0.0), default=0.01, show_default=True)
+@click.option(
+    "--talk-s",
+    type=click.FloatRange(min=0.0),
+    default=0.01,
+    show_default=True,
+    help="Seconds an answered call talks (the least, with --talk-s-max).",
+)
+@click.option(
+    "--talk-s-max",
+    type=click.FloatRange(min=0.0),
+    default=None,
+    help="Draw each answered call's talk time uniformly between --talk-s and this (seeded by "
+    "--seed); default: always --talk-s.",
+)
 @click.option(
     "--callbacks/--no-callbacks",
     "send_callbacks",

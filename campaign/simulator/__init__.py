@@ -2,7 +2,8 @@
 
 It checks what Plivo checks (credentials, JSON body, every Make-a-call parameter rule, at most
 1000 destinations, `from` not among them), keeps Plivo's account limits (calls per second, over
-which calls are queued; 300 API requests per 5 s, over which it answers 429), plays each call
+which calls are queued; 300 API requests per 5 s, over which it answers 429; optionally India's
+limit on concurrent calls, over which it refuses with 403 and error code 5030), plays each call
 out (ring, answer, hangup) with V3-signed callbacks, answers the look-ups and the cancel of a
 queued call, and injects faults at configured rates. Everything it did is kept in a ledger that
 a test reads in-process or over HTTP at `GET /__simulator__/ledger`, a path Plivo does not use.
@@ -34,7 +35,13 @@ from campaign.simulator.config import (
     OUTCOMES,
     SimulatorConfig,
 )
-from campaign.simulator.ledger import CallbackRecord, Ledger, RequestRecord, SimulatedCall
+from campaign.simulator.ledger import (
+    CallbackRecord,
+    Ledger,
+    RequestRecord,
+    SimulatedCall,
+    time_weighted_mean,
+)
 from campaign.simulator.server import RunningSimulator, running_simulator, serve_simulator
 
 __all__ = [
@@ -61,4 +68,5 @@ __all__ = [
     "is_valid_destination",
     "running_simulator",
     "serve_simulator",
+    "time_weighted_mean",
 ]

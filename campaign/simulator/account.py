@@ -1,5 +1,5 @@
-"""The fake account's state: its limits (calls per second, API requests per window), its queue,
-the calls it placed, and the seeded draws (uuids, outcomes, faults).
+"""The fake account's state: its limits (calls per second, API requests per window, concurrent
+calls), its queue, the calls it placed, and the seeded draws (uuids, outcomes, faults, talk times).
 
 No HTTP here: the API decides what a request may do and asks the account to do it. Every random
 draw comes from one generator seeded by `SimulatorConfig.seed`, in the order requests arrive, so
@@ -39,6 +39,10 @@ class SimulatedAccount:
         self._queue_heap: list[tuple[float, int, str]] = []
         self._calls_by_call_uuid: dict[str, SimulatedCall] = {}
         self._calls_by_destination: dict[str, list[SimulatedCall]] = {}
+        # The calls that hold a concurrent-call place (live, or queued and so live later): their
+        # call_uuids, and their end times in a heap to let the ended ones go (lazily cleaned).
+        self._holding_place: set[str] = set()
+        self._holding_heap: list[tuple[float, str]] = []
         self._outcome_names: list[str] = []
         self._outcome_cumulative: list[float] = []
         self.reconfigure(config)
@@ -62,6 +66,13 @@ class SimulatedAccount:
     def _draw_outcome(self) -> str:
         index = bisect.bisect_left(self._outcome_cumulative, self._random.random())
         return self._outcome_names[min(index, len(self._outcome_names) - 1)]
+
+    def _draw_talk_s(self, outcome: str) -> float:
+        """A completed call's talk time: `talk_s`, or a uniform draw up to `talk_s_max`."""
+        config = self._config
+        if config.talk_s_max is None or outcome != "completed":
+            return config.talk_s
+        return self._random.uniform(config.talk_s, config.talk_s_max)
 
     def draw_fault(self) -> str | None:
         """The fault to inject into this request (at most one), or None."""
@@ -114,6 +125,21 @@ class SimulatedAccount:
         self._slot_used += 1
         return max(now, self._slot_start_s)
 
+    def calls_in_progress(self, now: float) -> int:
+        """The calls live now plus those queued (they go live when dialled), not cancelled.
+
+        What the concurrent-call limit is checked against: counting the queued calls too keeps
+        the calls live at any moment within the limit whenever the queue dials them.
+        """
+        self._let_ended_calls_go(now)
+        return len(self._holding_place)
+
+    def _let_ended_calls_go(self, now: float) -> None:
+        heap = self._holding_heap
+        while heap and heap[0][0] <= now:
+            _, call_uuid = heapq.heappop(heap)
+            self._holding_place.discard(call_uuid)
+
     # --- calls and the queue ---
 
     def place_calls(
@@ -127,29 +153,40 @@ class SimulatedAccount:
         """Accept one call per destination: dialled now, or queued for the first free slot."""
         config = self._config
         calls = []
+        # Also without a limit, so the places held stay few (and are right if one is set later).
+        self._let_ended_calls_go(now)
         for destination in destinations:
             dial_at = self._dial_slot(now)
             queued = dial_at > now
+            # The draws in this order (uuids, outcome, machine, talk time), as seeded runs expect.
+            request_uuid, call_uuid = self.new_uuid(), self.new_uuid()
+            outcome = self._draw_outcome()
+            machine = (
+                bool(parameters.get("machine_detection"))
+                and self._random.random() < config.machine_share
+            )
             call = SimulatedCall(
-                request_uuid=self.new_uuid(),
-                call_uuid=self.new_uuid(),
+                request_uuid=request_uuid,
+                call_uuid=call_uuid,
                 destination=destination,
                 from_number=from_number,
                 request_sequence=sequence,
                 accepted_at=now,
                 dial_at=dial_at,
-                outcome=self._draw_outcome(),
-                machine=bool(parameters.get("machine_detection"))
-                and self._random.random() < config.machine_share,
+                outcome=outcome,
+                machine=machine,
                 queued=queued,
                 parameters=parameters,
                 ring_after_s=config.ring_after_s,
                 answer_after_s=config.answer_after_s,
-                talk_s=config.talk_s,
+                talk_s=self._draw_talk_s(outcome),
             )
             calls.append(call)
             self._calls_by_call_uuid[call.call_uuid] = call
             self._calls_by_destination.setdefault(destination, []).append(call)
+            if call.end_at > now:
+                self._holding_place.add(call.call_uuid)
+                heapq.heappush(self._holding_heap, (call.end_at, call.call_uuid))
             if queued:
                 self._queue[call.request_uuid] = call
                 heapq.heappush(self._queue_heap, (dial_at, sequence, call.request_uuid))
@@ -180,6 +217,7 @@ class SimulatedAccount:
         if call is None:
             return False
         call.cancelled = True
+        self._holding_place.discard(call.call_uuid)
         self._ledger.cancelled.append(request_uuid)
         return True
 

@@ -81,6 +81,7 @@ class PlivoSimulator:
         http_status: int,
         destinations: int = 0,
         fault: str | None = None,
+        refusal: str | None = None,
     ) -> None:
         self._ledger.requests.append(
             RequestRecord(
@@ -91,6 +92,7 @@ class PlivoSimulator:
                 http_status=http_status,
                 destinations=destinations,
                 fault=fault,
+                refusal=refusal,
             )
         )
 
@@ -108,6 +110,23 @@ class PlivoSimulator:
                 429,
                 "Too many requests",
                 {"Retry-After": str(max(1, math.ceil(wait_s)))},
+                refusal="request_rate",
+            )
+
+    def _check_concurrent_calls(self, now: float, destinations: int) -> None:
+        """Plivo's concurrent-call limit (India accounts): 403 with error code 5030, the whole
+        request refused, when the calls in progress (live or queued) plus its destinations
+        would pass it."""
+        limit = self._config.max_concurrent_calls
+        if not limit:
+            return
+        in_progress = self._account.calls_in_progress(now)
+        if in_progress + destinations > limit:
+            raise Rejected(
+                403,
+                f"concurrent call limit reached (error code 5030): {in_progress} calls in "
+                f"progress, limit {limit}",
+                refusal="concurrent_calls",
             )
 
     def _error(self, rejected: Rejected) -> web.Response:
@@ -131,8 +150,8 @@ class PlivoSimulator:
         return body
 
     async def handle_make_call(self, request: web.Request) -> web.StreamResponse:
-        # The request is decided as it arrives (Plivo counts calls then), and the reply waits
-        # the added latency: sleeping first would let requests overtake each other.
+        # The request is decided as soon as its body has come (Plivo counts calls then), and the
+        # reply waits the added latency: sleeping first would let requests overtake each other.
         response = await self._make_call(request)
         if self._config.latency_s:
             await asyncio.sleep(self._config.latency_s)
@@ -153,11 +172,18 @@ class PlivoSimulator:
                 headers = {} if retry_after is None else {"Retry-After": format(retry_after, "g")}
                 raise Rejected(429, "Too many requests", headers)
             checked = check_make_call(await self._read_make_call(request))
+            # The calls are counted and placed when the body has come, with no await between:
+            # another request may have been decided while this body was read, and a count taken
+            # at the arrival time could miss calls that request's later clock saw end.
+            decided_at = self._clock()
+            self._check_concurrent_calls(decided_at, len(checked.destinations))
         except Rejected as rejected:
-            self._record(sequence, now, request, rejected.http_status, fault=fault)
+            self._record(
+                sequence, now, request, rejected.http_status, fault=fault, refusal=rejected.refusal
+            )
             return self._error(rejected)
         calls = self._account.place_calls(
-            sequence, now, checked.from_number, checked.destinations, checked.parameters
+            sequence, decided_at, checked.from_number, checked.destinations, checked.parameters
         )
         # Without callbacks a call's life is only computed, never played: cheap for benchmarks.
         if self._config.send_callbacks:
@@ -202,7 +228,7 @@ class PlivoSimulator:
             self._check_account(request, now)
             response = answer(now)
         except Rejected as rejected:
-            self._record(sequence, now, request, rejected.http_status)
+            self._record(sequence, now, request, rejected.http_status, refusal=rejected.refusal)
             return self._error(rejected)
         self._record(sequence, now, request, response.status)
         return response

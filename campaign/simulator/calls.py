@@ -3,7 +3,9 @@ V3-signed callbacks its request asked for.
 
 A call's timing is decided when it is placed (see `SimulatedCall`); playing it only waits for
 those moments and tells the callback URLs. This is the seam where a call's life grows: walking
-the answer XML, keypresses, a limit on live calls belong in `CallPlayer`, not in the API.
+the answer XML and keypresses belong in `CallPlayer`, not in the API. The limit on concurrent
+calls does not: it is the account's (`SimulatedAccount.calls_in_progress`), decided when a
+request arrives from the calls' computed times, so it holds with callbacks off too.
 """
 
 from __future__ import annotations

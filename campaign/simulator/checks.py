@@ -24,13 +24,25 @@ SIP_URI_PATTERN = re.compile(r"^sip:[^@\s<>]+@[^@\s<>]+$")
 
 
 class Rejected(Exception):
-    """A request the simulator answers with an error status and a Plivo-style body."""
+    """A request the simulator answers with an error status and a Plivo-style body.
 
-    def __init__(self, http_status: int, error: str, headers: Mapping[str, str] | None = None):
+    `refusal` names the account limit that refused it (`request_rate`, `concurrent_calls`), for
+    the ledger; None for a request that was wrong in itself.
+    """
+
+    def __init__(
+        self,
+        http_status: int,
+        error: str,
+        headers: Mapping[str, str] | None = None,
+        *,
+        refusal: str | None = None,
+    ):
         super().__init__(error)
         self.http_status = http_status
         self.error = error
         self.headers = dict(headers or {})
+        self.refusal = refusal
 
 
 @dataclass(frozen=True, slots=True)

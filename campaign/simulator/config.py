@@ -30,6 +30,10 @@ class SimulatorConfig:
     calls_per_second: float = 2.0
     requests_per_window: int = 300
     request_window_s: float = 5.0
+    # Calls live at once (Plivo's India accounts: 50 by default; elsewhere no limit). 0: no limit.
+    # A Make-a-call request that would take the calls live or queued past it is refused whole
+    # with 403 and Plivo's error code 5030.
+    max_concurrent_calls: int = 0
     # Relative shares of the call outcomes; normalised, so (1, 1, 0, 0, 0) is half and half.
     outcome_shares: Mapping[str, float] = field(
         default_factory=lambda: {
@@ -44,6 +48,8 @@ class SimulatorConfig:
     ring_after_s: float = 0.005
     answer_after_s: float = 0.005
     talk_s: float = 0.01
+    # When set, each completed call talks for a seeded uniform draw in [talk_s, talk_s_max].
+    talk_s_max: float | None = None
     send_callbacks: bool = True
     # Of answered calls that asked for machine detection, the share a machine answers.
     machine_share: float = 0.2
@@ -101,3 +107,9 @@ class SimulatorConfig:
         for name in ("ring_after_s", "answer_after_s", "talk_s", "hang_s", "latency_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
+        if self.talk_s_max is not None and self.talk_s_max < self.talk_s:
+            raise ValueError(
+                f"talk_s_max ({self.talk_s_max:g}) must not be below talk_s ({self.talk_s:g})"
+            )
+        if self.max_concurrent_calls < 0:
+            raise ValueError("max_concurrent_calls must not be negative (0: no limit)")

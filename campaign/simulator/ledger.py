@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +69,8 @@ class RequestRecord:
     http_status: int
     destinations: int
     fault: str | None
+    # The account limit that refused it (`request_rate`: 429, `concurrent_calls`: 403/5030).
+    refusal: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +118,39 @@ class Ledger:
             )
         )
 
+    def refusals(self, refusal: str) -> int:
+        """How many requests the account limit `refusal` refused (see `RequestRecord`)."""
+        return sum(1 for r in self.requests if r.refusal == refusal)
+
+    def live_calls_timeline(self) -> list[tuple[float, int]]:
+        """When the number of live calls changed and what it became, in time order.
+
+        From the dialled calls' `dial_at` and `end_at`: a call is live in [dial_at, end_at), so a
+        call ending as another is dialled does not count twice, and a call that rings for no
+        time is never live. Queued calls enter at their dial; cancelled calls never do. The
+        count before the first point is 0; the last point is the last call's end (0 again).
+        """
+        changes: Counter[float] = Counter()
+        for call in self.dials:
+            if not call.cancelled and call.end_at > call.dial_at:
+                changes[call.dial_at] += 1
+                changes[call.end_at] -= 1
+        timeline: list[tuple[float, int]] = []
+        live = 0
+        for at in sorted(changes):
+            if changes[at]:
+                live += changes[at]
+                timeline.append((at, live))
+        return timeline
+
+    def max_live_calls(self) -> int:
+        """The most calls live at any one moment."""
+        return max((live for _, live in self.live_calls_timeline()), default=0)
+
+    def mean_live_calls(self, start: float, end: float) -> float:
+        """The time-weighted mean of the calls live over [start, end]."""
+        return time_weighted_mean(self.live_calls_timeline(), start, end)
+
     def summary(self, window_s: float = 5.0) -> dict[str, Any]:
         """The counts and rates, without the per-destination lists."""
         per_second = self.calls_per_second()
@@ -129,6 +164,9 @@ class Ledger:
             "max_calls_per_second": max(per_second.values(), default=0),
             "requests_per_window": {format(k, "g"): v for k, v in sorted(per_window.items())},
             "request_window_s": window_s,
+            "max_live_calls": self.max_live_calls(),
+            "request_rate_refusals": self.refusals("request_rate"),
+            "concurrency_refusals": self.refusals("concurrent_calls"),
         }
 
     def to_json(self, window_s: float = 5.0) -> dict[str, Any]:
@@ -141,6 +179,7 @@ class Ledger:
                     "call_uuid": call.call_uuid,
                     "destination": call.destination,
                     "dialled_at": call.dial_at,
+                    "ended_at": call.end_at,
                     "queued": call.queued,
                     "request_sequence": call.request_sequence,
                     "outcome": call.outcome,
@@ -156,6 +195,7 @@ class Ledger:
                     "http_status": r.http_status,
                     "destinations": r.destinations,
                     "fault": r.fault,
+                    "refusal": r.refusal,
                 }
                 for r in self.requests
             ],
@@ -173,4 +213,31 @@ class Ledger:
                 for c in self.callbacks
             ],
             "cancelled": list(self.cancelled),
+            # [time, live calls] pairs: `time_weighted_mean` takes them as they come over HTTP.
+            "live_calls_timeline": [[at, live] for at, live in self.live_calls_timeline()],
         }
+
+
+def time_weighted_mean(timeline: Sequence[Sequence[float]], start: float, end: float) -> float:
+    """The time-weighted mean over [start, end] of a step function given by its change points.
+
+    `timeline` is (time, value) pairs in time order, as `Ledger.live_calls_timeline` returns
+    (or its JSON, `[time, value]` lists); the value is 0 before the first point and holds until
+    the next. Over an empty span (start == end) it is the value at that moment.
+    """
+    if end < start:
+        raise ValueError(f"the span ends ({end}) before it starts ({start})")
+    value = 0.0
+    area = 0.0
+    at = start
+    for point_at, point_value in timeline:
+        if point_at > start:
+            if point_at >= end:
+                break
+            area += value * (point_at - at)
+            at = point_at
+        value = point_value
+    if end == start:
+        return value
+    area += value * (end - at)
+    return area / (end - start)

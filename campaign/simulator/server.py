@@ -63,9 +63,14 @@ def serve_simulator(
 ) -> None:
     """Serve until interrupted (the `campaign simulator` command)."""
     simulator = PlivoSimulator(config)
+    concurrent = (
+        f", at most {config.max_concurrent_calls} concurrent calls"
+        if config.max_concurrent_calls
+        else ""
+    )
     announce(
         f"Plivo simulator on http://{host}:{port} (auth id {config.auth_id}, "
-        f"{config.calls_per_second:g} calls/s, ledger at {LEDGER_PATH})"
+        f"{config.calls_per_second:g} calls/s{concurrent}, ledger at {LEDGER_PATH})"
     )
     web.run_app(
         simulator.create_app(),
