@@ -106,19 +106,6 @@ async def run_workers(
             await asyncio.wait_for(asyncio.gather(*tasks), 15)
 
 
-def most_live_calls(ledger: Ledger) -> int:
-    """The most calls the simulator had live at one moment (dialled, not yet ended)."""
-    changes = sorted(
-        [(call.dial_at, 1) for call in ledger.dials if not call.cancelled]
-        + [(call.end_at, -1) for call in ledger.dials if not call.cancelled]
-    )
-    live = most = 0
-    for _at, change in changes:
-        live += change
-        most = max(most, live)
-    return most
-
-
 async def all_ended(pool: asyncpg.Pool, count: int) -> bool:
     """Every contact's call placed and hung up."""
     ended: int = await pool.fetchval(
@@ -137,7 +124,7 @@ async def test_a_campaign_cap_of_concurrent_calls_holds_with_two_workers(
         await add_campaign(pool, numbers(15), max_concurrent_calls=3, track_calls_at=plivo.app_url)
         configs = [worker_config(worker_id=f"w{index}", concurrency=3) for index in (1, 2)]
         await run_workers(pool, plivo.simulator.base_url, configs, lambda: all_ended(pool, 15))
-        assert most_live_calls(plivo.ledger) == 3
+        assert plivo.ledger.max_live_calls() == 3
         assert sorted(plivo.ledger.dial_counts().values()) == [1] * 15
     assert await pool.fetchval("SELECT max(attempts) FROM contacts") == 1
 
@@ -154,7 +141,7 @@ async def test_the_account_cap_is_shared_by_every_campaign(
         )
         config = worker_config(concurrency=4, account_max_concurrent_calls=2)
         await run_workers(pool, plivo.simulator.base_url, [config], lambda: all_ended(pool, 12))
-        assert most_live_calls(plivo.ledger) == 2
+        assert plivo.ledger.max_live_calls() == 2
 
 
 async def test_a_higher_priority_campaign_is_dialled_first(
@@ -325,3 +312,51 @@ async def test_caller_ids_per_second_are_spaced(
     for times in by_number.values():
         gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
         assert min(gaps) >= 0.45, gaps
+
+
+async def test_a_hangup_wakes_a_worker_waiting_at_the_cap(
+    pool: asyncpg.Pool, status_pool: asyncpg.Pool
+) -> None:
+    """Cap 1 and a 2 s poll interval (a worker at the cap falls back to looking again after
+    10 s): four calls of 0.2 s one after the other still take about a second, because each
+    hangup's NOTIFY wakes the worker at once."""
+    async with rig(pool, status_pool, talk_s=0.2) as plivo:
+        await add_campaign(pool, numbers(4), max_concurrent_calls=1, track_calls_at=plivo.app_url)
+        config = worker_config(poll_interval_s=2.0)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await run_workers(
+            pool, plivo.simulator.base_url, [config], lambda: all_ended(pool, 4), timeout_s=8.0
+        )
+        assert loop.time() - started < 6.0
+        assert plivo.ledger.max_live_calls() == 1
+
+
+async def test_plivos_concurrency_refusal_is_not_sent_and_dialled_after_calls_end(
+    pool: asyncpg.Pool, status_pool: asyncpg.Pool
+) -> None:
+    """The account's limit lives only at Plivo (2 concurrent calls; the engine has no cap):
+    batches over it get 403 with error 5030. Those contacts are not failed and their attempt
+    is not counted; they are dialled once calls end, every contact once, and the campaign is
+    not paused (a 403 for the account would pause it)."""
+    async with rig(pool, status_pool, talk_s=0.3, max_concurrent_calls=2) as plivo:
+        campaign_id = await add_campaign(
+            pool, numbers(8), batch_size=1, track_calls_at=plivo.app_url
+        )
+        await run_workers(
+            pool,
+            plivo.simulator.base_url,
+            [worker_config(concurrency=4)],
+            lambda: all_ended(pool, 8),
+        )
+        assert plivo.ledger.refusals("concurrent_calls") >= 1
+        assert plivo.ledger.max_live_calls() == 2
+        assert sorted(plivo.ledger.dial_counts().values()) == [1] * 8
+    rows = await pool.fetch("SELECT status, attempts FROM contacts")
+    assert {(row["status"], row["attempts"]) for row in rows} == {("fired", 1)}
+    refused = await pool.fetchval(
+        "SELECT count(*) FROM dial_requests WHERE http_status = 403 OR error LIKE '%5030%'"
+    )
+    assert refused >= 1
+    status = await pool.fetchval("SELECT status FROM campaigns WHERE id = $1", campaign_id)
+    assert status in ("running", "completed")
