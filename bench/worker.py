@@ -184,14 +184,18 @@ def free_port() -> int:
 
 @contextlib.asynccontextmanager
 async def running_simulator(
-    cps: float, latency_s: float, requests_per_window: int
+    cps: float,
+    latency_s: float,
+    requests_per_window: int,
+    extra: Sequence[str] = ("--no-callbacks",),
 ) -> AsyncIterator[str]:
-    """`campaign simulator` in its own process on a free loopback port; yields its base URL."""
+    """`campaign simulator` in its own process on a free loopback port, with `extra` options
+    (default: no callbacks); yields its base URL."""
     port = free_port()
     command = [
         str(CAMPAIGN_EXECUTABLE), "simulator", "--host", "127.0.0.1", "--port", str(port),
         "--cps", format(cps, "g"), "--requests-per-window", str(requests_per_window),
-        "--latency-s", format(latency_s, "g"), "--no-callbacks",
+        "--latency-s", format(latency_s, "g"), *extra,
         "--auth-id", AUTH_ID, "--auth-token", AUTH_TOKEN,
     ]  # fmt: skip
     # Its output is kept, to say why if it ends before the benchmark is done with it.

@@ -2,8 +2,9 @@
 
 A Plivo account allows so many calls per second (CPS; over it, calls are queued at Plivo) and
 300 API requests per 5 s (over it, 429). A campaign may add its own cap on calls per second.
-Each limit is a row of `rate_limiters`, named here and nowhere else; the SQL functions of
-sql/schema.sql (section 3, "Rate limits") hand out its slots on the database's clock:
+Each limit is a row of `rate_limiters`, named here (a caller ID's by the claim too); the SQL
+functions of sql/schema.sql (section 4, "Rate limits, …") hand out its slots on the database's
+clock:
 
 - `plan_dial_slots` / `charge_dial_slots`: a grant of calls, used by `claim_batch`, which
   claims a batch of contacts and its slots in one statement. A grant never leaves the clock
@@ -15,7 +16,9 @@ sql/schema.sql (section 3, "Rate limits") hand out its slots on the database's c
   same rule.
 - `reserve_request_slot`: one API request outside the batches (look-ups, cancels).
 
-This module names the limiters (`AccountLimits.for_campaign`), waits for slots, and decides
+A caller ID of a pool may have its own limiter (`caller_id:<number>:calls`), which the claim
+adds once it has chosen the caller ID. This module names the limiters
+(`AccountLimits.for_campaign`), waits for slots, and decides
 when a batch has missed the second its slots were granted in (it is then given back unsent:
 sent late, its calls would land in a second whose slots belong to other batches).
 """
@@ -111,14 +114,18 @@ class AccountLimits:
             return None
         return Limit(f"account:{self.auth_id}:requests", rate)
 
-    def for_campaign(self, campaign: Campaign) -> Limiters:
-        """The limiters a batch of `campaign` draws from."""
+    def for_campaign(self, campaign: Campaign, caller_id: str | None = None) -> Limiters:
+        """The limiters a batch of `campaign` draws from; with `caller_id`, its limiter too (the
+        claim adds it itself: claim_batch chooses the caller ID)."""
         shared: tuple[Limit, ...] = ()
         if self.calls_per_second > 0:
             shared = (Limit(f"account:{self.auth_id}:calls", self.calls_per_second),)
         own: tuple[Limit, ...] = ()
         if campaign.calls_per_second is not None:
             own = (Limit(campaign_calls_limiter(campaign.id), campaign.calls_per_second),)
+        rate = campaign.calls_per_second_per_caller_id
+        if caller_id is not None and rate is not None:
+            own += (Limit(caller_id_calls_limiter(caller_id), rate),)
         request = self.request_limiter
         return Limiters(shared, own, () if request is None else (request,))
 
@@ -199,6 +206,12 @@ class RequestPacer:
 def campaign_calls_limiter(campaign_id: int) -> str:
     """The name of a campaign's own limiter of calls per second (rate_limiters.name)."""
     return f"campaign:{campaign_id}:calls"
+
+
+def caller_id_calls_limiter(caller_id: str) -> str:
+    """The name of a caller ID's limiter of calls per second, shared by every campaign that
+    calls from it (claim_batch spells it the same way)."""
+    return f"caller_id:{caller_id}:calls"
 
 
 async def change_pacing(

@@ -126,7 +126,7 @@ class RequestSender:
         request) and the wait for them, then the fence (one statement: the lease extended, the
         campaign still running, every contact still `sending` in it). Raises RetriesStopped to
         give up: a stop, pause or cancel ends any wait within a second."""
-        limiters = self._limits.for_campaign(campaign)
+        limiters = self._limits.for_campaign(campaign, request.caller_id)
         while True:
             reason = await self.why_give_up(campaign)
             if reason is not None:

@@ -60,11 +60,13 @@ CREATE TABLE counted_calls (
 );
 CREATE INDEX counted_calls_campaign ON counted_calls (campaign_id);
 
--- Campaigns that want more of the account's calls than they got (their last claim took
--- contacts, or waited only for the account's concurrent calls), until when: a running campaign
--- of lower priority claims nothing meanwhile. Written only while such a campaign runs.
+-- Campaigns that want the account's calls from wants_from on (now: their last claim took
+-- contacts, or waited only for the account's concurrent calls; later: their own cap's next
+-- slot), noted until wants_until: a running campaign of lower priority claims no slot from
+-- wants_from on meanwhile, only the ones before. Written only while such a campaign runs.
 CREATE TABLE dial_demand (
     campaign_id  bigint PRIMARY KEY REFERENCES campaigns (id) ON DELETE CASCADE,
+    wants_from   timestamptz NOT NULL,
     wants_until  timestamptz NOT NULL
 );
 -- The running campaigns by priority (the claim's look for lower ones).
@@ -119,22 +121,26 @@ BEGIN
 END;
 $$;
 
--- Note whether a campaign wants more of the account's calls than it gets (dial_demand), which
--- the running campaigns of lower priority read: refreshed at most once a second, and only while
--- such a campaign runs. One that stops wanting says so at once (NOTIFY campaign_room), so that
--- their workers claim again.
-CREATE FUNCTION note_dial_demand(p_campaign campaigns, p_wants boolean) RETURNS void
+-- Note from when a campaign wants the account's calls (dial_demand; NULL: it has none to place
+-- now), which the running campaigns of lower priority read: only while such a campaign runs,
+-- and a "now" at most once a second. One that stops wanting says so at once (NOTIFY
+-- campaign_room), so that their workers claim again.
+CREATE FUNCTION note_dial_demand(p_campaign campaigns, p_wants_from timestamptz) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF p_wants THEN
+    IF p_wants_from IS NOT NULL THEN
         IF NOT EXISTS (SELECT 1 FROM dial_demand d
-                       WHERE d.campaign_id = p_campaign.id
-                         AND d.wants_until > now() + interval '1 second')
+                       WHERE d.campaign_id = p_campaign.id AND d.wants_from = p_wants_from)
+           AND NOT (p_wants_from <= now()
+                    AND EXISTS (SELECT 1 FROM dial_demand d
+                                WHERE d.campaign_id = p_campaign.id AND d.wants_from <= now()
+                                  AND d.wants_until > now() + interval '1 second'))
            AND EXISTS (SELECT 1 FROM campaigns k
                        WHERE k.status = 'running' AND k.priority < p_campaign.priority) THEN
-            INSERT INTO dial_demand (campaign_id, wants_until)
-            VALUES (p_campaign.id, now() + interval '2 seconds')
-            ON CONFLICT (campaign_id) DO UPDATE SET wants_until = EXCLUDED.wants_until;
+            INSERT INTO dial_demand (campaign_id, wants_from, wants_until)
+            VALUES (p_campaign.id, p_wants_from, greatest(p_wants_from, now()) + interval '2 seconds')
+            ON CONFLICT (campaign_id) DO UPDATE
+            SET wants_from = EXCLUDED.wants_from, wants_until = EXCLUDED.wants_until;
         END IF;
     ELSE
         DELETE FROM dial_demand d WHERE d.campaign_id = p_campaign.id;
@@ -190,6 +196,42 @@ LANGUAGE sql STABLE AS $$
       AND (p_group IS NULL OR p_group = p.area_key OR p_group = p.country_key)
     ORDER BY coalesce(r.next_slot_at, 0), u.calls, p.position
     LIMIT 1
+$$;
+
+-- Charge p_used calls (one request) of a grant planned at p_at to the limiters. A limiter of
+-- calls whose own next slot came less than one interval before p_at (the grant waited for
+-- another limiter) counts on from that slot, not from p_at: a campaign's own cap keeps its pace
+-- when the account's limiter delays it a little, and its clock second still holds no more calls
+-- than its rate (earliest_dial_slot).
+CREATE OR REPLACE FUNCTION charge_dial_slots(
+    p_names  text[],
+    p_rates  double precision[],
+    p_calls  integer,
+    p_at     double precision,
+    p_used   integer
+) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    i integer;
+BEGIN
+    FOR i IN 1 .. coalesce(array_length(p_names, 1), 0) LOOP
+        IF i <= p_calls THEN
+            UPDATE rate_limiters r
+            SET next_slot_at = CASE WHEN p_at - r.next_slot_at BETWEEN 0 AND 1 / p_rates[i]
+                                    THEN r.next_slot_at ELSE p_at END
+                               + p_used / p_rates[i],
+                window_used = CASE WHEN r.window_second = floor(p_at)
+                                   THEN r.window_used + p_used ELSE p_used END,
+                window_second = floor(p_at),
+                updated_at = now()
+            WHERE r.name = p_names[i];
+        ELSE
+            UPDATE rate_limiters r
+            SET next_slot_at = p_at + 1 / p_rates[i], updated_at = now()
+            WHERE r.name = p_names[i];
+        END IF;
+    END LOOP;
+END;
 $$;
 
 DROP FUNCTION start_dial_attempts(bigint, text, bigint[], text[], double precision);
@@ -338,7 +380,9 @@ DECLARE
     v_counting   boolean;
     v_live       record;
     v_room       integer;
+    v_account_room integer;
     v_until      timestamptz;
+    v_wanted_from timestamptz;
 BEGIN
     SELECT * INTO v_campaign FROM campaigns k WHERE k.id = p_campaign_id AND k.status = 'running';
     IF NOT FOUND THEN
@@ -348,11 +392,12 @@ BEGIN
         RETURN;
     END IF;
 
-    -- A running campaign of higher priority wants the account's calls: it gets them all.
-    SELECT min(d.wants_until) INTO v_until
+    -- A running campaign of higher priority wants the account's calls now: it gets them all;
+    -- from a later moment on (its own cap's next slot): this one may take slots before then.
+    SELECT min(d.wants_from), min(d.wants_until) INTO v_wanted_from, v_until
     FROM dial_demand d JOIN campaigns k ON k.id = d.campaign_id
     WHERE d.wants_until > now() AND k.status = 'running' AND k.priority > v_campaign.priority;
-    IF v_until IS NOT NULL THEN
+    IF v_wanted_from <= now() THEN
         RETURN QUERY SELECT '{}'::bigint[], '{}'::text[], NULL::double precision,
                             extract(epoch FROM clock_timestamp())::double precision, NULL::bigint,
                             extract(epoch FROM v_until)::double precision, NULL::text,
@@ -391,7 +436,7 @@ BEGIN
         END IF;
         IF v_caller_id IS NULL THEN
             -- Every caller ID had its calls of the day: until the oldest hour counted drops out.
-            PERFORM note_dial_demand(v_campaign, false);
+            PERFORM note_dial_demand(v_campaign, NULL);
             RETURN QUERY
             SELECT '{}'::bigint[], '{}'::text[], NULL::double precision,
                    extract(epoch FROM clock_timestamp())::double precision, NULL::bigint,
@@ -423,8 +468,9 @@ BEGIN
     IF v_plan.slot_at - v_plan.shared_at > p_shared_slack_s THEN
         -- The campaign's own cap has no slot until after the shared limiters' next one: a grant
         -- now would hold the account's calls and requests, every campaign's, idle until then.
-        -- Nothing is claimed or charged; the worker comes back at retry_at.
-        PERFORM note_dial_demand(v_campaign, false);
+        -- Nothing is claimed or charged; the worker comes back at retry_at, when the campaign
+        -- wants the account's calls again (those of lower priority may take them until then).
+        PERFORM note_dial_demand(v_campaign, to_timestamp(v_plan.slot_at));
         RETURN QUERY
         SELECT '{}'::bigint[], '{}'::text[], v_plan.slot_at,
                extract(epoch FROM clock_timestamp())::double precision, NULL::bigint,
@@ -432,16 +478,27 @@ BEGIN
         RETURN;
     END IF;
 
+    IF to_timestamp(v_plan.slot_at) >= v_wanted_from THEN
+        -- From this moment a campaign of higher priority wants the account's calls: they are
+        -- its. A grant that starts before may delay it by a pace window at most, which its own
+        -- cap does not lose (charge_dial_slots). Come back once it has taken them.
+        RETURN QUERY
+        SELECT '{}'::bigint[], '{}'::text[], v_plan.slot_at,
+               extract(epoch FROM clock_timestamp())::double precision, NULL::bigint,
+               extract(epoch FROM v_wanted_from)::double precision, NULL::text, 'priority'::text;
+        RETURN;
+    END IF;
+
     -- The calls are placed at the slot: the schedule and the calling hours are read for then.
     v_at := to_timestamp(v_plan.slot_at);
     IF v_campaign.end_at <= v_at THEN
-        PERFORM note_dial_demand(v_campaign, false);
+        PERFORM note_dial_demand(v_campaign, NULL);
         RETURN QUERY SELECT '{}'::bigint[], '{}'::text[], v_plan.slot_at, v_plan.db_now,
                             NULL::bigint, NULL::double precision, NULL::text, NULL::text;
         RETURN;
     END IF;
     IF v_campaign.start_at > v_at THEN
-        PERFORM note_dial_demand(v_campaign, false);
+        PERFORM note_dial_demand(v_campaign, NULL);
         RETURN QUERY SELECT '{}'::bigint[], '{}'::text[], v_plan.slot_at, v_plan.db_now,
                             NULL::bigint, extract(epoch FROM v_campaign.start_at)::double precision,
                             NULL::text, NULL::text;
@@ -461,15 +518,15 @@ BEGIN
         END IF;
         SELECT * INTO v_live
         FROM live_call_counts(p_campaign_id, p_account_max_concurrent IS NOT NULL, true);
-        v_room := least(p_account_max_concurrent - v_live.account_calls,
-                        v_campaign.max_concurrent_calls - v_live.campaign_calls);
+        v_account_room := p_account_max_concurrent - v_live.account_calls;
+        v_room := least(v_account_room, v_campaign.max_concurrent_calls - v_live.campaign_calls);
         IF v_room <= 0 THEN
             -- Full: the worker waits for a hangup (NOTIFY campaign_room), or until the first
             -- call whose hangup is overdue stops counting. Waiting for the account's calls, the
             -- campaign still wants them before any of lower priority.
             PERFORM note_dial_demand(
                 v_campaign,
-                coalesce(p_account_max_concurrent - v_live.account_calls <= 0, false));
+                CASE WHEN v_account_room <= 0 THEN now() END);
             RETURN QUERY
             SELECT '{}'::bigint[], '{}'::text[], v_plan.slot_at, v_plan.db_now, NULL::bigint,
                    extract(epoch FROM least(v_live.next_end, now() + interval '1 minute'))
@@ -534,7 +591,7 @@ BEGIN
     IF cardinality(v_ids) = 0 THEN
         -- Nothing open: with contacts due in closed sets, windows open on whole minutes (hours
         -- are HH:MM, zones' offsets whole minutes), so the worker comes back at the next one.
-        PERFORM note_dial_demand(v_campaign, false);
+        PERFORM note_dial_demand(v_campaign, NULL);
         RETURN QUERY
         SELECT '{}'::bigint[], '{}'::text[], v_plan.slot_at, v_plan.db_now, NULL::bigint,
                CASE WHEN v_rules AND EXISTS (
@@ -632,7 +689,17 @@ BEGIN
         -- By its constraint: caller_id is also this function's output column.
         ON CONFLICT ON CONSTRAINT caller_id_calls_pkey DO UPDATE SET calls = x.calls + EXCLUDED.calls;
     END IF;
-    PERFORM note_dial_demand(v_campaign, true);
+    -- It wants the account's calls again from its own caps' next slot (now without one), or,
+    -- having filled its own cap of concurrent calls, at its next hangup.
+    PERFORM note_dial_demand(
+        v_campaign,
+        CASE WHEN v_campaign.max_concurrent_calls IS NOT NULL
+                  AND v_room - cardinality(v_ids) <= 0
+                  AND v_room < coalesce(v_account_room, v_room + 1)
+             THEN NULL
+             ELSE greatest(now(), (SELECT to_timestamp(max(r.next_slot_at)) FROM rate_limiters r
+                                   WHERE r.name = ANY (v_own)))
+        END);
     -- The lease runs from the slot, not from now.
     v_lease_s := p_lease_s + greatest(v_plan.slot_at - v_plan.db_now, 0);
     IF v_plan.slot_at - v_plan.db_now <= p_write_ahead_within_s THEN

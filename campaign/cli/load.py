@@ -20,6 +20,9 @@ from campaign.cli.app import EXIT_USAGE, fail, run_command, settings_from_enviro
 from campaign.console import LoadReporter
 from campaign.importer import CsvSource, LoadOptions, load_csv
 
+# Plivo's time_limit when a request sets none (a call lasts at most 4 hours).
+PLIVO_DEFAULT_TIME_LIMIT_S = 14_400
+
 
 def _call_parameter_options(function: Callable[..., Any]) -> Callable[..., Any]:
     """One --kebab-case option for each optional Make-a-call parameter a campaign may set."""
@@ -280,10 +283,20 @@ async def load(
                 summary = await load_csv(pool, source, target, options, reporter)
     finally:
         source.close()
+    campaign = summary.campaign
+    if settings.account_max_concurrent_calls and not campaign.track_calls:
+        # Its hangups are unheard: each call holds a place of the account's cap until overdue.
+        limit_s = campaign.call_parameters.get("time_limit", PLIVO_DEFAULT_TIME_LIMIT_S)
+        click.echo(
+            f"campaign: warning: campaign {campaign.name} does not track its calls, so each "
+            "counts towards CAMPAIGN_ACCOUNT_MAX_CONCURRENT_CALLS until ring_timeout + "
+            f"time_limit ({limit_s} s) + 60 s after Plivo's reply; load with --track-calls "
+            "(or a short --time-limit)",
+            err=True,
+        )
     if as_json:
         click.echo(json.dumps(summary.as_json()))
         return
-    campaign = summary.campaign
     click.echo(f"campaign {campaign.name} (id {campaign.id}): {campaign.status}")
     click.echo(
         f"rows read {summary.rows_read}, loaded {summary.loaded}, "
