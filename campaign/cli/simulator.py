@@ -1,5 +1,5 @@
-"""`campaign simulator`: the fake Plivo's options (limits, rates, delays, faults) and how it is
-started."""
+"""`campaign simulator`: the fake Plivo's options (limits, rates, delays, keypresses, faults) and
+how it is started."""
 
 from __future__ import annotations
 
@@ -9,6 +9,28 @@ from typing import Any
 import click
 
 from campaign.cli.app import EXIT_USAGE, fail
+
+
+def parse_digit_shares(text: str) -> dict[str, float]:
+    """`--digits 1=0.6,2=0.2,9=0.05` as {"1": 0.6, "2": 0.2, "9": 0.05}; empty: no keys.
+
+    Only the form is checked here (KEY=SHARE pairs, numbers, no key twice); which keys and
+    shares are allowed is `SimulatorConfig`'s to say.
+    """
+    shares: dict[str, float] = {}
+    if not text.strip():
+        return shares
+    for pair in (part.strip() for part in text.split(",")):
+        key, equals, share = (piece.strip() for piece in pair.partition("="))
+        if not equals or not key:
+            raise ValueError(f"--digits: {pair!r} is not KEY=SHARE (e.g. --digits 1=0.6,2=0.2)")
+        if key in shares:
+            raise ValueError(f"--digits: the key {key!r} is given twice")
+        try:
+            shares[key] = float(share)
+        except ValueError:
+            raise ValueError(f"--digits: the share of {key!r} is not a number: {share!r}") from None
+    return shares
 
 
 def _rate(name: str, what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -107,6 +129,14 @@ def _rate(name: str, what: str) -> Callable[[Callable[..., Any]], Callable[..., 
     help="Share of answered calls with machine detection that a machine answers.",
 )
 @click.option(
+    "--digits",
+    default="",
+    metavar="KEY=SHARE,...",
+    help="Keys callees press at each attempt of a <GetDigits> menu, each with its share of "
+    "attempts (e.g. 1=0.6,2=0.2,9=0.05; keys 0-9, * and #); the rest press nothing. Machines "
+    "never press. Default: nobody presses.",
+)
+@click.option(
     "--callbacks-to-any-host",
     is_flag=True,
     help="Also send callbacks to hosts other than loopback (default: loopback only).",
@@ -139,6 +169,7 @@ def simulator_command(
     no_answer: float,
     failed: float,
     timeout: float,
+    digits: str,
     **options: Any,
 ) -> None:
     """Run a fake Plivo Voice API (Make a call, look-ups, cancel) with a ledger."""
@@ -152,7 +183,8 @@ def simulator_command(
         "timeout": timeout,
     }
     try:
-        config = SimulatorConfig(outcome_shares=shares, **options)
+        digit_shares = parse_digit_shares(digits)
+        config = SimulatorConfig(outcome_shares=shares, digit_shares=digit_shares, **options)
     except ValueError as error:
         fail(f"simulator: {error}", EXIT_USAGE)
     serve_simulator(config, host=host, port=port, announce=click.echo)

@@ -2,8 +2,12 @@
 calls), its queue, the calls it placed, and the seeded draws (uuids, outcomes, faults, talk times).
 
 No HTTP here: the API decides what a request may do and asks the account to do it. Every random
-draw comes from one generator seeded by `SimulatorConfig.seed`, in the order requests arrive, so
-a seeded run hands out the same uuids, outcomes and faults every time.
+draw made when a request arrives comes from one generator seeded by `SimulatorConfig.seed`, in
+the order requests arrive, so a seeded run hands out the same uuids, outcomes and faults every
+time. The keys callees press are drawn later, while calls play, in an order that timing decides:
+each call draws them from a generator of its own, seeded by the seed and the call's uuid, so a
+seeded run presses the same keys on the same calls however the calls interleave, and pressing
+keys leaves the request draws as they were.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 
 from campaign.destinations import bare_number, destination_of
-from campaign.simulator.config import OUTCOMES, SimulatorConfig
+from campaign.simulator.config import OUTCOMES, PHONE_KEYS, SimulatorConfig
 from campaign.simulator.ledger import Ledger, SimulatedCall
 
 
@@ -89,6 +93,15 @@ class SimulatedAccount:
                 return name
             draw -= rate
         return None
+
+    def keypad(self, call: SimulatedCall) -> Callable[[], str | None]:
+        """The callee of `call` at a menu: each call of the result is one attempt, the key
+        pressed (drawn over `digit_shares` as configured then) or None. A machine never presses.
+        """
+        if call.machine:
+            return lambda: None
+        generator = random.Random(f"{self._config.seed}/{call.call_uuid}")
+        return lambda: draw_key(generator.random(), self._config.digit_shares)
 
     # --- the limits ---
 
@@ -237,3 +250,14 @@ class SimulatedAccount:
         for key in {to_number, bare_number(to_number), destination_of(to_number)}:
             found.extend(self._calls_by_destination.get(key, ()))
         return [c for c in found if c.request_uuid not in self._queue]
+
+
+def draw_key(draw: float, shares: Mapping[str, float]) -> str | None:
+    """The key a uniform draw in [0, 1) lands on, the keys' shares laid end to end in
+    PHONE_KEYS order; None when it lands past them (no key pressed)."""
+    for key in PHONE_KEYS:
+        share = shares.get(key, 0.0)
+        if draw < share:
+            return key
+        draw -= share
+    return None

@@ -42,7 +42,7 @@ class PlivoSimulator:
         self._ledger = Ledger()
         self._sequence = itertools.count(1)
         self._account = SimulatedAccount(self._config, self._ledger, clock)
-        self._player = CallPlayer(self._config, self._ledger, clock)
+        self._player = CallPlayer(self._config, self._ledger, clock, keypad=self._account.keypad)
 
     @property
     def config(self) -> SimulatorConfig:

@@ -1,11 +1,13 @@
 """Call playback: each placed call played out on the clock (ring, answer, hangup), sending the
-V3-signed callbacks its request asked for.
+V3-signed callbacks its request asked for and playing the Plivo XML its answer_url returns.
 
 A call's timing is decided when it is placed (see `SimulatedCall`); playing it only waits for
-those moments and tells the callback URLs. This is the seam where a call's life grows: walking
-the answer XML and keypresses belong in `CallPlayer`, not in the API. The limit on concurrent
-calls does not: it is the account's (`SimulatedAccount.calls_in_progress`), decided when a
-request arrives from the calls' computed times, so it holds with callbacks off too.
+those moments and tells the callback URLs. At the answer, the answer_url's document is walked
+(`callflow`: what the callee hears, the keys it presses, the GetDigits actions and redirects it
+leads to) before the machine-detection callback; the hangup still comes at the call's computed
+end, or as soon as the walk is over if that is later. The limit on concurrent calls is not
+decided here: it is the account's (`SimulatedAccount.calls_in_progress`), decided when a request
+arrives from the calls' computed times, so it holds with callbacks off too.
 """
 
 from __future__ import annotations
@@ -26,10 +28,13 @@ from campaign.signature import (
     compute_signature_v3,
     new_nonce,
 )
+from campaign.simulator.callflow import CallFlow, DocumentRequest, Fetched
 from campaign.simulator.config import HANGUP_CAUSES, SimulatorConfig
 from campaign.simulator.ledger import CallbackRecord, Ledger, SimulatedCall
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+# Requests for a call's XML: tried once (a call cannot wait for them), their body walked.
+DOCUMENT_EVENTS = frozenset({"answer", "digits", "redirect"})
 
 
 class _CallbackRefused(Exception):
@@ -103,13 +108,22 @@ class CallPlayer:
     """Plays placed calls out, one task each, and records every callback in the ledger.
 
     `running()` holds the HTTP session the callbacks go out on; when it ends, calls still
-    playing are cancelled.
+    playing are cancelled. `keypad` gives each call's callee its keypresses (the account's
+    seeded draws, see `SimulatedAccount.keypad`).
     """
 
-    def __init__(self, config: SimulatorConfig, ledger: Ledger, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        config: SimulatorConfig,
+        ledger: Ledger,
+        clock: Callable[[], float],
+        *,
+        keypad: Callable[[SimulatedCall], Callable[[], str | None]],
+    ) -> None:
         self._config = config
         self._ledger = ledger
         self._clock = clock
+        self._keypad = keypad
         self._tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
 
@@ -142,7 +156,7 @@ class CallPlayer:
             self._session = None
 
     async def _play(self, call: SimulatedCall) -> None:
-        """Ring, answer (fetch answer_url) and hang up, sending the callbacks that are set."""
+        """Ring, answer (walk answer_url's XML) and hang up, sending the callbacks that are set."""
         parameters = call.parameters
         await self._sleep_until(call.dial_at)
         if call.cancelled:
@@ -154,9 +168,7 @@ class CallPlayer:
         answered = call.answer_at
         if answered is not None:
             await self._sleep_until(answered)
-            await self._callback(
-                call, "answer", {**common, "Event": "StartApp", "CallStatus": "in-progress"}
-            )
+            await self._answer(call, common)
             if parameters.get("machine_detection") and parameters.get("machine_detection_url"):
                 await self._callback(
                     call,
@@ -172,41 +184,73 @@ class CallPlayer:
         if parameters.get("hangup_url"):
             await self._callback(call, "hangup", hangup_fields(call, common))
 
+    async def _answer(self, call: SimulatedCall, common: dict[str, str]) -> None:
+        """Fetch answer_url as Plivo does and walk the XML it returns (see `callflow`)."""
+        parameters = {**common, "Event": "StartApp", "CallStatus": "in-progress"}
+        if call.parameters.get("machine_detection"):
+            parameters["Machine"] = "true" if call.machine else "false"
+
+        async def fetch(request: DocumentRequest) -> Fetched:
+            return await self._callback(
+                call, request.event, dict(request.parameters), request.url, request.method
+            )
+
+        answer = DocumentRequest(
+            "answer",
+            str(call.parameters.get("answer_url")),
+            str(call.parameters.get("answer_method") or "POST").upper(),
+            parameters,
+        )
+        await CallFlow(call, fetch, self._keypad(call), common).run(answer)
+
     async def _sleep_until(self, at: float) -> None:
         delay_s = at - self._clock()
         if delay_s > 0:
             await asyncio.sleep(delay_s)
 
-    async def _callback(self, call: SimulatedCall, event: str, parameters: dict[str, str]) -> None:
+    async def _callback(
+        self,
+        call: SimulatedCall,
+        event: str,
+        parameters: dict[str, str],
+        url: str | None = None,
+        method: str | None = None,
+    ) -> Fetched:
         """Send one callback as Plivo does: a status callback is retried while its URL does not
-        accept it.
+        accept it; the last try's answer.
 
-        A 5xx, a time-out or a refused connection is tried again (`callback_retries` more
-        times), after the answer's Retry-After or `callback_retry_s`; a 2xx, 3xx or 4xx is
-        final. The answer_url fetch is tried once (a call cannot wait for it). Every try is a
-        row of the ledger, each with its own nonce and signature.
+        The URL and method are the request's `{event}_url` and `{event}_method` unless given (a
+        GetDigits action, a Redirect). A 5xx, a time-out or a refused connection is tried again
+        (`callback_retries` more times), after the answer's Retry-After or `callback_retry_s`;
+        a 2xx, 3xx or 4xx is final. A request for the call's XML (DOCUMENT_EVENTS) is tried
+        once (a call cannot wait for it). Every try is a row of the ledger, each with its own
+        nonce and signature.
         """
-        url = str(call.parameters.get(f"{event}_url"))
-        method = str(call.parameters.get(f"{event}_method") or "POST").upper()
-        retries = 0 if event == "answer" else self._config.callback_retries
-        for tries_left in range(retries, -1, -1):
-            retry_after_s = await self._send_callback(call, event, url, method, parameters)
+        url = str(call.parameters.get(f"{event}_url")) if url is None else url
+        if method is None:
+            method = str(call.parameters.get(f"{event}_method") or "POST")
+        method = method.upper()
+        tries_left = 0 if event in DOCUMENT_EVENTS else self._config.callback_retries
+        while True:
+            fetched, retry_after_s = await self._send_callback(call, event, url, method, parameters)
             if retry_after_s is None or not tries_left or self._session is None:
-                return
+                return fetched
+            tries_left -= 1
             await asyncio.sleep(retry_after_s)
 
     async def _send_callback(
         self, call: SimulatedCall, event: str, url: str, method: str, parameters: dict[str, str]
-    ) -> float | None:
-        """One try of a callback, written to the ledger; how long to wait before trying again,
-        or None when it must not be tried again."""
+    ) -> tuple[Fetched, float | None]:
+        """One try of a callback, written to the ledger: what it got, and how long to wait
+        before trying again (None when it must not be tried again)."""
         session = self._session
         if session is None:
-            return None
+            return Fetched(None, b"", "not sent: the simulator is stopping"), None
         nonce = new_nonce()
         signature = compute_signature_v3(self._config.auth_token, url, nonce, parameters, method)
         headers = {SIGNATURE_V3_HEADER: signature, SIGNATURE_V3_NONCE_HEADER: nonce}
         http_status: int | None = None
+        body = b""
         error: str | None = None
         retry_after_s: float | None = None
         try:
@@ -222,7 +266,7 @@ class CallPlayer:
             else:
                 request = session.post(url, data=parameters, headers=headers, timeout=timeout)
             async with request as response:
-                await response.read()
+                body = await response.read()
                 http_status = response.status
                 if http_status >= 500:
                     retry_after_s = _retry_after_s(
@@ -245,7 +289,7 @@ class CallPlayer:
                 error=error,
             )
         )
-        return retry_after_s
+        return Fetched(http_status, body, error), retry_after_s
 
 
 def _retry_after_s(header: str | None, default_s: float) -> float:

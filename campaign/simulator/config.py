@@ -1,5 +1,5 @@
 """How the simulator behaves: the account's limits, the call outcomes and their shares, a call's
-timing, callbacks, and the faults it injects at configured rates.
+timing, callbacks, the keys callees press at a menu, and the faults it injects at configured rates.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ HANGUP_CAUSES: Mapping[str, tuple[str, int]] = {
     "failed": ("UNALLOCATED_NUMBER", 2010),
     "timeout": ("RECOVERY_ON_TIMER_EXPIRE", 3020),
 }
+# The keys of a phone's keypad, in the order a keypress is drawn over `digit_shares`.
+PHONE_KEYS = "0123456789*#"
 FAULTS = ("unavailable", "rate_limited", "error_after_placing", "hang_after_placing")
 FAULTS_ALL = (*FAULTS, "reset_after_placing")
 
@@ -53,6 +55,9 @@ class SimulatorConfig:
     send_callbacks: bool = True
     # Of answered calls that asked for machine detection, the share a machine answers.
     machine_share: float = 0.2
+    # The key a callee presses at each attempt of a <GetDigits> menu, with its share of attempts
+    # (e.g. {"1": 0.6, "2": 0.2}); the rest of the attempts press nothing. Machines never press.
+    digit_shares: Mapping[str, float] = field(default_factory=dict)
     # Callbacks go only to loopback hosts unless this is set.
     callbacks_to_any_host: bool = False
     callback_timeout_s: float = 5.0
@@ -113,3 +118,20 @@ class SimulatorConfig:
             )
         if self.max_concurrent_calls < 0:
             raise ValueError("max_concurrent_calls must not be negative (0: no limit)")
+        _check_digit_shares(self.digit_shares)
+
+
+def _check_digit_shares(shares: Mapping[str, float]) -> None:
+    """Each key one of the keypad's (0-9, *, #), each share in [0, 1], all of them at most 1."""
+    not_keys = sorted(key for key in shares if len(key) != 1 or key not in PHONE_KEYS)
+    if not_keys:
+        listed = ", ".join(map(repr, not_keys))
+        raise ValueError(f"digit_shares: not a phone key (one of 0-9, * or #): {listed}")
+    for key, share in shares.items():
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"digit_shares: the share of {key!r} must be between 0 and 1")
+    total = sum(shares.values())
+    if total > 1.0 + 1e-9:
+        raise ValueError(
+            f"digit_shares must add up to at most 1 (the rest: no key pressed), got {total:g}"
+        )

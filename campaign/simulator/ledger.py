@@ -1,5 +1,6 @@
 """The simulator's ledger: every call it placed, request it answered and callback it sent, in
-order. Tests read it in-process; `GET /__simulator__/ledger` serves it as JSON.
+order, and what each callee heard of the call's Plivo XML. Tests read it in-process;
+`GET /__simulator__/ledger` serves it as JSON.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from campaign.destinations import bare_number
 
 
 @dataclass(slots=True)
@@ -31,6 +34,12 @@ class SimulatedCall:
     cancelled: bool = False
     # Answered by a machine (only drawn when the request asked for machine detection).
     machine: bool = False
+    # What the callee heard and did, in order, as the call's XML was played (see `callflow`):
+    # {"kind": "speak", "text", "voice", "language", "loop"}, {"kind": "play", "url", "loop"},
+    # {"kind": "wait", "length", "beep", "until_beep"}, {"kind": "digits", "digits", "valid"},
+    # {"kind": "no_digits"}, {"kind": "hangup"}, {"kind": "unknown", "element"},
+    # {"kind": "error", "detail"}. JSON-ready.
+    heard: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
     @property
     def ring_at(self) -> float:
@@ -103,6 +112,25 @@ class Ledger:
     def dial_counts(self) -> Counter[str]:
         """How many times each destination was dialled."""
         return Counter(call.destination for call in self.dials)
+
+    def calls_to(self, destination: str) -> list[SimulatedCall]:
+        """The dialled calls to `destination` (written with or without its `+`), in dial order."""
+        wanted = bare_number(destination)
+        return [call for call in self.dials if bare_number(call.destination) == wanted]
+
+    def heard(self, destination: str) -> list[dict[str, Any]]:
+        """What the callee at `destination` heard and pressed, in order (see `SimulatedCall.heard`);
+        a destination dialled more than once: each call's entries, in dial order."""
+        return [entry for call in self.calls_to(destination) for entry in call.heard]
+
+    def spoken_text(self, destination: str) -> str:
+        """Every `<Speak>` the callee at `destination` heard, in order, joined with a space."""
+        return " ".join(e["text"] for e in self.heard(destination) if e["kind"] == "speak")
+
+    def digits_pressed(self, destination: str) -> list[str]:
+        """The keys the callee at `destination` pressed at `<GetDigits>` menus, in order (also
+        those the menu's validDigits refused)."""
+        return [e["digits"] for e in self.heard(destination) if e["kind"] == "digits"]
 
     def calls_per_second(self) -> dict[int, int]:
         """Dials per whole second of the clock (epoch seconds → count)."""
@@ -183,6 +211,7 @@ class Ledger:
                     "queued": call.queued,
                     "request_sequence": call.request_sequence,
                     "outcome": call.outcome,
+                    "heard": [dict(entry) for entry in call.heard],
                 }
                 for call in self.dials
             ],

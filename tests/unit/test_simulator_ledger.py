@@ -85,3 +85,55 @@ def test_an_empty_ledger_has_no_live_calls() -> None:
     assert ledger.live_calls_timeline() == []
     assert ledger.max_live_calls() == 0
     assert ledger.mean_live_calls(0.0, 1.0) == 0.0
+
+
+def test_what_a_destination_heard_is_read_across_its_calls() -> None:
+    """heard/spoken_text/digits_pressed find a destination written with or without its `+`,
+    take each of its calls' entries in dial order (a redial after the first), skip other
+    destinations, count a key the menu refused as pressed, and the served JSON carries each
+    call's entries."""
+    first, other, redial = (
+        answered_call(1, 0.0, 5.0),
+        answered_call(2, 1.0, 5.0),
+        answered_call(1, 9.0, 5.0),
+    )
+    first.heard.extend(
+        [
+            {
+                "kind": "speak",
+                "text": "Hello Ann",
+                "voice": "WOMAN",
+                "language": "en-US",
+                "loop": 1,
+            },
+            {"kind": "digits", "digits": "7", "valid": False},
+            {"kind": "no_digits"},
+        ]
+    )
+    other.heard.append(
+        {"kind": "speak", "text": "Hello Bob", "voice": "WOMAN", "language": "en-US", "loop": 1}
+    )
+    redial.heard.extend(
+        [
+            {
+                "kind": "speak",
+                "text": "Hello again",
+                "voice": "MAN",
+                "language": "en-GB",
+                "loop": 1,
+            },
+            {"kind": "digits", "digits": "1", "valid": True},
+        ]
+    )
+    ledger = Ledger(dials=[first, other, redial])
+    destination = first.destination
+    assert ledger.heard(destination) == first.heard + redial.heard
+    assert ledger.spoken_text("+" + destination) == "Hello Ann Hello again"
+    assert ledger.digits_pressed(destination) == ["7", "1"]
+    assert ledger.heard("+14155559999") == []
+    assert ledger.spoken_text("14155559999") == ""
+    assert [dial["heard"] for dial in ledger.to_json()["dials"]] == [
+        first.heard,
+        other.heard,
+        redial.heard,
+    ]
