@@ -96,6 +96,17 @@ def test_load_then_status_and_list(
             "end_at": None,
         },
         "next_window_opens_at": None,
+        "pacing": {
+            "priority": 0,
+            "calls_per_second": None,
+            "batch_size": 100,
+            "max_concurrent_calls": None,
+            "live_calls": 0,
+            "account_max_concurrent_calls": None,
+            "account_live_calls": 0,
+            "caller_id_mode": None,
+            "caller_ids": [],
+        },
     }
     listing = run(campaign_command, cli_env, "list")
     assert listing.returncode == 0, listing.stderr
