@@ -394,12 +394,15 @@ def validate_rows(
     from_number: str | None,
     zone_rule: ZoneRule | None = None,
     caller_ids: frozenset[str] = frozenset(),
+    required_columns: tuple[tuple[int, str], ...] = (),
 ) -> tuple[list[ContactRecord], list[Rejected]]:
     """Validate and normalise a chunk of rows (pure: runs in worker processes).
 
     With `zone_rule`, each contact gets its time zones by it (a row it gives none is rejected);
     without, none. A number of the campaign's pool of `caller_ids` is rejected, as its own
-    `from_number` is. Raises LoadError (naming the line) for a row that refuses the whole load.
+    `from_number` is. A row with an empty cell in one of `required_columns` (index, name: a
+    placeholder of the campaign's message without a default) is rejected. Raises LoadError
+    (naming the line) for a row that refuses the whole load.
     """
     valid: list[ContactRecord] = []
     rejected: list[Rejected] = []
@@ -431,6 +434,21 @@ def validate_rows(
             continue
         if destination in caller_ids:
             rejected.append(Rejected(row.line_number, raw, "is one of the campaign's caller IDs"))
+            continue
+        empty = next(
+            (name for index, name in required_columns
+             if index >= len(cells) or not cells[index].strip()),
+            None,
+        )  # fmt: skip
+        if empty is not None:
+            rejected.append(
+                Rejected(
+                    row.line_number,
+                    raw,
+                    f"column {empty!r} is empty and the campaign's message says it "
+                    f"(give it a value, or write {{{empty}|default}} in the message)",
+                )
+            )
             continue
         zones: list[str] = []
         if zone_rule is not None:

@@ -36,6 +36,8 @@ OUTCOME_COLUMNS: tuple[str, ...] = (
     "request_uuid",
     "call_uuid",
     "caller_id",
+    "response",
+    "machine_action",
     "last_error",
     "updated_at",
 )

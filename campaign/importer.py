@@ -223,6 +223,30 @@ def _never_open_reason(campaign: Campaign, zones: tuple[str, ...]) -> str:
     )
 
 
+def _placeholder_columns(
+    campaign: Campaign, layout: CsvLayout, source: str
+) -> tuple[tuple[int, str], ...]:
+    """The columns the campaign's message needs a value in (index, name), by its placeholders;
+    LoadError when one names no column of the file."""
+    needed = campaign.content.columns_needed()
+    if not needed:
+        return ()
+    header = layout.header or ()
+    missing = [name for name in needed if name not in header]
+    if missing:
+        columns = ", ".join(
+            name for index, name in enumerate(header) if index != layout.phone_index
+        )
+        raise LoadError(
+            f"{source}: the campaign's message says {{{missing[0]}}}, but the file has no such "
+            f"column; its columns are: {columns or 'none besides the phone number'}; nothing "
+            "was loaded"
+        )
+    return tuple(
+        (header.index(name), name) for name, has_default in needed.items() if not has_default
+    )
+
+
 async def _open_target(connection: queries.Connection, target: CampaignSpec | str) -> Campaign:
     if isinstance(target, CampaignSpec):
         try:
@@ -280,6 +304,7 @@ async def load_csv(
             required=campaign.schedule.has_local_rules,
         )
         summary = LoadSummary(campaign)
+        required_columns = _placeholder_columns(campaign, layout, str(source.path))
         # None of them may be called (Plivo refuses a `from` among the destinations).
         caller_ids = frozenset(
             number for number, _calls in await queries.caller_ids(connection, campaign.id)
@@ -354,6 +379,7 @@ async def load_csv(
                         campaign.from_number,
                         zone_rule,
                         caller_ids,
+                        required_columns,
                     )
                 )
                 return True

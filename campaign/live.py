@@ -144,6 +144,7 @@ def render_status(
         Text(_dialing_line(progress, estimate)),
         *([Text(window.line(progress.waiting_for_window))] if window is not None else []),
         *([Text(pacing.line())] if pacing is not None else []),
+        *([Text(line)] if (line := progress.responses_line()) is not None else []),
     )
 
 

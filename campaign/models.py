@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 
 from campaign.callerids import PoolNumber
 from campaign.callparams import CAMPAIGN_CALL_PARAMETER_NAMES
+from campaign.voice import VoiceContent
 
 
 class CampaignStatus(StrEnum):
@@ -270,6 +271,28 @@ class CampaignSpec:
     caller_id_mode: str | None = None
     calls_per_second_per_caller_id: float | None = None
     max_calls_per_caller_id_per_day: int | None = None
+    # What the call says; with content to serve, answer_url is the engine's (at this URL).
+    content: VoiceContent = field(default_factory=VoiceContent)
+    serve_answers_at: str | None = None
+
+
+def content_from_record(record: Any) -> VoiceContent:
+    """A campaign's content from its `campaigns` row (its jsonb columns decoded: db.py)."""
+    return VoiceContent(
+        message=record["message"],
+        voice=record["voice"],
+        language=record["language"],
+        play_url=record["play_url"],
+        play_after_url=record["play_after_url"],
+        answer_template=record["answer_template"],
+        gather=dict(record["gather"] or {}),
+        gather_prompt=record["gather_prompt"],
+        gather_timeout_s=record["gather_timeout_s"],
+        gather_retries=record["gather_retries"],
+        after_keypress=dict(record["after_keypress"] or {}),
+        on_machine=record["on_machine"],
+        voicemail_message=record["voicemail_message"],
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,6 +324,8 @@ class Campaign:
     caller_id_mode: str | None = None
     calls_per_second_per_caller_id: float | None = None
     max_calls_per_caller_id_per_day: int | None = None
+    # What the call says when the engine serves the answer XML.
+    content: VoiceContent = field(default_factory=VoiceContent)
 
     @classmethod
     def from_record(cls, record: Any) -> Campaign:
@@ -333,6 +358,7 @@ class Campaign:
             caller_id_mode=record["caller_id_mode"],
             calls_per_second_per_caller_id=record["calls_per_second_per_caller_id"],
             max_calls_per_caller_id_per_day=record["max_calls_per_caller_id_per_day"],
+            content=content_from_record(record),
         )
 
 
@@ -356,6 +382,8 @@ class Progress:
     answer_rate: float | None = None
     # Pending contacts due now whose calling window is closed.
     waiting_for_window: int = 0
+    # Keypresses by meaning.
+    responses: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_record(cls, record: Any) -> Progress:
@@ -374,6 +402,7 @@ class Progress:
             timeout=record["timeout"],
             answer_rate=record["answer_rate"],
             waiting_for_window=record["waiting_for_window"],
+            responses=dict(record["responses"] or {}),
         )
 
     @property
@@ -397,7 +426,15 @@ class Progress:
             "timeout": self.timeout,
             "answer_rate": self.answer_rate,
             "waiting_for_window": self.waiting_for_window,
+            "responses": self.responses,
         }
+
+    def responses_line(self) -> str | None:
+        """`responses: confirmed 12, cancelled 3, opt-out 1`; None when no key was pressed."""
+        if not self.responses:
+            return None
+        counts = sorted(self.responses.items(), key=lambda item: (-item[1], item[0]))
+        return "responses: " + ", ".join(f"{meaning} {count:,}" for meaning, count in counts)
 
 
 class RecordResult(StrEnum):
@@ -446,3 +483,5 @@ class RedialableCallStatus(StrEnum):
     NO_ANSWER = "no-answer"
     TIMEOUT = "timeout"
     FAILED = "failed"
+    # Not a call status: the call an answering machine took (contacts.machine).
+    MACHINE = "machine"

@@ -26,6 +26,15 @@ from campaign.models import (
     Schedule,
     TimeRange,
 )
+from campaign.voice import (
+    ANSWER_PATH,
+    DIGITS_URL_PLACEHOLDER,
+    Template,
+    VoiceContent,
+    check_answer_template,
+    parse_after,
+    parse_gather,
+)
 
 NAME_MAX_CHARS = 200
 # The bounds of the campaigns table's CHECK constraints (migrations/0001); `campaign load`'s
@@ -35,6 +44,10 @@ MAX_ATTEMPTS_RANGE = (1, 100)
 CALLS_PER_SECOND_RANGE = (0.01, 1000.0)
 DEFAULT_BATCH_SIZE = 100
 DEFAULT_MAX_ATTEMPTS = 3
+NO_ANSWER_URL = (
+    "a new campaign needs the URL of its Plivo XML, or what the engine should say: "
+    "--message TEXT, --play URL or --answer-xml FILE"
+)
 
 DURATION_UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 # A redial waits at most a year: longer is a typo (and 30000d overflows the integer column).
@@ -104,6 +117,21 @@ class CampaignOptions:
     caller_id_mode: str | None = None
     calls_per_second_per_caller_id: float | None = None
     max_calls_per_caller_id_per_day: int | None = None
+    # What the call says (voice.py): the text of --answer-xml's file and its name.
+    message: str | None = None
+    voice: str | None = None
+    language: str | None = None
+    play_url: str | None = None
+    play_after_url: str | None = None
+    answer_xml: str | None = None
+    answer_xml_name: str | None = None
+    gather: str | None = None
+    gather_prompt: str | None = None
+    gather_timeout_s: int | None = None
+    gather_retries: int | None = None
+    after: Sequence[str] = ()
+    on_machine: str | None = None
+    voicemail_message: str | None = None
 
 
 def option_for(parameter: str) -> str:
@@ -143,6 +171,11 @@ def check_load_into_existing(options: CampaignOptions) -> None:
             ("--caller-id", options.caller_id_mode),
             ("--calls-per-second-per-caller-id", options.calls_per_second_per_caller_id),
             ("--max-calls-per-caller-id-per-day", options.max_calls_per_caller_id_per_day),
+            ("--message", options.message),
+            ("--play", options.play_url),
+            ("--answer-xml", options.answer_xml),
+            ("--gather", options.gather),
+            ("--on-machine", options.on_machine),
         )
         if value is not None
     ]
@@ -184,16 +217,26 @@ def new_campaign(options: CampaignOptions, public_url: str | None) -> CampaignSp
             None, "give --name NAME to create a campaign, or --campaign NAME to add to one"
         )
     name = campaign_name(options.name)
-    if options.answer_url is None and (
-        options.from_number is not None or options.from_file_numbers is not None
-    ):
-        raise SpecError("--answer-url", "a new campaign needs the URL of its Plivo XML")
+    content = voice_content(options)
+    if content.serves_answer and options.answer_url is not None:
+        raise SpecError(
+            "--answer-url",
+            "with --message, --play or --answer-xml the engine serves the call's XML itself; "
+            "leave out --answer-url",
+        )
+    no_answer = options.answer_url is None and not content.serves_answer
+    if no_answer and (options.from_number is not None or options.from_file_numbers is not None):
+        raise SpecError("--answer-url", NO_ANSWER_URL)
     numbers = caller_id_numbers(options.from_number, options.from_file_numbers)
-    if options.answer_url is None:
-        raise SpecError("--answer-url", "a new campaign needs the URL of its Plivo XML")
+    if no_answer:
+        raise SpecError("--answer-url", NO_ANSWER_URL)
+    serve_at = answer_service_url(content, public_url)
     from_number = numbers[0]
-    parameters = call_parameters(options.answer_url, options.call_parameters)
+    parameters = call_parameters(
+        options.answer_url or f"{serve_at}{ANSWER_PATH}", options.call_parameters
+    )
     answer_url = str(parameters.pop("answer_url"))
+    check_machine_options(content, parameters, options.redial_on)
     _check_range("--calls-per-second", options.calls_per_second, CALLS_PER_SECOND_RANGE)
     _check_range("--batch-size", options.batch_size, BATCH_SIZE_RANGE)
     _check_range("--max-attempts", options.max_attempts, MAX_ATTEMPTS_RANGE)
@@ -253,7 +296,143 @@ def new_campaign(options: CampaignOptions, public_url: str | None) -> CampaignSp
         caller_id_mode=(mode or CallerIdMode.ROTATE) if pooled else None,
         calls_per_second_per_caller_id=options.calls_per_second_per_caller_id,
         max_calls_per_caller_id_per_day=options.max_calls_per_caller_id_per_day,
+        content=content,
+        serve_answers_at=serve_at if content.serves_answer else None,
     )
+
+
+def voice_content(options: CampaignOptions) -> VoiceContent:
+    """What the call says and which keys it listens for, checked: --message, --voice,
+    --language, --play, --play-after, --answer-xml, --gather, --gather-prompt,
+    --gather-timeout-s, --gather-retries, --after, --on-machine, --voicemail-message."""
+    if options.answer_xml is not None:
+        given = [
+            flag
+            for flag, value in (
+                ("--message", options.message),
+                ("--play", options.play_url),
+                ("--play-after", options.play_after_url),
+                ("--gather-prompt", options.gather_prompt),
+            )
+            if value is not None
+        ]
+        if given:
+            raise SpecError(
+                "--answer-xml", f"the template is the whole answer: leave out {', '.join(given)}"
+            )
+        problem = check_answer_template(options.answer_xml)
+        if problem is not None:
+            raise SpecError("--answer-xml", f"{options.answer_xml_name or 'the file'}: {problem}")
+    for flag, text in (
+        ("--message", options.message),
+        ("--gather-prompt", options.gather_prompt),
+        ("--voicemail-message", options.voicemail_message),
+    ):
+        if text is not None and not text.strip():
+            raise SpecError(flag, "is empty; say something, or leave the option out")
+    gather: dict[str, str] = {}
+    if options.gather is not None:
+        try:
+            gather = parse_gather(options.gather)
+        except ValueError as error:
+            raise SpecError("--gather", str(error)) from None
+    try:
+        after = parse_after(list(options.after))
+    except ValueError as error:
+        raise SpecError("--after", str(error)) from None
+    if not gather:
+        needing = [
+            flag
+            for flag, value in (
+                ("--gather-prompt", options.gather_prompt),
+                ("--gather-timeout-s", options.gather_timeout_s),
+                ("--gather-retries", options.gather_retries),
+                ("--after", options.after or None),
+            )
+            if value is not None
+        ]
+        if needing:
+            raise SpecError(needing[0], "say which keys mean what with --gather 1=confirmed,…")
+    unknown = sorted(set(after) - set(gather))
+    if unknown:
+        raise SpecError("--after", f"key {unknown[0]} is not one of --gather's")
+    content = VoiceContent(
+        message=options.message,
+        voice=options.voice,
+        language=options.language,
+        play_url=options.play_url,
+        play_after_url=options.play_after_url,
+        answer_template=options.answer_xml,
+        gather=gather,
+        gather_prompt=options.gather_prompt,
+        gather_timeout_s=options.gather_timeout_s,
+        gather_retries=options.gather_retries,
+        after_keypress=after,
+        on_machine=options.on_machine,
+        voicemail_message=options.voicemail_message,
+    )
+    if not content.serves_answer:
+        served_only = [
+            flag
+            for flag, value in (
+                ("--voice", options.voice),
+                ("--language", options.language),
+                ("--gather", options.gather),
+                ("--on-machine", options.on_machine),
+                ("--voicemail-message", options.voicemail_message),
+            )
+            if value is not None
+        ]
+        if served_only:
+            raise SpecError(
+                served_only[0],
+                "applies to what the engine says: give --message, --play or --answer-xml",
+            )
+    if (
+        content.answer_template is not None
+        and gather
+        and DIGITS_URL_PLACEHOLDER
+        not in {name for name, _ in Template(content.answer_template).placeholders()}
+    ):
+        raise SpecError(
+            "--gather",
+            'with --answer-xml, the template\'s <GetDigits action="{digits_url}"> sends the keys '
+            "back to the engine; add it",
+        )
+    return content
+
+
+def answer_service_url(content: VoiceContent, public_url: str | None) -> str:
+    """Where Plivo fetches the answer the engine serves (CAMPAIGN_PUBLIC_URL)."""
+    if not content.serves_answer:
+        return public_url or ""
+    if public_url is None:
+        raise SpecError(
+            "--message/--play/--answer-xml",
+            "the engine serves the call's XML at CAMPAIGN_PUBLIC_URL; set it to the URL Plivo "
+            "reaches this engine at (where `campaign serve` or a worker with CAMPAIGN_HTTP_PORT "
+            "listens)",
+        )
+    return public_url
+
+
+def check_machine_options(
+    content: VoiceContent, parameters: Mapping[str, object], redial_on: str | None
+) -> None:
+    """--on-machine, --voicemail-message and --redial-on machine need --machine-detection."""
+    detecting = parameters.get("machine_detection") is not None
+    wants_machine = "machine" in {part.strip().lower() for part in (redial_on or "").split(",")}
+    for flag, given in (
+        ("--on-machine", content.on_machine is not None),
+        ("--voicemail-message", content.voicemail_message is not None),
+        ("--redial-on", wants_machine),
+    ):
+        if given and not detecting:
+            raise SpecError(
+                flag, "Plivo says a machine answered only with --machine-detection true"
+            )
+    if content.voicemail_message is not None and content.on_machine != "voicemail":
+        raise SpecError("--voicemail-message", "is left only with --on-machine voicemail")
 
 
 def caller_id_numbers(given: str | None, from_file: Sequence[str] | None) -> tuple[str, ...]:

@@ -15,17 +15,34 @@ import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from urllib.parse import parse_qsl
 
 import asyncpg
 from aiohttp import web
 
 from campaign import db, queries
-from campaign.callbacks import CALLBACK_PATHS, CallbackError, CallbackRecorder, parse_callback
+from campaign.callbacks import (
+    CALLBACK_PATHS,
+    CAMPAIGN_PARAMETER,
+    CallbackError,
+    CallbackRecorder,
+    parse_callback,
+)
 from campaign.config import Settings
+from campaign.destinations import destination_of
 from campaign.metrics import Metrics
 from campaign.models import RecordResult
 from campaign.signature import SIGNATURE_V3_HEADER, SIGNATURE_V3_NONCE_HEADER, validate_signature_v3
+from campaign.voice import (
+    ANSWER_PATH,
+    DESTINATION_PLACEHOLDER,
+    DIGITS_PATH,
+    EMPTY_XML,
+    HANGUP_XML,
+    INVALID_KEY,
+    MissingValue,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +157,7 @@ RECORDER_KEY = web.AppKey("recorder", CallbackRecorder)
 CONFIG_KEY = web.AppKey("config", WebConfig)
 LOOP_WATCH_KEY = web.AppKey("loop_watch", LoopWatch)
 STATUS_KEY = web.AppKey("status", StatusReader)
+POOL_KEY = web.AppKey("pool", asyncpg.Pool)
 
 
 def create_app(
@@ -158,6 +176,10 @@ def create_app(
         handler = _callback_handler(event)
         app.router.add_post(path, handler)
         app.router.add_get(path, handler)
+    app[POOL_KEY] = pool
+    for path, content_handler in ((ANSWER_PATH, answer), (DIGITS_PATH, keypress)):
+        app.router.add_post(path, content_handler)
+        app.router.add_get(path, content_handler)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_endpoint)
     return app
@@ -178,39 +200,51 @@ def _signed_url(request: web.Request, public_url: str | None) -> str:
     return public_url + request.rel_url.path_qs
 
 
+async def _signed_request(
+    request: web.Request, event: str
+) -> tuple[dict[str, str], dict[str, str]] | web.Response:
+    """A request from Plivo, its V3 signature checked: its parameters and its query string; or
+    the 403 that refuses it."""
+    metrics = request.app[METRICS_KEY]
+    config = request.app[CONFIG_KEY]
+    form: dict[str, list[str]] = {}
+    if request.method == "POST":
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            metrics.callbacks_rejected.labels("too_large").inc()
+            raise
+        # Plivo posts application/x-www-form-urlencoded; every value of a key is signed.
+        for key, value in parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True):
+            form.setdefault(key, []).append(value)
+    body = {key: values[-1] for key, values in form.items()}
+    query = dict(request.rel_url.query)
+    nonce = request.headers.get(SIGNATURE_V3_NONCE_HEADER)
+    signature = request.headers.get(SIGNATURE_V3_HEADER)
+    url = _signed_url(request, config.public_url)
+    # GET callbacks carry their parameters in the query, which the GET rule signs as such.
+    signed_parameters = form if request.method == "POST" else {}
+    if (
+        not nonce
+        or not signature
+        or not config.auth_tokens
+        or not validate_signature_v3(
+            list(config.auth_tokens), url, nonce, signed_parameters, signature, request.method
+        )
+    ):
+        metrics.callbacks_rejected.labels("signature").inc()
+        logger.warning("%s request with a missing or wrong signature: refused", event)
+        return web.Response(status=403, text="invalid signature\n")
+    return (body if request.method == "POST" else query), query
+
+
 def _callback_handler(event: str) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handle(request: web.Request) -> web.Response:
         metrics = request.app[METRICS_KEY]
-        config = request.app[CONFIG_KEY]
-        form: dict[str, list[str]] = {}
-        if request.method == "POST":
-            try:
-                raw = await request.read()
-            except web.HTTPRequestEntityTooLarge:
-                metrics.callbacks_rejected.labels("too_large").inc()
-                raise
-            # Plivo posts application/x-www-form-urlencoded; every value of a key is signed.
-            for key, value in parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True):
-                form.setdefault(key, []).append(value)
-        body = {key: values[-1] for key, values in form.items()}
-        query = dict(request.rel_url.query)
-        nonce = request.headers.get(SIGNATURE_V3_NONCE_HEADER)
-        signature = request.headers.get(SIGNATURE_V3_HEADER)
-        url = _signed_url(request, config.public_url)
-        # GET callbacks carry their parameters in the query, which the GET rule signs as such.
-        signed_parameters = form if request.method == "POST" else {}
-        if (
-            not nonce
-            or not signature
-            or not config.auth_tokens
-            or not validate_signature_v3(
-                list(config.auth_tokens), url, nonce, signed_parameters, signature, request.method
-            )
-        ):
-            metrics.callbacks_rejected.labels("signature").inc()
-            logger.warning("%s callback with a missing or wrong signature: refused", event)
-            return web.Response(status=403, text="invalid signature\n")
-        payload = body if request.method == "POST" else query
+        signed = await _signed_request(request, f"{event} callback")
+        if isinstance(signed, web.Response):
+            return signed
+        payload, query = signed
         try:
             call_event = parse_callback(event, query, payload)
         except CallbackError as error:
@@ -225,6 +259,108 @@ def _callback_handler(event: str) -> Callable[[web.Request], Awaitable[web.Respo
         return web.Response(text=f"{result.value}\n")
 
     return handle
+
+
+def _xml(document: str) -> web.Response:
+    return web.Response(text=document, content_type="application/xml")
+
+
+def _call_of(payload: dict[str, str], query: dict[str, str]) -> tuple[int, str] | None:
+    """The campaign id (our query string) and the destination (Plivo's To) of a call."""
+    campaign = query.get(CAMPAIGN_PARAMETER, "")
+    to = payload.get("To", "").strip()
+    if not campaign.isdigit() or not to:
+        return None
+    return int(campaign), destination_of(to)
+
+
+def _engine_url(request: web.Request) -> str:
+    """The base URL Plivo reaches this engine at."""
+    public_url = request.app[CONFIG_KEY].public_url
+    return public_url if public_url is not None else str(request.url.origin())
+
+
+async def answer(request: web.Request) -> web.Response:
+    """Plivo's answer request of a campaign whose content the engine serves: the contact's own
+    XML, its fields escaped; a polite hang-up for a call we do not know (never an error page:
+    the callee would hear Plivo's error message)."""
+    signed = await _signed_request(request, "answer")
+    if isinstance(signed, web.Response):
+        return signed
+    payload, query = signed
+    metrics = request.app[METRICS_KEY]
+    call = _call_of(payload, query)
+    context = None
+    if call is not None:
+        context = await queries.answer_context(request.app[POOL_KEY], *call)
+    if call is None or context is None or not context.campaign.content.serves_answer:
+        metrics.callbacks.labels("answer", "unknown").inc()
+        return _xml(HANGUP_XML)
+    campaign_id, destination = call
+    content = context.campaign.content
+    machine = payload.get("Machine", "").strip().lower() == "true"
+    try:
+        document = content.answer_xml(
+            {**context.fields, DESTINATION_PLACEHOLDER: destination},
+            digits_url=f"{_engine_url(request)}{DIGITS_PATH}?{CAMPAIGN_PARAMETER}={campaign_id}",
+            machine=machine,
+        )
+    except MissingValue as missing:
+        # Only a contact changed in SQL since its load can miss a value the load checked.
+        logger.warning(
+            "answer for contact %d: %s; the call is hung up", context.contact_id, missing
+        )
+        metrics.callbacks.labels("answer", "unknown").inc()
+        return _xml(HANGUP_XML)
+    if machine:
+        await queries.record_machine_action(
+            request.app[POOL_KEY], campaign_id, destination, content.on_machine or "message"
+        )
+    metrics.callbacks.labels("answer", "recorded").inc()
+    return _xml(document)
+
+
+async def keypress(request: web.Request) -> web.Response:
+    """The `action` of the answer's <GetDigits>: the key the callee pressed, recorded once per
+    attempt with its meaning (an opt-out suppresses the number at once); then what the campaign
+    says after that key."""
+    signed = await _signed_request(request, "digits")
+    if isinstance(signed, web.Response):
+        return signed
+    payload, query = signed
+    metrics = request.app[METRICS_KEY]
+    call = _call_of(payload, query)
+    digits = payload.get("Digits", "").strip()
+    context = None
+    if call is not None and digits:
+        context = await queries.answer_context(request.app[POOL_KEY], *call)
+    if call is None or context is None:
+        metrics.callbacks.labels("digits", "unknown").inc()
+        return _xml(EMPTY_XML)
+    campaign_id, destination = call
+    content = context.campaign.content
+    meaning = content.gather.get(digits, INVALID_KEY)
+    result = await queries.record_keypress(
+        request.app[POOL_KEY],
+        campaign_id=campaign_id,
+        destination=destination,
+        call_uuid=payload.get("CallUUID") or None,
+        digits=digits,
+        meaning=meaning,
+        opt_out_reason=(
+            f"opt-out: pressed {digits} on a call of campaign {context.campaign.name} at "
+            f"{datetime.now(UTC).isoformat(timespec='seconds')}"
+        ),
+    )
+    metrics.callbacks.labels("digits", result).inc()
+    try:
+        return _xml(
+            content.after_keypress_xml(
+                digits, {**context.fields, DESTINATION_PLACEHOLDER: destination}
+            )
+        )
+    except MissingValue:
+        return _xml(EMPTY_XML)
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -87,6 +87,8 @@ async def status(name: str | None, as_json: bool, once: bool) -> None:
         click.echo(window.line(rows[0].waiting_for_window))
     if pacing is not None:
         click.echo(pacing.line())
+    if name is not None and rows[0].responses_line() is not None:
+        click.echo(rows[0].responses_line())
 
 
 @click.command(name="list")

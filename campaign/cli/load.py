@@ -24,6 +24,11 @@ from campaign.importer import CsvSource, LoadOptions, load_csv
 PLIVO_DEFAULT_TIME_LIMIT_S = 14_400
 
 
+def _read_text(path: Path) -> str:
+    """A small file the user named (read before anything else happens)."""
+    return path.read_text(encoding="utf-8-sig")
+
+
 def _call_parameter_options(function: Callable[..., Any]) -> Callable[..., Any]:
     """One --kebab-case option for each optional Make-a-call parameter a campaign may set."""
     for name in reversed(CAMPAIGN_CALL_PARAMETER_NAMES):
@@ -71,6 +76,44 @@ def _call_parameter_options(function: Callable[..., Any]) -> Callable[..., Any]:
     help="Calls placed from one caller ID in 24 hours, at most.",
 )
 @click.option("--answer-url", metavar="URL", help="Plivo fetches the call's XML here on answer.")
+@click.option(
+    "--message",
+    metavar="TEXT",
+    help="Say this (Plivo <Speak>), {column} filled from the contact's row ({name|default} for "
+    "an empty value); the engine serves the call's XML at CAMPAIGN_PUBLIC_URL.",
+)
+@click.option("--voice", metavar="VOICE", help="Plivo's voice for --message, e.g. WOMAN.")
+@click.option("--language", metavar="LANG", help="Plivo's language for --message, e.g. en-US.")
+@click.option("--play", "play_url", metavar="URL", help="Play this audio file before the message.")
+@click.option("--play-after", "play_after_url", metavar="URL", help="Play this after the message.")
+@click.option(
+    "--answer-xml",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A Plivo XML template ({column} placeholders, {digits_url} for <GetDigits action>) "
+    "served as the answer instead of --message.",
+)
+@click.option(
+    "--gather",
+    metavar="KEY=MEANING,…",
+    help="Listen for a key and record what it means, e.g. 1=confirmed,2=cancelled,9=opt-out "
+    "(opt-out puts the number on the list `default`).",
+)
+@click.option("--gather-prompt", metavar="TEXT", help="Said while listening for the key.")
+@click.option("--gather-timeout-s", type=click.IntRange(1, 60), help="Seconds to wait for a key.")
+@click.option("--gather-retries", type=click.IntRange(1, 10), help="Times the prompt is played.")
+@click.option(
+    "--after",
+    metavar="KEY=TEXT",
+    multiple=True,
+    help='What is said after a key (repeatable), e.g. --after "1=Thank you, see you then."',
+)
+@click.option(
+    "--on-machine",
+    type=click.Choice(["hangup", "message", "voicemail"]),
+    help="When an answering machine takes the call (needs --machine-detection true): hang up, "
+    "play the message (the default), or wait for the beep and leave --voicemail-message.",
+)
+@click.option("--voicemail-message", metavar="TEXT", help="Left after the beep ({column} too).")
 @_call_parameter_options
 @click.option(
     "--calls-per-second",
@@ -130,7 +173,8 @@ def _call_parameter_options(function: Callable[..., Any]) -> Callable[..., Any]:
 @click.option(
     "--redial-on",
     metavar="STATUSES",
-    help="Dial again calls that end busy, no-answer, timeout or failed, e.g. busy,no-answer.",
+    help="Dial again calls that end busy, no-answer, timeout or failed, or that a machine took "
+    "(machine, with --machine-detection), e.g. busy,no-answer.",
 )
 @click.option(
     "--redial-delays",
@@ -205,6 +249,19 @@ async def load(
     calls_per_second_per_caller_id: float | None,
     max_calls_per_caller_id_per_day: int | None,
     answer_url: str | None,
+    message: str | None,
+    voice: str | None,
+    language: str | None,
+    play_url: str | None,
+    play_after_url: str | None,
+    answer_xml: Path | None,
+    gather: str | None,
+    gather_prompt: str | None,
+    gather_timeout_s: int | None,
+    gather_retries: int | None,
+    after: tuple[str, ...],
+    on_machine: str | None,
+    voicemail_message: str | None,
     calls_per_second: float | None,
     batch_size: int,
     priority: int | None,
@@ -240,6 +297,12 @@ async def load(
             from_file_numbers = read_pool_file(from_file)
         except (OSError, UnicodeDecodeError) as error:
             fail(f"--from-file: cannot read {from_file}: {error}", EXIT_USAGE)
+    answer_template = None
+    if answer_xml is not None:
+        try:
+            answer_template = _read_text(answer_xml)
+        except (OSError, UnicodeDecodeError) as error:
+            fail(f"--answer-xml: cannot read {answer_xml}: {error}", EXIT_USAGE)
     campaign_options = specs.CampaignOptions(
         name=name,
         existing=existing,
@@ -267,6 +330,20 @@ async def load(
         caller_id_mode=caller_id_mode,
         calls_per_second_per_caller_id=calls_per_second_per_caller_id,
         max_calls_per_caller_id_per_day=max_calls_per_caller_id_per_day,
+        message=message,
+        voice=voice,
+        language=language,
+        play_url=play_url,
+        play_after_url=play_after_url,
+        answer_xml=answer_template,
+        answer_xml_name=None if answer_xml is None else str(answer_xml),
+        gather=gather,
+        gather_prompt=gather_prompt,
+        gather_timeout_s=gather_timeout_s,
+        gather_retries=gather_retries,
+        after=after,
+        on_machine=on_machine,
+        voicemail_message=voicemail_message,
     )
     target = specs.load_target(campaign_options, settings.public_url)
     options = LoadOptions(

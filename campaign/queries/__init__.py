@@ -8,6 +8,12 @@ the statements use are defined in sql/schema.sql.
 
 from __future__ import annotations
 
+from campaign.queries.answering import (
+    AnswerContext,
+    answer_context,
+    record_keypress,
+    record_machine_action,
+)
 from campaign.queries.base import Connection, Executor, block_names
 from campaign.queries.batches import (
     Claim,
@@ -104,6 +110,7 @@ from campaign.queries.suppressions import (
 )
 
 __all__ = [
+    "AnswerContext",
     "Claim",
     "Connection",
     "ContactReply",
@@ -120,6 +127,7 @@ __all__ = [
     "UnknownContact",
     "UnknownContacts",
     "advisory_unlock",
+    "answer_context",
     "block_names",
     "caller_ids",
     "calling_window",
@@ -162,6 +170,8 @@ __all__ = [
     "reconcile_not_found",
     "record_call_events",
     "record_failure",
+    "record_keypress",
+    "record_machine_action",
     "record_reply",
     "recover_expired_leases",
     "reject_staged_time_zones",

@@ -17,6 +17,7 @@ from campaign.models import (
     Schedule,
 )
 from campaign.queries.base import Connection, Executor, sql
+from campaign.voice import VoiceContent
 
 
 def _calling_hours(schedule: Schedule) -> list[asyncpg.Range[time]] | None:
@@ -71,8 +72,14 @@ async def create_campaign(connection: Connection, spec: CampaignSpec) -> Campaig
         spec.caller_id_mode,
         spec.calls_per_second_per_caller_id,
         spec.max_calls_per_caller_id_per_day,
+        *_content_values(spec.content),
     )
     assert record is not None
+    if spec.serve_answers_at is not None:
+        record = await connection.fetchrow(
+            sql("serve_campaign_answers"), record["id"], spec.serve_answers_at
+        )
+        assert record is not None
     if spec.caller_ids:
         await connection.execute(
             sql("add_caller_ids"),
@@ -86,6 +93,25 @@ async def create_campaign(connection: Connection, spec: CampaignSpec) -> Campaig
             sql("track_campaign_calls"), record["id"], spec.track_calls_at
         )
     return Campaign.from_record(record)
+
+
+def _content_values(content: VoiceContent) -> tuple[object, ...]:
+    """The content columns of create_campaign, in order."""
+    return (
+        content.message,
+        content.voice,
+        content.language,
+        content.play_url,
+        content.play_after_url,
+        content.answer_template,
+        dict(content.gather) if content.gather else None,
+        content.gather_prompt,
+        content.gather_timeout_s,
+        content.gather_retries,
+        dict(content.after_keypress) if content.after_keypress else None,
+        content.on_machine,
+        content.voicemail_message,
+    )
 
 
 async def campaign_by_name(

@@ -13,12 +13,23 @@ INSERT INTO campaigns (
     max_attempts, redial_on, redial_delays_s, calling_hours, calling_days, skip_dates, start_at,
     end_at, default_time_zone, suppression_lists, max_calls_per_number_per_day, priority,
     max_concurrent_calls, caller_id_mode, calls_per_second_per_caller_id,
-    max_calls_per_caller_id_per_day
+    max_calls_per_caller_id_per_day, message, voice, language, play_url, play_after_url,
+    answer_template, gather, gather_prompt, gather_timeout_s, gather_retries, after_keypress,
+    on_machine, voicemail_message
 ) VALUES (
     $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
     $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38,
-    $39, $40
+    $39, $40, $41, $42, $43, $44, $45, $46, $47, $48, $49, $50, $51, $52, $53
 )
+RETURNING *;
+
+-- serve_campaign_answers --
+-- The engine serves the campaign's answer XML: Plivo fetches it from $2 (the public base URL),
+-- the campaign id in the query string.
+UPDATE campaigns
+SET answer_url = $2 || '/plivo/answer?campaign=' || id, answer_method = 'POST',
+    updated_at = now()
+WHERE id = $1
 RETURNING *;
 
 -- add_caller_ids --
@@ -120,6 +131,23 @@ SELECT count(*) FROM cancelled;
 -- reopen_campaign --
 UPDATE campaigns SET status = 'running', updated_at = now()
 WHERE id = $1 AND status = 'completed';
+
+-- answer_context --
+-- The contact a call of campaign $1 to $2 is for, with its CSV fields (the answer is rendered
+-- from them) and its campaign's row. No row: no such contact.
+SELECT c.id AS contact_id, c.fields AS contact_fields, k.*
+FROM contacts c JOIN campaigns k ON k.id = c.campaign_id
+WHERE c.campaign_id = $1 AND c.destination = $2;
+
+-- record_machine_action --
+-- An answering machine took the call of campaign $1 to $2; the answer did $3.
+UPDATE contacts
+SET machine = true, machine_action = $3, updated_at = now()
+WHERE campaign_id = $1 AND destination = $2;
+
+-- record_keypress --
+-- A key pressed on a call of campaign $1 to $2 (schema.sql: record_keypress).
+SELECT result, contact_id FROM record_keypress($1, $2, $3, $4, $5, $6);
 
 -- notify_calls_ended --
 -- Wake the workers waiting for a call to end under a cap of concurrent calls.
@@ -578,6 +606,8 @@ SELECT
     o.request_uuid,
     o.call_uuid,
     o.caller_id,
+    o.response,
+    o.machine_action,
     o.last_error,
     o.updated_at
 FROM contact_outcomes o

@@ -67,7 +67,8 @@ CREATE TABLE campaigns (
     -- Redials: which final call statuses are dialled again, and the delay before attempt 2, 3, …
     -- (the last one repeats). track_calls: the campaign's ring/hangup/machine URLs are ours.
     redial_on                text[] NOT NULL DEFAULT '{}'
-                             CHECK (redial_on <@ ARRAY['busy', 'no-answer', 'timeout', 'failed']),
+                             CHECK (redial_on <@ ARRAY['busy', 'no-answer', 'timeout', 'failed',
+                                                       'machine']),
     redial_delays_s          integer[] NOT NULL DEFAULT '{}' CHECK (0 <= ALL (redial_delays_s)),
     track_calls              boolean NOT NULL DEFAULT false,
 
@@ -97,6 +98,26 @@ CREATE TABLE campaigns (
     -- Limits per caller ID, because carriers flag numbers that dial too fast or too often.
     calls_per_second_per_caller_id double precision CHECK (calls_per_second_per_caller_id > 0),
     max_calls_per_caller_id_per_day integer CHECK (max_calls_per_caller_id_per_day > 0),
+    -- What the call says, when the engine serves the answer XML (campaign/voice.py): a message
+    -- with {column} placeholders spoken in `voice` and `language` (Plivo's names), audio played
+    -- before or after it, or a whole Plivo XML template; NULL: not used.
+    message                  text,
+    voice                    text,
+    language                 text,
+    play_url                 text,
+    play_after_url           text,
+    answer_template          text,
+    -- Keypresses: {"1": "confirmed", "9": "opt-out"}, the prompt, Plivo's <GetDigits> timeout
+    -- and retries, and what is said after each key ({"1": "Thank you."}).
+    gather                   jsonb,
+    gather_prompt            text,
+    gather_timeout_s         integer CHECK (gather_timeout_s BETWEEN 1 AND 60),
+    gather_retries           integer CHECK (gather_retries BETWEEN 1 AND 10),
+    after_keypress           jsonb,
+    -- When an answering machine takes the call: hang up, play the message, or wait for the
+    -- beep and leave voicemail_message.
+    on_machine               text CHECK (on_machine IN ('hangup', 'message', 'voicemail')),
+    voicemail_message        text,
     CONSTRAINT campaigns_end_after_start CHECK (end_at > start_at)
 );
 
@@ -154,6 +175,8 @@ CREATE TABLE contacts (
     -- With `--caller-id local`, which of the pool may call it (from the load): 'area:+1415'
     -- (a number of that area code), 'country:+44' (of that country), NULL (any).
     caller_id_group   text,
+    -- What the engine's answer did for a machine on the latest attempt.
+    machine_action    text CHECK (machine_action IN ('hangup', 'message', 'voicemail')),
     UNIQUE (campaign_id, destination),
     CONSTRAINT contacts_status_check
         CHECK (status IN ('pending', 'claimed', 'sending', 'fired', 'queued', 'failed', 'unknown',
@@ -1783,7 +1806,9 @@ BEGIN
     END IF;
 
     IF p_event = 'hangup' THEN
-        v_redial := p_call_status = ANY (v_campaign.redial_on)
+        v_redial := (p_call_status = ANY (v_campaign.redial_on)
+                     OR ('machine' = ANY (v_campaign.redial_on)
+                         AND coalesce(p_machine, v_contact.machine, false)))
                     AND v_contact.attempts < v_campaign.max_attempts
                     AND v_contact.status IN ('fired', 'queued')
                     AND v_campaign.status IN ('running', 'paused', 'completed');
@@ -1883,6 +1908,64 @@ END;
 $$;
 
 
+-- The keys callees pressed, one row per attempt (the first press of a call; Plivo's retries of
+-- the same request add nothing): the digits and what the campaign's --gather says they mean.
+CREATE TABLE responses (
+    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    campaign_id      bigint NOT NULL REFERENCES campaigns (id) ON DELETE CASCADE,
+    contact_id       bigint NOT NULL,
+    attempt          integer NOT NULL,
+    dial_request_id  bigint,
+    call_uuid        text,
+    digits           text NOT NULL,
+    -- The --gather meaning of the digits; `invalid` for a key it does not name.
+    meaning          text NOT NULL,
+    received_at      timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (contact_id, attempt)
+);
+CREATE INDEX responses_campaign ON responses (campaign_id, meaning);
+
+-- Record a keypress of a campaign's call to p_destination: one response per attempt (the first
+-- wins; a retried callback changes nothing). A meaning `opt-out` puts the number on the list
+-- `default` at once (reason p_opt_out_reason), so that no campaign calls it again. Returns
+-- 'recorded', 'duplicate' or 'unknown' (no such contact), and the contact.
+CREATE FUNCTION record_keypress(
+    p_campaign_id      bigint,
+    p_destination      text,
+    p_call_uuid        text,
+    p_digits           text,
+    p_meaning          text,
+    p_opt_out_reason   text
+) RETURNS TABLE (result text, contact_id bigint)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_contact contacts%ROWTYPE;
+BEGIN
+    SELECT * INTO v_contact FROM contacts c
+    WHERE c.campaign_id = p_campaign_id AND c.destination = p_destination;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 'unknown'::text, NULL::bigint;
+        RETURN;
+    END IF;
+    INSERT INTO responses (campaign_id, contact_id, attempt, dial_request_id, call_uuid, digits,
+                           meaning)
+    VALUES (p_campaign_id, v_contact.id, greatest(v_contact.attempts, 1),
+            v_contact.dial_request_id, p_call_uuid, p_digits, p_meaning)
+    ON CONFLICT ON CONSTRAINT responses_contact_id_attempt_key DO NOTHING;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT 'duplicate'::text, v_contact.id;
+        RETURN;
+    END IF;
+    IF p_meaning = 'opt-out' THEN
+        INSERT INTO suppressions (list, destination, reason)
+        VALUES ('default', p_destination, p_opt_out_reason)
+        ON CONFLICT DO NOTHING;
+    END IF;
+    RETURN QUERY SELECT 'recorded'::text, v_contact.id;
+END;
+$$;
+
+
 -- 8. Completion ------------------------------------------------------------------------------------
 
 -- Whether a call of the campaign that it may redial still waits (up to p_callback_wait_s) for
@@ -1969,7 +2052,11 @@ SELECT
                  + counts.timeout, 0) AS answer_rate,
     counts.suppressed,
     counts.expired,
-    waiting.waiting_for_window
+    waiting.waiting_for_window,
+    -- Keypresses by meaning ({"confirmed": 12, "opt-out": 1}).
+    (SELECT coalesce(jsonb_object_agg(m.meaning, m.n), '{}')
+     FROM (SELECT r.meaning, count(*) AS n FROM responses r WHERE r.campaign_id = c.id
+           GROUP BY r.meaning) m) AS responses
 FROM campaigns c
 CROSS JOIN LATERAL (
     SELECT
@@ -2030,7 +2117,9 @@ SELECT
     h.payload ->> 'HangupCause'                                   AS hangup_cause,
     nullif(h.payload ->> 'Duration', '')::integer                 AS duration_s,
     h.received_at                                                 AS hangup_received_at,
-    d.caller_id
+    d.caller_id,
+    (SELECT r.meaning FROM responses r
+     WHERE r.contact_id = c.id AND r.dial_request_id = d.id)       AS response
 FROM dial_requests d
 CROSS JOIN LATERAL unnest(d.destinations) AS u(destination)
 JOIN contacts c ON c.campaign_id = d.campaign_id AND c.destination = u.destination
@@ -2082,7 +2171,12 @@ SELECT
     c.next_attempt_at,
     c.updated_at,
     c.time_zones,
-    c.caller_id
+    c.caller_id,
+    -- What the callee's keypress meant (its latest attempt with one), and what the answer did
+    -- for a machine.
+    (SELECT r.meaning FROM responses r WHERE r.contact_id = c.id
+     ORDER BY r.attempt DESC LIMIT 1) AS response,
+    c.machine_action
 FROM contacts c
 JOIN campaigns k ON k.id = c.campaign_id;
 

@@ -88,6 +88,7 @@ def test_load_then_status_and_list(
         "suppressed": 0,
         "expired": 0,
         "waiting_for_window": 0,
+        "responses": {},
         "schedule": {
             "calling_hours": "any",
             "calling_days": None,
@@ -142,9 +143,10 @@ def test_load_with_a_schedule_and_status_shows_the_window(
     assert 0 <= waiting <= 3
     assert (payload["next_window_opens_at"] is None) == (waiting == 0)
     table = run(campaign_command, cli_env, "status", "zones")
-    assert table.stdout.splitlines()[-1].startswith(
+    assert table.stdout.splitlines()[-2].startswith(
         "calls placed 09:00-12:00,14:00-20:00 in each callee's local time"
     )
+    assert table.stdout.splitlines()[-1].startswith("pacing: priority 0")
     if waiting:
         assert f"{waiting} pending wait for their calling window, the next opens" in table.stdout
     unknown = run(

@@ -97,23 +97,25 @@ async def test_export_header_and_rows(pool: asyncpg.Pool, outcomes_campaign: Non
         "request_uuid",
         "call_uuid",
         "caller_id",
+        "response",
+        "machine_action",
         "last_error",
         "updated_at",
     ]
     assert rows[1:] == [
         ["Paris", "Ada", "", "+14155550101", "415 555 0101", "2", "fired", "answered", "1",
          "completed", "NORMAL_CLEARING", "4000", "31", "60", "2026-03-01T10:00:05+00:00",
-         "2026-03-01T10:00:36+00:00", "false", "req-1", "call-1", "", "",
+         "2026-03-01T10:00:36+00:00", "false", "req-1", "call-1", "", "", "", "",
          "2026-03-01T10:00:37+00:00"],
         ["", "Bob", "vip", "+14155550102", "(415) 555-0102", "3", "pending", "redial scheduled",
          "1", "busy", "USER_BUSY", "3010", "0", "0", "", "2026-03-01T10:01:00+00:00", "",
-         "req-2", "call-2", "", "", "2026-03-01T10:01:01+00:00"],
+         "req-2", "call-2", "", "", "", "", "2026-03-01T10:01:01+00:00"],
         ["", "", "", "sip:zoe@example.com", "sip:zoe@example.com", "4", "failed", "failed", "1",
-         "", "", "", "", "", "", "", "", "", "", "", "invalid destination",
+         "", "", "", "", "", "", "", "", "", "", "", "", "", "invalid destination",
          "2026-03-01T10:02:00+00:00"],
         ["", 'Zoë, "the" boss\nsecond line', "", "+14155550104", "+1 415 555 0104", "5",
          "queued", "no-answer", "2", "no-answer", "NO_ANSWER", "3020", "0", "0", "", "", "true",
-         "req-4", "", "", "", "2026-03-01T10:03:00+00:00"],
+         "req-4", "", "", "", "", "", "2026-03-01T10:03:00+00:00"],
     ]  # fmt: skip
     assert summary.rows == 4
     assert summary.columns == tuple(rows[0])

@@ -23,6 +23,7 @@ LAYERS: tuple[frozenset[str], ...] = (
             "formulas",
             "signature",
             "timezones",
+            "voice",
         }
     ),
     frozenset({"destinations"}),

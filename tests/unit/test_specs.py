@@ -175,7 +175,10 @@ def test_new_campaign_needs_a_caller_id() -> None:
 def test_new_campaign_needs_an_answer_url() -> None:
     """Without --answer-url, the line says a new campaign needs the URL of its XML."""
     error = refused(replace(NEW, answer_url=None))
-    assert str(error) == "--answer-url: a new campaign needs the URL of its Plivo XML"
+    assert str(error) == (
+        "--answer-url: a new campaign needs the URL of its Plivo XML, or what the engine should "
+        "say: --message TEXT, --play URL or --answer-xml FILE"
+    )
 
 
 def test_caller_id_must_be_a_phone_number() -> None:
@@ -279,13 +282,13 @@ def test_no_redial_statuses(text: str | None) -> None:
 
 @pytest.mark.parametrize(("text", "bad"), [("completed", "'completed'"), ("busy,", "''")])
 def test_only_final_failures_can_be_redialled(text: str, bad: str) -> None:
-    """A status outside busy, no-answer, timeout, failed (or an empty item) is refused, quoting it
-    and listing the statuses that can be redialled, in the CHECK constraint's order."""
+    """A status outside busy, no-answer, timeout, failed, machine (or an empty item) is refused,
+    quoting it and listing the statuses that can be redialled, in the CHECK constraint's order."""
     with pytest.raises(SpecError) as caught:
         redial_statuses(text)
     assert str(caught.value) == (
         f"--redial-on: {bad} is not a call status that can be redialled; use some of "
-        "busy,no-answer,timeout,failed"
+        "busy,no-answer,timeout,failed,machine"
     )
 
 
@@ -637,3 +640,57 @@ def test_set_changes_priority_and_the_cap_of_concurrent_calls() -> None:
             pacing_change(None, None, None, cap)
         assert caught.value.option == "--max-concurrent-calls"
         assert message in caught.value.message
+
+
+# --- what the call says -------------------------------------------------------------------------
+
+SPOKEN = CampaignOptions(
+    name="reminders", from_number="+14155550100", message="Hello {first_name}."
+)
+
+
+def test_a_message_makes_the_engine_serve_the_answer() -> None:
+    """--message without --answer-url: the answer is served at CAMPAIGN_PUBLIC_URL; both
+    together, or no CAMPAIGN_PUBLIC_URL, are refused with one line."""
+    spec = new_campaign(SPOKEN, PUBLIC_URL)
+    assert spec.content.message == "Hello {first_name}."
+    assert spec.serve_answers_at == PUBLIC_URL
+    assert spec.answer_url == f"{PUBLIC_URL}/plivo/answer"
+    both = refused(replace(SPOKEN, answer_url="https://example.com/a.xml"), PUBLIC_URL)
+    assert both.option == "--answer-url"
+    assert "serves the call's XML itself" in both.message
+    assert "CAMPAIGN_PUBLIC_URL" in str(refused(SPOKEN))
+    nothing = refused(replace(NEW, answer_url=None), PUBLIC_URL)
+    assert "--message TEXT, --play URL or --answer-xml FILE" in str(nothing)
+
+
+@pytest.mark.parametrize(
+    ("change", "line"),
+    [
+        ({"gather": "1=ok,1=no"}, "--gather: key 1 is given twice"),
+        ({"gather_prompt": "Press 1"}, "--gather-prompt: say which keys mean what"),
+        ({"gather": "1=ok", "after": ("2=Bye",)}, "--after: key 2 is not one of --gather's"),
+        ({"message": "  "}, "--message: is empty"),
+        ({"on_machine": "voicemail"}, "--on-machine: Plivo says a machine answered only with"),
+        (
+            {"voicemail_message": "Hi", "call_parameters": {"machine_detection": "true"}},
+            "--voicemail-message: is left only with --on-machine voicemail",
+        ),
+        ({"answer_xml": "<Response><Speak>x</Response>", "message": None}, "--answer-xml:"),
+        ({"answer_xml": "<Response/>"}, "--answer-xml: the template is the whole answer"),
+        (
+            {"answer_xml": "<Response/>", "message": None, "gather": "1=ok"},
+            "--gather: with --answer-xml, the template's <GetDigits",
+        ),
+    ],
+)
+def test_content_errors_name_the_option(change: dict[str, Any], line: str) -> None:
+    """Each mistake in what the call says is one line naming the option."""
+    assert str(refused(replace(SPOKEN, **change), PUBLIC_URL)).startswith(line)
+
+
+def test_voice_options_need_served_content() -> None:
+    """--voice, --gather and the like apply only to what the engine says."""
+    error = refused(replace(NEW, voice="WOMAN"), PUBLIC_URL)
+    assert error.option == "--voice"
+    assert "give --message, --play or --answer-xml" in error.message

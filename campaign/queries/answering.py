@@ -1,0 +1,59 @@
+"""The answers the engine serves: the contact a call is for, keypresses, machines."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from campaign.models import Campaign
+from campaign.queries.base import Executor, sql
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerContext:
+    """A call's contact (its id and CSV fields) and its campaign."""
+
+    contact_id: int
+    fields: dict[str, str]
+    campaign: Campaign
+
+
+async def answer_context(
+    executor: Executor, campaign_id: int, destination: str
+) -> AnswerContext | None:
+    """The contact of campaign `campaign_id` called at `destination`; None when none is."""
+    record = await executor.fetchrow(sql("answer_context"), campaign_id, destination)
+    if record is None:
+        return None
+    fields = record["contact_fields"]
+    return AnswerContext(
+        contact_id=record["contact_id"],
+        fields={str(key): "" if value is None else str(value) for key, value in fields.items()},
+        campaign=Campaign.from_record(record),
+    )
+
+
+async def record_machine_action(
+    executor: Executor, campaign_id: int, destination: str, action: str
+) -> None:
+    """An answering machine took the call; the answer did `action` (hangup, message, …)."""
+    await executor.execute(sql("record_machine_action"), campaign_id, destination, action)
+
+
+async def record_keypress(
+    executor: Executor,
+    *,
+    campaign_id: int,
+    destination: str,
+    call_uuid: str | None,
+    digits: str,
+    meaning: str,
+    opt_out_reason: str,
+) -> str:
+    """Record a keypress (one per attempt; an `opt-out` suppresses the number): 'recorded',
+    'duplicate' or 'unknown'."""
+    record = await executor.fetchrow(
+        sql("record_keypress"), campaign_id, destination, call_uuid, digits, meaning, opt_out_reason
+    )
+    assert record is not None
+    result: str = record["result"]
+    return result
