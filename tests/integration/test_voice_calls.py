@@ -228,3 +228,33 @@ async def test_forged_answer_and_digit_requests_are_refused(
             assert await reply.text() == "<Response><Hangup/></Response>"
     assert await pool.fetchval("SELECT count(*) FROM responses") == 0
     assert await pool.fetchval("SELECT count(*) FROM suppressions") == 0
+
+
+async def test_calls_a_machine_took_are_redialled(
+    pool: asyncpg.Pool, status_pool: asyncpg.Pool
+) -> None:
+    """--redial-on machine with --on-machine hangup: every call reaches a machine, is hung up
+    on, and is dialled again once (max 2 attempts); the old code redialled only by call status,
+    and a machine's call is `completed`."""
+    content = VoiceContent(message=REMINDER, on_machine="hangup")
+    async with rig(pool, status_pool, machine_share=1.0) as plivo:
+        await add_campaign(
+            pool,
+            plivo.app_url,
+            content,
+            call_parameters={"machine_detection": "true"},
+            redial_on=("machine",),
+            redial_delays_s=(0,),
+            max_attempts=2,
+        )
+        await dial_all(
+            pool,
+            plivo.simulator.base_url,
+            lambda: pool.fetchval(
+                "SELECT count(*) = 3 FROM contacts WHERE attempts = 2 AND call_status IS NOT NULL"
+            ),
+        )
+        counts = plivo.simulator.ledger.dial_counts()
+    assert sorted(counts.values()) == [2, 2, 2]
+    rows = await pool.fetch("SELECT machine, machine_action FROM contacts")
+    assert {tuple(row) for row in rows} == {(True, "hangup")}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -149,3 +150,14 @@ def test_view_without_ended_calls_has_no_answer_rate() -> None:
     """Before any call ended the answer rate is shown as "-", not 0%."""
     text = rendered(replace(progress(pending=5), answer_rate=None), RateEstimate(None, None))
     assert text.splitlines()[6].split() == ["0", "0", "0", "0", "0", "-"]
+
+
+def test_view_shows_the_responses_by_meaning() -> None:
+    """Keys pressed are counted by meaning, most first, under the dialing line; no line when
+    nobody pressed a key."""
+    pressed = dataclasses.replace(
+        progress(fired=20), responses={"cancelled": 3, "confirmed": 12, "opt-out": 1}
+    )
+    lines = rendered(pressed, RateEstimate(None, None)).splitlines()
+    assert lines[-1].rstrip() == "responses: confirmed 12, cancelled 3, opt-out 1"
+    assert "responses" not in rendered(progress(fired=20), RateEstimate(None, None))
