@@ -47,12 +47,14 @@ async def run_cli(command: list[str], env: dict[str, str], *args: str) -> tuple[
 async def test_cancel_queued_also_cancels_the_calls_of_requests_in_flight(
     pool: asyncpg.Pool, cli_env: dict[str, str], campaign_command: list[str]
 ) -> None:
-    """`cancel --cancel-queued` while a batch of 5 is in flight (Plivo answers in 1 s and holds 4
+    """`cancel --cancel-queued` while a batch of 5 is in flight (Plivo answers in 3 s and holds 4
     of its calls queued, over the account's 1 call per second): the command waits for the reply
     and then cancels those 4 queued calls, so none of them can ring later."""
     await make_campaign(pool, numbers(5), batch_size=5)
     clock = FakeClock(time.time())  # frozen: the queued calls stay queued
-    config = simulator_config(calls_per_second=1.0, latency_s=1.0)
+    # Plivo answers in 3 s: the command (a new process) must start, connect and look while the
+    # request is in flight, which took about a second on a busy machine.
+    config = simulator_config(calls_per_second=1.0, latency_s=3.0)
     async with (
         running_simulator(config, clock=clock) as plivo,
         aiohttp.ClientSession() as session,
