@@ -132,31 +132,38 @@ async def test_a_campaign_cap_of_concurrent_calls_holds_with_two_workers(
 async def test_the_account_cap_is_shared_by_every_campaign(
     pool: asyncpg.Pool, status_pool: asyncpg.Pool
 ) -> None:
-    """CAMPAIGN_ACCOUNT_MAX_CONCURRENT_CALLS 2 over two campaigns: never more than 2 live calls
-    in all, though each campaign alone has no cap."""
+    """CAMPAIGN_ACCOUNT_MAX_CONCURRENT_CALLS 2 over two campaigns and two workers: never more
+    than 2 live calls in all, though each campaign alone has no cap."""
     async with rig(pool, status_pool, talk_s=0.3) as plivo:
         await add_campaign(pool, numbers(6), name="a", track_calls_at=plivo.app_url)
         await add_campaign(
             pool, numbers(6, first=14155552000), name="b", track_calls_at=plivo.app_url
         )
-        config = worker_config(concurrency=4, account_max_concurrent_calls=2)
-        await run_workers(pool, plivo.simulator.base_url, [config], lambda: all_ended(pool, 12))
+        configs = [
+            worker_config(worker_id=f"w{index}", concurrency=3, account_max_concurrent_calls=2)
+            for index in (1, 2)
+        ]
+        await run_workers(pool, plivo.simulator.base_url, configs, lambda: all_ended(pool, 12))
         assert plivo.ledger.max_live_calls() == 2
 
 
 async def test_a_higher_priority_campaign_is_dialled_first(
     pool: asyncpg.Pool, status_pool: asyncpg.Pool
 ) -> None:
-    """Two campaigns under the account's 20 calls per second: while the one of priority 5 has
-    due contacts, the one of priority 0 places no call; then it gets the account's calls."""
+    """Two campaigns under the account's 20 calls per second, two workers: while the one of
+    priority 5 has due contacts, the one of priority 0 places no call; then it gets the
+    account's calls."""
     async with rig(pool, status_pool) as plivo:
         await add_campaign(pool, numbers(10), name="low")
         await add_campaign(pool, numbers(10, first=14155552000), name="high", priority=5)
-        config = worker_config(concurrency=2, account_cps=20.0)
+        configs = [
+            worker_config(worker_id=f"w{index}", concurrency=2, account_cps=20.0)
+            for index in (1, 2)
+        ]
         await run_workers(
             pool,
             plivo.simulator.base_url,
-            [config],
+            configs,
             lambda: pool.fetchval("SELECT count(*) = 20 FROM contacts WHERE status = 'fired'"),
         )
         order = [call.destination.lstrip("+") for call in plivo.ledger.dials]

@@ -82,3 +82,21 @@ def test_dockerfile_installs_the_package_with_its_migrations() -> None:
     assert "RUN pip install ." in dockerfile
     assert re.search(r"^USER (?!root)\w+", dockerfile, re.MULTILINE)
     assert 'ENTRYPOINT ["campaign"]' in dockerfile
+
+
+def test_engine_serves_callbacks_and_answers(compose: dict[str, Any]) -> None:
+    """The worker listens on 8080 on every interface (callbacks, the answers it serves, the keys
+    pressed), published by compose, with CAMPAIGN_PUBLIC_URL from the host; the account's
+    limits are settings of the host too."""
+    engine = compose["services"]["engine"]
+    environment = engine["environment"]
+    every_interface = "0.0.0.0"  # noqa: S104  # inside a container, as the service must be
+    assert (environment["CAMPAIGN_HTTP_HOST"], environment["CAMPAIGN_HTTP_PORT"]) == (
+        every_interface,
+        "8080",
+    )
+    assert "8080:8080" in engine["ports"]
+    assert environment["CAMPAIGN_PUBLIC_URL"].startswith("${CAMPAIGN_PUBLIC_URL")
+    assert environment["CAMPAIGN_ACCOUNT_MAX_CONCURRENT_CALLS"].startswith(
+        "${CAMPAIGN_ACCOUNT_MAX_CONCURRENT_CALLS:-"
+    )
