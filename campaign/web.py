@@ -314,7 +314,11 @@ async def answer(request: web.Request) -> web.Response:
         return _xml(HANGUP_XML)
     if machine:
         await queries.record_machine_action(
-            request.app[POOL_KEY], campaign_id, destination, content.on_machine or "message"
+            request.app[POOL_KEY],
+            campaign_id,
+            destination,
+            content.on_machine or "message",
+            payload.get("CallUUID") or None,
         )
     metrics.callbacks.labels("answer", "recorded").inc()
     return _xml(document)

@@ -332,7 +332,12 @@ SELECT
     h.received_at                                                 AS hangup_received_at,
     d.caller_id,
     (SELECT r.meaning FROM responses r
-     WHERE r.contact_id = c.id AND r.dial_request_id = d.id)       AS response
+     WHERE r.contact_id = c.id AND r.dial_request_id = d.id)       AS response,
+    -- What the engine's answer did for a machine on this attempt.
+    (SELECT e.payload ->> 'MachineAction' FROM call_events e
+     WHERE e.contact_id = c.id AND e.dial_request_id = d.id AND e.event = 'machine'
+       AND e.payload ? 'MachineAction'
+     LIMIT 1)                                                      AS machine_action
 FROM dial_requests d
 CROSS JOIN LATERAL unnest(d.destinations) AS u(destination)
 JOIN contacts c ON c.campaign_id = d.campaign_id AND c.destination = u.destination

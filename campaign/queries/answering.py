@@ -33,10 +33,13 @@ async def answer_context(
 
 
 async def record_machine_action(
-    executor: Executor, campaign_id: int, destination: str, action: str
+    executor: Executor, campaign_id: int, destination: str, action: str, call_uuid: str | None
 ) -> None:
-    """An answering machine took the call; the answer did `action` (hangup, message, …)."""
-    await executor.execute(sql("record_machine_action"), campaign_id, destination, action)
+    """An answering machine took the call; the answer did `action` (hangup, message, …),
+    recorded on the contact and as the attempt's `machine` call event."""
+    await executor.execute(
+        sql("record_machine_action"), campaign_id, destination, action, call_uuid
+    )
 
 
 async def record_keypress(

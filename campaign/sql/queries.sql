@@ -140,10 +140,22 @@ FROM contacts c JOIN campaigns k ON k.id = c.campaign_id
 WHERE c.campaign_id = $1 AND c.destination = $2;
 
 -- record_machine_action --
--- An answering machine took the call of campaign $1 to $2; the answer did $3.
-UPDATE contacts
-SET machine = true, machine_action = $3, updated_at = now()
-WHERE campaign_id = $1 AND destination = $2;
+-- An answering machine took the call of campaign $1 to $2 (call uuid $4); the answer did $3:
+-- on the contact (its latest attempt) and, per attempt, as a `machine` call event (once per
+-- call: Plivo may fetch the answer again).
+WITH machine AS (
+    UPDATE contacts
+    SET machine = true, machine_action = $3, updated_at = now()
+    WHERE campaign_id = $1 AND destination = $2
+    RETURNING id, dial_request_id, request_uuid
+)
+INSERT INTO call_events (event, campaign_id, contact_id, dial_request_id, request_uuid, call_uuid,
+                         call_status, payload, dedupe_key)
+SELECT 'machine', $1, m.id, m.dial_request_id, m.request_uuid, $4, 'in-progress',
+       jsonb_build_object('Machine', 'true', 'MachineAction', $3::text),
+       'answer-machine:' || m.id || ':' || coalesce($4, m.dial_request_id::text, '')
+FROM machine m
+ON CONFLICT (dedupe_key) DO NOTHING;
 
 -- record_keypress --
 -- A key pressed on a call of campaign $1 to $2 (schema.sql: record_keypress).

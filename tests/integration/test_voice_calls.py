@@ -258,3 +258,6 @@ async def test_calls_a_machine_took_are_redialled(
     assert sorted(counts.values()) == [2, 2, 2]
     rows = await pool.fetch("SELECT machine, machine_action FROM contacts")
     assert {tuple(row) for row in rows} == {(True, "hangup")}
+    # Per attempt too: both attempts of each contact say what the answer did.
+    attempts = await pool.fetch("SELECT attempt, machine_action FROM dial_attempts")
+    assert sorted(tuple(row) for row in attempts) == [(1, "hangup")] * 3 + [(2, "hangup")] * 3
