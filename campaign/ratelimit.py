@@ -234,4 +234,6 @@ async def change_pacing(
     )
     if campaign is not None and change.cps_given:
         await queries.restart_limiter(connection, campaign_calls_limiter(campaign.id))
+    if campaign is not None and change.max_concurrent_calls is not None:
+        await queries.count_calls_in_flight(connection, campaign.id)
     return campaign

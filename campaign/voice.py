@@ -32,10 +32,19 @@ OPT_OUT = "opt-out"
 # The meaning of a key --gather does not name.
 INVALID_KEY = "invalid"
 _ESCAPE_QUOTES = {'"': "&quot;", "'": "&apos;"}
+# Characters XML 1.0 cannot hold (C0 controls but tab, newline and return; surrogates; FFFE/F).
+_NOT_XML = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_MARKER = "zq{index}qz"
 # How long a voicemail waits for the beep before it speaks anyway.
 VOICEMAIL_BEEP_WAIT_S = 60
 HANGUP_XML = "<Response><Hangup/></Response>"
 EMPTY_XML = "<Response></Response>"
+
+
+def xml_text(value: str) -> str:
+    """`value` fit for XML text or an attribute: escaped, and without the characters XML 1.0
+    cannot hold (control characters a spreadsheet leaves in a cell)."""
+    return escape(_NOT_XML.sub("", value), _ESCAPE_QUOTES)
 
 
 class MissingValue(ValueError):
@@ -57,20 +66,27 @@ class Template:
         for match in PLACEHOLDER.finditer(self.text):
             yield match.group(1).strip(), match.group(2)
 
-    def render(self, values: Mapping[str, str], *, escaped: bool = True) -> str:
-        """The text with each placeholder replaced by its value (XML-escaped unless not
-        `escaped`), its default when the value is empty; MissingValue when neither is."""
-
-        def fill(match: re.Match[str]) -> str:
+    def render(self, values: Mapping[str, str], *, markup: bool = False) -> str:
+        """XML text: each placeholder replaced by its value (its default when the value is
+        empty; MissingValue when neither is), every value escaped. The template's own text is
+        escaped too, unless it is `markup` (an --answer-xml document): a message's `&` or `<`
+        is spoken, not read as XML."""
+        parts: list[str] = []
+        at = 0
+        for match in PLACEHOLDER.finditer(self.text):
+            literal = self.text[at : match.start()]
+            parts.append(literal if markup else xml_text(literal))
             name, default = match.group(1).strip(), match.group(2)
             value = values.get(name, "")
             if not value.strip():
                 if default is None:
                     raise MissingValue(name)
                 value = default
-            return escape(value, _ESCAPE_QUOTES) if escaped else value
-
-        return PLACEHOLDER.sub(fill, self.text)
+            parts.append(xml_text(value))
+            at = match.end()
+        rest = self.text[at:]
+        parts.append(rest if markup else xml_text(rest))
+        return "".join(parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +152,7 @@ class VoiceContent:
         if self.answer_template is not None:
             filled = dict(values)
             filled[DIGITS_URL_PLACEHOLDER] = digits_url
-            return Template(self.answer_template).render(filled)
+            return Template(self.answer_template).render(filled, markup=True)
         content = self._content(values)
         if self.gather and not machine:
             prompt = (
@@ -159,11 +175,11 @@ class VoiceContent:
     def _content(self, values: Mapping[str, str]) -> str:
         parts = []
         if self.play_url:
-            parts.append(f"<Play>{escape(self.play_url)}</Play>")
+            parts.append(f"<Play>{xml_text(self.play_url)}</Play>")
         if self.message:
             parts.append(self._speak(Template(self.message).render(values)))
         if self.play_after_url:
-            parts.append(f"<Play>{escape(self.play_after_url)}</Play>")
+            parts.append(f"<Play>{xml_text(self.play_after_url)}</Play>")
         return "".join(parts)
 
     def _speak(self, escaped_text: str) -> str:
@@ -188,8 +204,16 @@ class VoiceContent:
 
 def check_answer_template(text: str) -> str | None:
     """Why an --answer-xml template is no Plivo XML (not well-formed, not a <Response>), or
-    None. Placeholders are filled with a plain word first, as values will be (escaped)."""
-    sample = PLACEHOLDER.sub("x", text)
+    None. Each placeholder is filled with a marker of its own first, and must stand in element
+    text or an attribute's value, where an escaped value stays text: never in a tag or
+    attribute name, a comment or a processing instruction, where a value could become markup."""
+    markers: list[tuple[str, str]] = []
+
+    def mark(match: re.Match[str]) -> str:
+        markers.append((_MARKER.format(index=len(markers)), match.group(0)))
+        return markers[-1][0]
+
+    sample = PLACEHOLDER.sub(mark, text)
     try:
         root = ElementTree.fromstring(sample)
     except ParseError as error:
@@ -198,6 +222,17 @@ def check_answer_template(text: str) -> str | None:
         return f"refused: {error}"
     if root.tag != "Response":
         return f"the root element is <{root.tag}>, not <Response>"
+    seen: list[str] = []
+    for element in root.iter():
+        seen += [element.text or "", element.tail or "", *element.attrib.values()]
+        names = [str(element.tag), *element.attrib]
+        for marker, placeholder in markers:
+            if any(marker in name for name in names):
+                return f"{placeholder} stands in a tag or attribute name; values go in text"
+    kept = " ".join(seen)
+    for marker, placeholder in markers:
+        if marker not in kept:
+            return f"{placeholder} stands in a comment or instruction, where it is not spoken"
     return None
 
 

@@ -292,7 +292,13 @@ async def answer(request: web.Request) -> web.Response:
     call = _call_of(payload, query)
     context = None
     if call is not None:
-        context = await queries.answer_context(request.app[POOL_KEY], *call)
+        try:
+            context = await queries.answer_context(request.app[POOL_KEY], *call)
+        except db.DATABASE_ERRORS as error:
+            # Never an error page: the callee would hear Plivo's error message.
+            logger.error(
+                "answer for campaign %d: the database failed (%s); hung up", call[0], error
+            )
     if call is None or context is None or not context.campaign.content.serves_answer:
         metrics.callbacks.labels("answer", "unknown").inc()
         return _xml(HANGUP_XML)
@@ -313,13 +319,16 @@ async def answer(request: web.Request) -> web.Response:
         metrics.callbacks.labels("answer", "unknown").inc()
         return _xml(HANGUP_XML)
     if machine:
-        await queries.record_machine_action(
-            request.app[POOL_KEY],
-            campaign_id,
-            destination,
-            content.on_machine or "message",
-            payload.get("CallUUID") or None,
-        )
+        try:
+            await queries.record_machine_action(
+                request.app[POOL_KEY],
+                campaign_id,
+                destination,
+                content.on_machine or "message",
+                payload.get("CallUUID") or None,
+            )
+        except db.DATABASE_ERRORS as error:
+            logger.error("recording a machine on campaign %d: %s", campaign_id, error)
     metrics.callbacks.labels("answer", "recorded").inc()
     return _xml(document)
 
@@ -336,26 +345,39 @@ async def keypress(request: web.Request) -> web.Response:
     call = _call_of(payload, query)
     digits = payload.get("Digits", "").strip()
     context = None
-    if call is not None and digits:
-        context = await queries.answer_context(request.app[POOL_KEY], *call)
-    if call is None or context is None:
-        metrics.callbacks.labels("digits", "unknown").inc()
+    try:
+        if call is not None and digits:
+            context = await queries.answer_context(request.app[POOL_KEY], *call)
+        if call is None or context is None:
+            metrics.callbacks.labels("digits", "unknown").inc()
+            return _xml(EMPTY_XML)
+        campaign_id, destination = call
+        content = context.campaign.content
+        meaning = content.gather.get(digits, INVALID_KEY)
+        result = await queries.record_keypress(
+            request.app[POOL_KEY],
+            campaign_id=campaign_id,
+            destination=destination,
+            call_uuid=payload.get("CallUUID") or None,
+            digits=digits,
+            meaning=meaning,
+            opt_out_reason=(
+                f"opt-out: pressed {digits} on a call of campaign {context.campaign.name} at "
+                f"{datetime.now(UTC).isoformat(timespec='seconds')}"
+            ),
+        )
+    except db.DATABASE_ERRORS as error:
+        # Plivo does not retry an action: say so loudly (an opt-out must then be entered by
+        # hand with `campaign suppress add`), and end the call politely.
+        logger.error(
+            "key %s pressed on a call of campaign %s to %s was NOT recorded: the database "
+            "failed (%s)",
+            digits,
+            query.get(CAMPAIGN_PARAMETER),
+            payload.get("To"),
+            error,
+        )
         return _xml(EMPTY_XML)
-    campaign_id, destination = call
-    content = context.campaign.content
-    meaning = content.gather.get(digits, INVALID_KEY)
-    result = await queries.record_keypress(
-        request.app[POOL_KEY],
-        campaign_id=campaign_id,
-        destination=destination,
-        call_uuid=payload.get("CallUUID") or None,
-        digits=digits,
-        meaning=meaning,
-        opt_out_reason=(
-            f"opt-out: pressed {digits} on a call of campaign {context.campaign.name} at "
-            f"{datetime.now(UTC).isoformat(timespec='seconds')}"
-        ),
-    )
     metrics.callbacks.labels("digits", result).inc()
     try:
         return _xml(

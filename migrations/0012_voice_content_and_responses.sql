@@ -33,6 +33,38 @@ ALTER TABLE campaigns ADD CONSTRAINT campaigns_redial_on_check
 ALTER TABLE contacts ADD COLUMN machine_action text
     CHECK (machine_action IN ('hangup', 'message', 'voicemail'));
 
+-- Start a dial attempt: the contacts (locked by the caller) become `sending` in a new request,
+-- written with its destinations in the order given (the order it is sent in) and the caller ID
+-- it is sent with; the attempt is counted and the previous call's outcome cleared (it stays in
+-- call_events and dial_attempts). The one definition of an attempt's start, for the claim and
+-- for the write-ahead.
+CREATE OR REPLACE FUNCTION start_dial_attempts(
+    p_campaign_id   bigint,
+    p_worker_id     text,
+    p_contact_ids   bigint[],
+    p_destinations  text[],
+    p_lease_s       double precision,
+    p_caller_id     text DEFAULT NULL
+) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_request bigint := nextval(pg_get_serial_sequence('dial_requests', 'id'));
+BEGIN
+    UPDATE contacts c
+    SET status = 'sending', attempts = c.attempts + 1, dial_request_id = v_request,
+        worker_id = p_worker_id, lease_expires_at = now() + make_interval(secs => p_lease_s),
+        updated_at = now(), caller_id = p_caller_id,
+        -- A new attempt: the previous call's outcome stays in call_events and dial_attempts.
+        request_uuid = NULL, api_id = NULL, call_uuid = NULL, call_status = NULL,
+        hangup_cause = NULL, hangup_cause_code = NULL, duration_s = NULL, bill_duration_s = NULL,
+        answered_at = NULL, ended_at = NULL, machine = NULL, machine_action = NULL
+    WHERE c.id = ANY (p_contact_ids);
+    INSERT INTO dial_requests (id, campaign_id, worker_id, destinations, sent_at, caller_id)
+    VALUES (v_request, p_campaign_id, p_worker_id, p_destinations, now(), p_caller_id);
+    RETURN v_request;
+END;
+$$;
+
 -- The keys callees pressed, one row per attempt (the first press of a call; Plivo's retries of
 -- the same request add nothing): the digits and what the campaign's --gather says they mean.
 CREATE TABLE responses (
@@ -72,6 +104,12 @@ BEGIN
         RETURN QUERY SELECT 'unknown'::text, NULL::bigint;
         RETURN;
     END IF;
+    -- An opt-out counts whenever it comes, also after another key of the same call.
+    IF p_meaning = 'opt-out' THEN
+        INSERT INTO suppressions (list, destination, reason)
+        VALUES ('default', p_destination, p_opt_out_reason)
+        ON CONFLICT DO NOTHING;
+    END IF;
     INSERT INTO responses (campaign_id, contact_id, attempt, dial_request_id, call_uuid, digits,
                            meaning)
     VALUES (p_campaign_id, v_contact.id, greatest(v_contact.attempts, 1),
@@ -80,11 +118,6 @@ BEGIN
     IF NOT FOUND THEN
         RETURN QUERY SELECT 'duplicate'::text, v_contact.id;
         RETURN;
-    END IF;
-    IF p_meaning = 'opt-out' THEN
-        INSERT INTO suppressions (list, destination, reason)
-        VALUES ('default', p_destination, p_opt_out_reason)
-        ON CONFLICT DO NOTHING;
     END IF;
     RETURN QUERY SELECT 'recorded'::text, v_contact.id;
 END;

@@ -139,7 +139,7 @@ def classify_error_status(
     if isinstance(reply, dict):
         error = redacted_excerpt(str(reply.get("error", "")), auth_token)
     reason = f": {error}" if error else (f": {excerpt}" if excerpt else "")
-    if 400 <= http_status < 500 and _says_concurrency_limit(text):
+    if 400 <= http_status < 500 and _says_concurrency_limit(reply, text):
         # Checked before the account problems: this 403 is no fault of the credentials.
         return ConcurrencyLimited(
             f"{what} refused: the account's concurrent calls are at Plivo's limit "
@@ -201,11 +201,15 @@ def classify_error_status(
     )
 
 
-def _says_concurrency_limit(body: str) -> bool:
-    """Whether a refusal's body names the concurrent-call limit: Plivo's error code 5030, or its
-    words (the body's exact shape is not documented)."""
-    lowered = body.lower()
-    return "5030" in lowered or "concurren" in lowered
+def _says_concurrency_limit(reply: object, body: str) -> bool:
+    """Whether a refusal names the concurrent-call limit: Plivo's error code 5030, or its words
+    (the body's exact shape is not documented). In a JSON reply, only its error fields are read
+    (an api_id may hold the digits 5030 by chance)."""
+    if isinstance(reply, dict):
+        said = " ".join(str(value) for key, value in reply.items() if key != "api_id").lower()
+    else:
+        said = body.lower()
+    return "5030" in said or "concurren" in said
 
 
 def classify_transport_failure(

@@ -188,6 +188,13 @@ async def set_pacing(
     return None if record is None else Campaign.from_record(record)
 
 
+async def count_calls_in_flight(connection: Connection, campaign_id: int) -> None:
+    """A cap of concurrent calls set on a running campaign counts the calls it has in flight
+    already (under the lock its claims count under, until the transaction ends)."""
+    await connection.execute(sql("lock_campaign_calls"), campaign_id)
+    await connection.execute(sql("count_calls_in_flight"), campaign_id)
+
+
 async def caller_ids(executor: Executor, campaign_id: int) -> list[tuple[str, int]]:
     """The campaign's pool of caller IDs in order, each with its calls in the last day (empty:
     it calls from its "from" alone)."""

@@ -110,6 +110,24 @@ SET calls_per_second = CASE WHEN $2 THEN $3::double precision ELSE calls_per_sec
 WHERE name = $1
 RETURNING *;
 
+-- lock_campaign_calls --
+-- The lock a claim of campaign $1 counts its concurrent calls under (schema.sql: claim_batch),
+-- held until the transaction ends.
+SELECT pg_advisory_xact_lock(hashtextextended('calls:campaign:' || $1::bigint, 0));
+
+-- count_calls_in_flight --
+-- A cap of concurrent calls set on campaign $1 while it runs counts the calls it has in flight
+-- already (claims write counted_calls only while a cap applies); those over stop counting as
+-- their contacts settle (schema.sql: live_call_counts).
+INSERT INTO counted_calls (contact_id, campaign_id, attempt)
+SELECT c.id, c.campaign_id, c.attempts + CASE WHEN c.status = 'claimed' THEN 1 ELSE 0 END
+FROM contacts c
+WHERE c.campaign_id = $1
+  AND (c.status IN ('claimed', 'sending')
+       OR (c.status IN ('fired', 'queued', 'unknown')
+           AND (c.call_status IS NULL OR c.call_status IN ('ringing', 'in-progress'))))
+ON CONFLICT (contact_id) DO NOTHING;
+
 -- restart_limiter --
 -- A limiter whose rate changed ($1: its name): its next slot no later than now, so that a
 -- faster rate applies to the next claim, not after the slots granted at the old one.
@@ -417,8 +435,18 @@ SELECT record_dial_reply($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
 SELECT recorded, paused FROM record_dial_failure($1, $2, $3, $4, $5, $6, $7, $8, $9);
 
 -- unsend --
--- A request that placed no call goes back unsent (schema.sql: unsend_dial_request).
-SELECT unsend_dial_request($1, $2, $3, $4, $5) AS released;
+-- A request that placed no call goes back unsent (schema.sql: unsend_dial_request); the calls of
+-- the day its caller ID was charged for them at the claim go back too.
+WITH given_back AS (
+    SELECT unsend_dial_request($1, $2, $3, $4, $5) AS released
+), refunded AS (
+    UPDATE caller_id_calls x
+    SET calls = greatest(x.calls - g.released, 0)
+    FROM given_back g, dial_requests d
+    WHERE g.released > 0 AND d.id = $1 AND x.caller_id = d.caller_id
+      AND x.hour = date_trunc('hour', d.sent_at, 'UTC')
+)
+SELECT released FROM given_back;
 
 -- === Rate limits (campaign/ratelimit.py) =======================================================
 

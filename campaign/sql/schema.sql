@@ -938,13 +938,15 @@ $$;
 
 -- The caller ID for a claim of p_campaign, of its pool (no row: none is free): of the numbers
 -- under their cap of calls per day that may call p_group (a contact's caller_id_group; NULL:
--- any number), the one whose own limiter has the earliest slot, then the one with the fewest
--- calls in the last day (so calls spread evenly), then the first given. With the groups of
--- contacts it may call besides those of no group.
-CREATE FUNCTION choose_caller_id(p_campaign campaigns, p_group text)
-RETURNS TABLE (caller_id text, groups text[])
+-- any number; with p_due_only, only numbers some due contact may be called from), the one
+-- whose own limiter has the earliest slot, then the one with the fewest calls in the last day
+-- (so calls spread evenly), then the first given. With the groups of contacts it may call
+-- besides those of no group, and its limiter's next slot as read (0: none yet).
+CREATE FUNCTION choose_caller_id(p_campaign campaigns, p_group text, p_due_only boolean)
+RETURNS TABLE (caller_id text, groups text[], next_slot_at double precision)
 LANGUAGE sql STABLE AS $$
-    SELECT p.caller_id, array_remove(ARRAY[p.area_key, p.country_key], NULL)
+    SELECT p.caller_id, array_remove(ARRAY[p.area_key, p.country_key], NULL),
+           coalesce(r.next_slot_at, 0)
     FROM campaign_caller_ids p
     CROSS JOIN LATERAL (SELECT caller_id_calls_in_a_day(p.caller_id) AS calls) u
     LEFT JOIN rate_limiters r ON p_campaign.calls_per_second_per_caller_id IS NOT NULL
@@ -953,6 +955,12 @@ LANGUAGE sql STABLE AS $$
       AND (p_campaign.max_calls_per_caller_id_per_day IS NULL
            OR u.calls < p_campaign.max_calls_per_caller_id_per_day)
       AND (p_group IS NULL OR p_group = p.area_key OR p_group = p.country_key)
+      AND (NOT p_due_only OR EXISTS (
+          SELECT 1 FROM contacts t
+          WHERE t.campaign_id = p_campaign.id AND t.status = 'pending'
+            AND t.next_attempt_at <= now()
+            AND (t.caller_id_group IS NULL OR t.caller_id_group = p.area_key
+                 OR t.caller_id_group = p.country_key)))
     ORDER BY coalesce(r.next_slot_at, 0), u.calls, p.position
     LIMIT 1
 $$;
@@ -989,7 +997,7 @@ BEGIN
         -- A new attempt: the previous call's outcome stays in call_events and dial_attempts.
         request_uuid = NULL, api_id = NULL, call_uuid = NULL, call_status = NULL,
         hangup_cause = NULL, hangup_cause_code = NULL, duration_s = NULL, bill_duration_s = NULL,
-        answered_at = NULL, ended_at = NULL, machine = NULL
+        answered_at = NULL, ended_at = NULL, machine = NULL, machine_action = NULL
     WHERE c.id = ANY (p_contact_ids);
     INSERT INTO dial_requests (id, campaign_id, worker_id, destinations, sent_at, caller_id)
     VALUES (v_request, p_campaign_id, p_worker_id, p_destinations, now(), p_caller_id);
@@ -1062,6 +1070,7 @@ DECLARE
     v_head_group text;
     v_caller_id  text;
     v_groups     text[];
+    v_caller_slot double precision;
     v_local      boolean := false;
     v_counting   boolean;
     v_live       record;
@@ -1112,13 +1121,14 @@ BEGIN
             ORDER BY h.next_attempt_at, h.id
             LIMIT 1;
         END IF;
-        SELECT c.caller_id, c.groups INTO v_caller_id, v_groups
-        FROM choose_caller_id(v_campaign, v_head_group) c;
+        SELECT c.caller_id, c.groups, c.next_slot_at INTO v_caller_id, v_groups, v_caller_slot
+        FROM choose_caller_id(v_campaign, v_head_group, false) c;
         IF v_caller_id IS NULL AND v_head_group IS NOT NULL THEN
-            -- Every number for the first contact's area had its calls of the day: others may
-            -- still call other contacts.
-            SELECT c.caller_id, c.groups INTO v_caller_id, v_groups
-            FROM choose_caller_id(v_campaign, NULL) c;
+            -- Every number for the first contact's area had its calls of the day: another free
+            -- number calls the contacts it may call (only a number that has some due).
+            SELECT c.caller_id, c.groups, c.next_slot_at
+            INTO v_caller_id, v_groups, v_caller_slot
+            FROM choose_caller_id(v_campaign, NULL, true) c;
         END IF;
         IF v_caller_id IS NULL THEN
             -- Every caller ID had its calls of the day: until the oldest hour counted drops out.
@@ -1156,6 +1166,17 @@ BEGIN
         -- now would hold the account's calls and requests, every campaign's, idle until then.
         -- Nothing is claimed or charged; the worker comes back at retry_at, when the campaign
         -- wants the account's calls again (those of lower priority may take them until then).
+        IF v_pooled AND v_campaign.calls_per_second_per_caller_id IS NOT NULL
+           AND (SELECT r.next_slot_at FROM rate_limiters r
+                WHERE r.name = 'caller_id:' || v_caller_id || ':calls') > v_caller_slot THEN
+            -- Another claim took the caller ID's slot after it was chosen (its limiter moved
+            -- since): claim again at once, another number of the pool may be free.
+            RETURN QUERY
+            SELECT '{}'::bigint[], '{}'::text[], v_plan.slot_at,
+                   extract(epoch FROM clock_timestamp())::double precision, NULL::bigint,
+                   v_plan.db_now, NULL::text, NULL::text;
+            RETURN;
+        END IF;
         PERFORM note_dial_demand(v_campaign, to_timestamp(v_plan.slot_at));
         RETURN QUERY
         SELECT '{}'::bigint[], '{}'::text[], v_plan.slot_at,
@@ -1947,6 +1968,12 @@ BEGIN
         RETURN QUERY SELECT 'unknown'::text, NULL::bigint;
         RETURN;
     END IF;
+    -- An opt-out counts whenever it comes, also after another key of the same call.
+    IF p_meaning = 'opt-out' THEN
+        INSERT INTO suppressions (list, destination, reason)
+        VALUES ('default', p_destination, p_opt_out_reason)
+        ON CONFLICT DO NOTHING;
+    END IF;
     INSERT INTO responses (campaign_id, contact_id, attempt, dial_request_id, call_uuid, digits,
                            meaning)
     VALUES (p_campaign_id, v_contact.id, greatest(v_contact.attempts, 1),
@@ -1955,11 +1982,6 @@ BEGIN
     IF NOT FOUND THEN
         RETURN QUERY SELECT 'duplicate'::text, v_contact.id;
         RETURN;
-    END IF;
-    IF p_meaning = 'opt-out' THEN
-        INSERT INTO suppressions (list, destination, reason)
-        VALUES ('default', p_destination, p_opt_out_reason)
-        ON CONFLICT DO NOTHING;
     END IF;
     RETURN QUERY SELECT 'recorded'::text, v_contact.id;
 END;

@@ -11,7 +11,8 @@ from campaign import queries
 from campaign.callerids import CallerIdMode, pool_number
 from campaign.models import CampaignSpec
 from campaign.queries.batches import Claim
-from campaign.ratelimit import SHARED_SLOT_SLACK_S
+from campaign.ratelimit import SHARED_SLOT_SLACK_S, change_pacing
+from campaign.specs import pacing_change
 
 
 async def add_campaign(pool: asyncpg.Pool, destinations: list[str], **spec: object) -> int:
@@ -173,3 +174,75 @@ async def test_priority_holds_back_lower_campaigns_only_while_wanted(
     assert len((await claim(pool, equal)).contact_ids) == 2
     assert (await claim(pool, equal)).contact_ids == []
     assert len((await claim(pool, low)).contact_ids) == 3
+
+
+async def test_local_presence_falls_back_to_a_free_number_with_contacts_it_may_call(
+    clocked_pool: asyncpg.Pool,
+) -> None:
+    """--caller-id local, one call a day per number: once the 415 number has had its call, the
+    415 contact due first waits, and the claim uses the 646 number for the 646 contact instead
+    of picking a number (212) that may call no due contact and claiming nothing."""
+    pool = clocked_pool
+    numbers = ("+14155550100", "+12125550100", "+16465550100")
+    campaign_id = await add_campaign(
+        pool,
+        [],
+        caller_ids=tuple(pool_number(number) for number in numbers),
+        caller_id_mode=CallerIdMode.LOCAL,
+        max_calls_per_caller_id_per_day=1,
+    )
+    await pool.executemany(
+        "INSERT INTO contacts (campaign_id, destination, raw_destination, next_attempt_at,"
+        " caller_id_group) VALUES ($1, $2, $2, now() - make_interval(secs => $3),"
+        " caller_id_group($1, $2))",
+        [
+            (campaign_id, "+14155551001", 30.0),
+            (campaign_id, "+14155551002", 20.0),
+            (campaign_id, "+16465551001", 10.0),
+        ],
+    )
+    first = await claim(pool, campaign_id, wanted=5)
+    assert (first.caller_id, first.destinations) == ("+14155550100", ["+14155551001"])
+    second = await claim(pool, campaign_id, wanted=5)
+    assert (second.caller_id, second.destinations) == ("+16465550100", ["+16465551001"])
+
+
+async def test_calls_given_back_unsent_give_back_their_caller_ids_calls(
+    clocked_pool: asyncpg.Pool,
+) -> None:
+    """A batch charged to a caller ID's calls of the day at its claim, then given back unsent
+    (Plivo refused it for concurrency), no longer counts: the number can still make them."""
+    pool = clocked_pool
+    campaign_id = await add_campaign(
+        pool,
+        [f"+1415555{1000 + index}" for index in range(3)],
+        caller_ids=(pool_number("+14155550100"), pool_number("+12125550100")),
+        caller_id_mode=CallerIdMode.ROTATE,
+        max_calls_per_caller_id_per_day=5,
+    )
+    batch = await claim(pool, campaign_id)
+    assert batch.request is not None
+    assert await pool.fetchval("SELECT sum(calls) FROM caller_id_calls") == 3
+    released = await queries.unsend(
+        pool, request=batch.request, error="not sent: 5030", sends=1, latency_ms=1
+    )
+    assert released == 3
+    assert await pool.fetchval("SELECT sum(calls) FROM caller_id_calls") == 0
+
+
+async def test_a_cap_set_on_a_running_campaign_counts_its_calls_in_flight(
+    clocked_pool: asyncpg.Pool,
+) -> None:
+    """`campaign set --max-concurrent-calls 2` on a campaign that has 3 calls live (claimed
+    before any cap, so never counted): the next claim sees them and claims nothing."""
+    pool = clocked_pool
+    campaign_id = await add_campaign(
+        pool, [f"+1415555{1000 + index}" for index in range(5)], track_calls_at="http://x"
+    )
+    first = await claim(pool, campaign_id, wanted=3)
+    await reply_fired(pool, first)
+    assert await pool.fetchval("SELECT count(*) FROM counted_calls") == 0
+    async with pool.acquire() as connection, connection.transaction():
+        await change_pacing(connection, "test", pacing_change(None, None, None, "2"))
+    blocked = await claim(pool, campaign_id)
+    assert (blocked.contact_ids, blocked.waiting_for) == ([], "calls")

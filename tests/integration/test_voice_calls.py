@@ -261,3 +261,48 @@ async def test_calls_a_machine_took_are_redialled(
     # Per attempt too: both attempts of each contact say what the answer did.
     attempts = await pool.fetch("SELECT attempt, machine_action FROM dial_attempts")
     assert sorted(tuple(row) for row in attempts) == [(1, "hangup")] * 3 + [(2, "hangup")] * 3
+
+
+async def test_an_opt_out_after_another_key_of_the_same_call_still_counts(
+    pool: asyncpg.Pool,
+) -> None:
+    """An --answer-xml menu may take two keys in one call: 1, then 9 = opt-out. The response of
+    the attempt stays the first key's, but the opt-out suppresses the number all the same."""
+    content = VoiceContent(answer_template="<Response/>", gather={"1": "ok", "9": "opt-out"})
+    campaign_id = await add_campaign(pool, "http://127.0.0.1:9", content)
+    for digits, meaning, result in (("1", "ok", "recorded"), ("9", "opt-out", "duplicate")):
+        assert (
+            await queries.record_keypress(
+                pool,
+                campaign_id=campaign_id,
+                destination="+14155551001",
+                call_uuid="c1",
+                digits=digits,
+                meaning=meaning,
+                opt_out_reason="opt-out: test",
+            )
+            == result
+        )
+    assert await pool.fetchval("SELECT meaning FROM responses") == "ok"
+    assert await pool.fetchval("SELECT destination FROM suppressions") == "+14155551001"
+
+
+async def test_a_new_attempt_clears_what_the_answer_did_for_a_machine(
+    pool: asyncpg.Pool,
+) -> None:
+    """machine_action belongs to the latest attempt: a redial starts without it (as `machine`)."""
+    campaign_id = await add_campaign(pool, "http://127.0.0.1:9", VoiceContent(message="Hi"))
+    contact_id = await pool.fetchval(
+        "UPDATE contacts SET machine = true, machine_action = 'voicemail'"
+        " WHERE destination = '+14155551001' RETURNING id"
+    )
+    await pool.execute(
+        "SELECT start_dial_attempts($1, 'w', ARRAY[$2::bigint], ARRAY['+14155551001'], 60.0)",
+        campaign_id,
+        contact_id,
+    )
+    row = await pool.fetchrow(
+        "SELECT machine, machine_action FROM contacts WHERE id = $1", contact_id
+    )
+    assert row is not None
+    assert tuple(row) == (None, None)

@@ -166,3 +166,44 @@ def test_gather_and_after_options_are_parsed() -> None:
     assert parse_after(["1=Thank you, see you then."]) == {"1": "Thank you, see you then."}
     with pytest.raises(ValueError, match="is not KEY=TEXT"):
         parse_after(["1="])
+
+
+def test_the_operators_own_text_is_spoken_not_parsed() -> None:
+    """`Tom & Jerry <b>` in --message (or --after, --gather-prompt, the voicemail) is spoken as
+    written: the document stays well-formed and holds no element the text names."""
+    content = VoiceContent(
+        message="Tom & Jerry <Hangup/> say hi {first_name}",
+        gather={"1": "ok"},
+        gather_prompt="Press 1 & <b>smile</b>",
+        after_keypress={"1": "Thanks & bye"},
+    )
+    root = parse(content.answer_xml(ANN, digits_url=DIGITS_URL, machine=False))
+    assert [element.tag for element in root.iter()] == ["Response", "Speak", "GetDigits", "Speak"]
+    assert root[0].text == "Tom & Jerry <Hangup/> say hi Ann"
+    assert root[1][0].text == "Press 1 & <b>smile</b>"
+    assert parse(content.after_keypress_xml("1", ANN))[0].text == "Thanks & bye"
+
+
+def test_control_characters_of_a_spreadsheet_cell_are_dropped() -> None:
+    """A vertical tab or other C0 control in a field (which XML 1.0 cannot hold) is dropped, so
+    the answer stays well-formed."""
+    content = VoiceContent(message="Hello {first_name}.")
+    fields = {**ANN, "first_name": "An\x0bn\x00\x1f"}
+    assert parse(content.answer_xml(fields, digits_url=DIGITS_URL, machine=False))[0].text == (
+        "Hello Ann."
+    )
+
+
+@pytest.mark.parametrize(
+    ("template", "problem"),
+    [
+        ("<Response><{tag}/></Response>", "{tag} stands in a tag or attribute name"),
+        ('<Response><Speak {attr}="x">hi</Speak></Response>', "{attr} stands in a tag or"),
+        ("<Response><!-- {name} --><Speak>hi</Speak></Response>", "{name} stands in a comment"),
+    ],
+)
+def test_answer_template_placeholders_must_stand_in_text(template: str, problem: str) -> None:
+    """A placeholder in a tag or attribute name, or in a comment, could turn a value into markup
+    (a field `Hangup` in `<{tag}/>`): refused at load; in text and attribute values it is fine."""
+    assert (check_answer_template(template) or "").startswith(problem)
+    assert check_answer_template('<Response><Speak voice="{v}">{a} {b}</Speak></Response>') is None
