@@ -79,12 +79,14 @@ async def migrate() -> None:
 )
 @run_command
 async def demo(csv_file: Path | None, rows: int, name: str | None, calling_hours: str) -> None:
-    """Run a whole campaign on embedded defaults: load a CSV, dial it through the simulator.
+    """Run a whole campaign on embedded defaults: an appointment reminder with a keypress menu,
+    dialled through the simulator, busy calls redialled, and a summary of the answers.
 
     The database is the embedded PostgreSQL unless CAMPAIGN_DATABASE_URL is set; Plivo is the
-    built-in simulator, run inside this command (never your account, even if PLIVO_* are set).
+    built-in simulator, run inside this command (never your account, even if PLIVO_* are set),
+    and the engine serves its answers and callbacks on a loopback port of its own.
     """
-    from campaign.demo import run_demo, write_sample_csv
+    from campaign.demo import describe_answers, run_demo, write_sample_csv
 
     schedule = Schedule(calling_hours=specs.calling_hours(calling_hours))
     settings = settings_from_environment()
@@ -104,10 +106,14 @@ async def demo(csv_file: Path | None, rows: int, name: str | None, calling_hours
     click.echo(
         f"campaign {campaign_name} (id {summary.campaign.id}): rows read {summary.rows_read}, "
         f"loaded {summary.loaded}, duplicates {summary.duplicates}, rejected {summary.rejected}"
+        + (f", suppressed {summary.suppressed}" if summary.suppressed else "")
     )
+    content = result.content
+    click.echo(f'the call says "{content.message}" and asks "{content.gather_prompt}"')
     click.echo(
         f"dialled {result.dialled} destinations through the Plivo simulator in "
-        f"{result.elapsed_s:.1f} s, at most {result.max_calls_per_second} calls in one second "
+        f"{result.elapsed_s:.1f} s ({result.calls} calls with the redials), at most "
+        f"{result.max_calls_per_second} calls in one second "
         f"(account limit {result.calls_per_second:g}/s)"
     )
     waiting = result.progress.waiting_for_window
@@ -124,6 +130,8 @@ async def demo(csv_file: Path | None, rows: int, name: str | None, calling_hours
         )
     else:
         click.echo(f"every callee's calling window was open ({result.window.schedule.describe()})")
+    for line in describe_answers(result):
+        click.echo(line)
     print_progress_table([result.progress])
 
 

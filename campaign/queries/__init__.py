@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from campaign.queries.answering import (
     AnswerContext,
+    OptOut,
     answer_context,
+    opt_outs,
     record_keypress,
     record_machine_action,
 )
@@ -29,6 +31,7 @@ from campaign.queries.batches import (
 )
 from campaign.queries.callbacks import record_call_events
 from campaign.queries.campaigns import (
+    Redials,
     caller_ids,
     calling_window,
     campaign_by_name,
@@ -44,6 +47,7 @@ from campaign.queries.campaigns import (
     pacing,
     progress,
     progress_all,
+    redials,
     reopen_campaign,
     sending_count,
     set_campaign_status,
@@ -119,8 +123,10 @@ __all__ = [
     "FailureRecorded",
     "FoundContact",
     "NotFoundSettled",
+    "OptOut",
     "QueuedContact",
     "QueuedOutsideWindow",
+    "Redials",
     "Slot",
     "StagedAdded",
     "SuppressedNumber",
@@ -161,6 +167,7 @@ __all__ = [
     "mark_left_queue",
     "notify_calls_ended",
     "notify_work",
+    "opt_outs",
     "pacing",
     "pause_running_campaigns",
     "progress",
@@ -176,6 +183,7 @@ __all__ = [
     "record_machine_action",
     "record_reply",
     "recover_expired_leases",
+    "redials",
     "reject_staged_time_zones",
     "release_claims",
     "reopen_campaign",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from campaign.models import Campaign
 from campaign.queries.base import Executor, sql
@@ -60,3 +61,19 @@ async def record_keypress(
     assert record is not None
     result: str = record["result"]
     return result
+
+
+@dataclass(frozen=True, slots=True)
+class OptOut:
+    """A number whose callee pressed the opt-out key, and its entry on the list `default`."""
+
+    destination: str
+    # None when the number is no longer on the list (`campaign suppress remove` took it off).
+    reason: str | None
+    suppressed_at: datetime | None
+
+
+async def opt_outs(executor: Executor, campaign_id: int) -> list[OptOut]:
+    """The numbers of campaign `campaign_id` whose callee opted out, by number."""
+    records = await executor.fetch(sql("opt_outs"), campaign_id)
+    return [OptOut(r["destination"], r["reason"], r["created_at"]) for r in records]

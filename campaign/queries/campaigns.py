@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import time
 
 import asyncpg
@@ -262,6 +263,27 @@ async def progress(executor: Executor, name: str) -> Progress | None:
     """One campaign's row of `campaign_progress`."""
     record = await executor.fetchrow(sql("progress_by_name"), name)
     return None if record is None else Progress.from_record(record)
+
+
+@dataclass(frozen=True, slots=True)
+class Redials:
+    """A campaign's calls that were followed by another attempt: how many, to how many
+    contacts, and by the call status that made the campaign dial again (busy, no-answer, …)."""
+
+    contacts: int = 0
+    calls: int = 0
+    by_call_status: dict[str, int] = field(default_factory=dict)
+
+
+async def redials(executor: Executor, campaign_id: int) -> Redials:
+    """How campaign `campaign_id` dialled its contacts again (of `dial_attempts`)."""
+    records = await executor.fetch(sql("redials"), campaign_id)
+    total = next((r for r in records if r["total"]), None)
+    return Redials(
+        contacts=total["contacts"] if total is not None else 0,
+        calls=total["calls"] if total is not None else 0,
+        by_call_status={r["call_status"]: r["calls"] for r in records if not r["total"]},
+    )
 
 
 async def calling_window(executor: Executor, name: str) -> CallingWindow | None:

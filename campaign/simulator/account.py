@@ -7,7 +7,9 @@ the order requests arrive, so a seeded run hands out the same uuids, outcomes an
 time. The keys callees press are drawn later, while calls play, in an order that timing decides:
 each call draws them from a generator of its own, seeded by the seed and the call's uuid, so a
 seeded run presses the same keys on the same calls however the calls interleave, and pressing
-keys leaves the request draws as they were.
+keys leaves the request draws as they were. With `draws_by_destination`, a call's outcome,
+machine, talk time and keys come instead from a generator seeded by the seed, the destination
+and the number of calls to it before, so each callee's fate is the same whatever the requests.
 """
 
 from __future__ import annotations
@@ -67,16 +69,25 @@ class SimulatedAccount:
         # From the seeded generator, so a seeded run hands out the same uuids every time.
         return str(uuid.UUID(int=self._random.getrandbits(128), version=4))
 
-    def _draw_outcome(self) -> str:
-        index = bisect.bisect_left(self._outcome_cumulative, self._random.random())
+    def _draw_outcome(self, draws: random.Random) -> str:
+        index = bisect.bisect_left(self._outcome_cumulative, draws.random())
         return self._outcome_names[min(index, len(self._outcome_names) - 1)]
 
-    def _draw_talk_s(self, outcome: str) -> float:
+    def _draw_talk_s(self, outcome: str, draws: random.Random) -> float:
         """A completed call's talk time: `talk_s`, or a uniform draw up to `talk_s_max`."""
         config = self._config
         if config.talk_s_max is None or outcome != "completed":
             return config.talk_s
-        return self._random.uniform(config.talk_s, config.talk_s_max)
+        return draws.uniform(config.talk_s, config.talk_s_max)
+
+    def _fate_draws(self, destination: str) -> random.Random:
+        """Where the fate of the next call to `destination` is drawn from: the request stream,
+        or with `draws_by_destination` a generator of its own (the seed, the destination, and
+        which call to it this is)."""
+        if not self._config.draws_by_destination:
+            return self._random
+        nth = len(self._calls_by_destination.get(destination, ())) + 1
+        return random.Random(f"{self._config.seed}/{destination}/{nth}")
 
     def draw_fault(self) -> str | None:
         """The fault to inject into this request (at most one), or None."""
@@ -100,7 +111,11 @@ class SimulatedAccount:
         """
         if call.machine:
             return lambda: None
-        generator = random.Random(f"{self._config.seed}/{call.call_uuid}")
+        if self._config.draws_by_destination:
+            nth = self._calls_by_destination[call.destination].index(call) + 1
+            generator = random.Random(f"{self._config.seed}/{call.destination}/{nth}/keys")
+        else:
+            generator = random.Random(f"{self._config.seed}/{call.call_uuid}")
         return lambda: draw_key(generator.random(), self._config.digit_shares)
 
     # --- the limits ---
@@ -173,10 +188,10 @@ class SimulatedAccount:
             queued = dial_at > now
             # The draws in this order (uuids, outcome, machine, talk time), as seeded runs expect.
             request_uuid, call_uuid = self.new_uuid(), self.new_uuid()
-            outcome = self._draw_outcome()
+            draws = self._fate_draws(destination)
+            outcome = self._draw_outcome(draws)
             machine = (
-                bool(parameters.get("machine_detection"))
-                and self._random.random() < config.machine_share
+                bool(parameters.get("machine_detection")) and draws.random() < config.machine_share
             )
             call = SimulatedCall(
                 request_uuid=request_uuid,
@@ -192,7 +207,7 @@ class SimulatedAccount:
                 parameters=parameters,
                 ring_after_s=config.ring_after_s,
                 answer_after_s=config.answer_after_s,
-                talk_s=self._draw_talk_s(outcome),
+                talk_s=self._draw_talk_s(outcome, draws),
             )
             calls.append(call)
             self._calls_by_call_uuid[call.call_uuid] = call

@@ -78,6 +78,11 @@ class SimulatorConfig:
     retry_after_s: float | None = 1.0
     latency_s: float = 0.0
     seed: int | None = None
+    # Draw each call's fate (its outcome, machine, talk time and keys) from the seed, its
+    # destination and how many calls to it came before, instead of from the request stream: a
+    # seeded run then gives each callee the same fate however the requests split and
+    # interleave (`campaign demo` relies on it to show every kind of answer at any hour).
+    draws_by_destination: bool = False
 
     @property
     def fault_rates(self) -> tuple[tuple[str, float], ...]:

@@ -179,6 +179,17 @@ ON CONFLICT (dedupe_key) DO NOTHING;
 -- A key pressed on a call of campaign $1 to $2 (schema.sql: record_keypress).
 SELECT result, contact_id FROM record_keypress($1, $2, $3, $4, $5, $6);
 
+-- opt_outs --
+-- The numbers of campaign $1 whose callee pressed a key meaning `opt-out`, with their entry on
+-- list `default` (record_keypress put them there; NULL when `suppress remove` took one off
+-- since). Read from the responses index on (campaign_id, meaning).
+SELECT c.destination, s.reason, s.created_at
+FROM (SELECT DISTINCT r.contact_id FROM responses r
+      WHERE r.campaign_id = $1 AND r.meaning = 'opt-out') o
+JOIN contacts c ON c.id = o.contact_id
+LEFT JOIN suppressions s ON s.list = 'default' AND s.destination = c.destination
+ORDER BY c.destination;
+
 -- notify_calls_ended --
 -- Wake the workers waiting for a call to end under a cap of concurrent calls.
 SELECT pg_notify('campaign_room', 'calls');
@@ -233,6 +244,25 @@ WHERE k.name = $1;
 
 -- progress_all --
 SELECT * FROM campaign_progress ORDER BY campaign_id;
+
+-- redials --
+-- Campaign $1's calls that were followed by another attempt (of `dial_attempts`), by the call
+-- status that made the campaign dial again (NULL: none came; `unknown` here), and in all (the
+-- row whose `total` is true): how many calls, and how many contacts they were. GROUPING SETS
+-- counts the distinct contacts of the whole once, which adding up the statuses would not.
+WITH attempts AS (
+    SELECT a.contact_id,
+           coalesce(a.call_status, 'unknown') AS call_status,
+           a.attempt < max(a.attempt) OVER (PARTITION BY a.contact_id) AS redialled
+    FROM dial_attempts a
+    WHERE a.campaign_id = $1
+)
+SELECT call_status, grouping(call_status) = 1 AS total, count(*) AS calls,
+       count(DISTINCT contact_id) AS contacts
+FROM attempts
+WHERE redialled
+GROUP BY GROUPING SETS ((call_status), ())
+ORDER BY total, calls DESC, call_status;
 
 -- === Loading a CSV =============================================================================
 

@@ -19,6 +19,8 @@ import asyncpg
 import pytest
 from cli_fixtures import LOAD_OPTIONS
 
+from campaign.destinations import read_destination
+
 
 def run(
     command: list[str], env: dict[str, str], *args: str, cwd: Path | None = None
@@ -451,42 +453,94 @@ def test_a_password_in_the_url_query_is_never_shown(
 def test_demo_runs_on_embedded_defaults(campaign_command: list[str], tmp_path: Path) -> None:
     """With nothing configured, `campaign demo` loads a sample and dials it via the simulator,
     at any hour: its callees live in five time zones, so some windows are open whatever the
-    wall clock says; those that are not wait, and the summary says so and when they open."""
+    wall clock says; those that are not wait, and the summary says so and when they open. The
+    callees hear a reminder with their own name and appointment from the CSV, press keys
+    (confirm, cancel, opt out: the summary counts each, as `status` does), busy calls are
+    redialled, and the opt-outs are on the list `default`, so the next demo does not call them.
+    """
     env = {
         key: value
         for key, value in os.environ.items()
         if not key.startswith(("CAMPAIGN_", "PLIVO_"))
     }
     env["CAMPAIGN_DATA_DIR"] = str(tmp_path / "data")
-    result = run(campaign_command, env, "demo", "--rows", "30", "--name", "demo")
+    result = run(campaign_command, env, "demo", "--name", "demo")
     assert result.returncode == 0, result.stderr
     assert (
-        "campaign demo (id 1): rows read 30, loaded 24, duplicates 3, rejected 3" in result.stdout
+        "campaign demo (id 1): rows read 50, loaded 40, duplicates 5, rejected 5\n" in result.stdout
     )
-    found = re.search(r"dialled (\d+) destinations through the Plivo simulator", result.stdout)
+    assert (
+        'the call says "Hello {first_name|there}, your appointment is on {appointment}." and '
+        'asks "Press 1 to confirm, 2 to cancel, or 9 to stop these calls."' in result.stdout
+    )
+    found = re.search(
+        r"dialled (\d+) destinations through the Plivo simulator in [\d.]+ s \((\d+) calls",
+        result.stdout,
+    )
     assert found is not None, result.stdout
-    dialled = int(found[1])
+    dialled, calls = int(found[1]), int(found[2])
     again = run(campaign_command, env, "status", "demo", "--json")
     progress = json.loads(again.stdout)
     assert dialled >= 1
-    assert (progress["fired"], progress["pending"]) == (dialled, 24 - dialled)
-    assert progress["waiting_for_window"] == 24 - dialled
-    if dialled < 24:
+    assert (progress["fired"], progress["pending"]) == (dialled, 40 - dialled)
+    assert progress["waiting_for_window"] == 40 - dialled
+    if dialled < 40:
         assert (
-            f"{24 - dialled} contacts wait for their calling window (08:00-21:00" in result.stdout
+            f"{40 - dialled} contacts wait for their calling window (08:00-21:00" in result.stdout
         )
         assert progress["status"] == "running"
         assert progress["next_window_opens_at"] is not None
     else:
         assert "every callee's calling window was open" in result.stdout
         assert progress["status"] == "completed"
-    # Around the clock, every one is dialled now.
-    anyhour = run(
-        campaign_command, env, "demo", "--rows", "30", "--name", "any", "--calling-hours", "any"
+
+    # The answers: every kind, whichever windows are open (tests/unit/test_demo_sample.py).
+    responses = re.search(r"^responses: (.*?)[;(]", result.stdout, re.MULTILINE)
+    assert responses is not None, result.stdout
+    counted = {
+        meaning: int(count)
+        for meaning, count in (part.rsplit(" ", 1) for part in responses[1].strip().split(", "))
+    }
+    assert counted == progress["responses"]
+    assert min(counted.get(m, 0) for m in ("confirmed", "cancelled", "opt-out")) >= 1
+    redialled = re.search(r"^redialled (\d+) callees, (\d+) times in all", result.stdout, re.M)
+    assert redialled is not None, result.stdout
+    assert int(redialled[1]) >= 1
+    assert calls == dialled + int(redialled[2])
+    opted_out = re.search(
+        r"^opted out, now on the suppression list `default` \(never called again\): (.+)$",
+        result.stdout,
+        re.MULTILINE,
     )
+    assert opted_out is not None, result.stdout
+    numbers = opted_out[1].split(", ")
+    assert len(numbers) == counted["opt-out"]
+    listed = run(campaign_command, env, "suppress", "list", "--list", "default", "--json")
+    assert sorted(entry["destination"] for entry in json.loads(listed.stdout)) == sorted(numbers)
+    # One callee's call, as they heard it: their name and appointment from the CSV.
+    heard = re.search(
+        r'^(\+\d+) heard: "Hello (.+?), your appointment is on (.+?)\. Press 1 to confirm',
+        result.stdout,
+        re.MULTILINE,
+    )
+    assert heard is not None, result.stdout
+    with (tmp_path / "data" / "demo" / "demo.csv").open(encoding="utf-8", newline="") as handle:
+        people = {
+            read_destination(row["phone"], "US")[0]: (row["first_name"], row["appointment"])
+            for row in csv.DictReader(handle)
+            if re.search(r"\d{6}", row["phone"])
+        }
+    assert people[heard[1]] == (heard[2], heard[3])
+
+    # Around the clock, every one is dialled now, but those who opted out above.
+    anyhour = run(campaign_command, env, "demo", "--name", "any", "--calling-hours", "any")
     assert anyhour.returncode == 0, anyhour.stderr
-    assert "dialled 24 destinations through the Plivo simulator" in anyhour.stdout
+    assert f"rejected 5, suppressed {len(numbers)}\n" in anyhour.stdout
+    assert f"dialled {40 - len(numbers)} destinations through the Plivo simulator" in (
+        anyhour.stdout
+    )
     assert "every callee's calling window was open (at any hour)" in anyhour.stdout
+    assert f"{len(numbers)} callees were not called: on a suppression list" in anyhour.stdout
 
 
 def _set_outcomes(database_url: str, statements: list[str]) -> None:

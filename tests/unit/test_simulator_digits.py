@@ -1,16 +1,18 @@
 """The keys simulated callees press: `SimulatorConfig.digit_shares` and its checks, `--digits` as
-the CLI reads it, how a draw lands on a key, and `reconfigure` holding to the same checks."""
+the CLI reads it, how a draw lands on a key, `reconfigure` holding to the same checks, and
+`draws_by_destination` giving each callee one fate."""
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from plivo_fixtures import simulator_config
 
 from campaign.cli.simulator import parse_digit_shares
-from campaign.simulator import PlivoSimulator, SimulatorConfig
-from campaign.simulator.account import draw_key
+from campaign.simulator import Ledger, PlivoSimulator, SimulatorConfig
+from campaign.simulator.account import SimulatedAccount, draw_key
 
 
 @pytest.mark.parametrize(
@@ -80,3 +82,37 @@ def test_a_draw_lands_on_the_keys_laid_end_to_end(draw: float, key: str | None) 
     [0.1, 0.6) press 1, [0.6, 0.8) press # (keypad order: digits, *, #), and the rest presses
     nothing."""
     assert draw_key(draw, {"#": 0.2, "1": 0.5, "0": 0.1}) == key
+
+
+def _fates(
+    config: SimulatorConfig, requests: list[list[str]]
+) -> dict[str, list[tuple[str, str | None]]]:
+    """Each destination's calls in order, as (outcome, key pressed at a menu), when `requests`
+    are placed one after the other on a fresh account."""
+    account = SimulatedAccount(config, Ledger(), lambda: 0.0)
+    fates: dict[str, list[tuple[str, str | None]]] = {}
+    for sequence, destinations in enumerate(requests):
+        for call in account.place_calls(sequence, 0.0, "+14155550100", destinations, {}):
+            fates.setdefault(call.destination, []).append((call.outcome, account.keypad(call)()))
+    return fates
+
+
+def test_draws_by_destination_give_each_callee_one_fate_however_requests_split() -> None:
+    """With `draws_by_destination`, a callee's outcome and key depend only on the seed, their
+    number and how many calls to it came before: the same callees dialled in one request or
+    one by one, in another order, after other callees, meet the same fates, and a second
+    call to a number draws afresh (a busy callee may answer the redial). Without it, the
+    split changes them (the request stream draws them)."""
+    callees = [f"+1415555{index:04d}" for index in range(40)]
+    shares: dict[str, Any] = {
+        "outcome_shares": {"completed": 0.5, "busy": 0.5},
+        "digit_shares": {"1": 0.5, "9": 0.5},
+    }
+    by_number = simulator_config(draws_by_destination=True, **shares)
+    together = _fates(by_number, [callees, callees])
+    apart = _fates(by_number, [["+12125550000"], *([c] for c in reversed(callees)), callees])
+    assert {callee: apart[callee] for callee in callees} == together
+    assert any(first != second for first, second in together.values())
+    by_stream = simulator_config(**shares)
+    shifted = _fates(by_stream, [["+12125550000"], callees, callees])
+    assert _fates(by_stream, [callees, callees]) != {callee: shifted[callee] for callee in callees}
