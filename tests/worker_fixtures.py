@@ -13,6 +13,7 @@ from plivo_fixtures import AUTH_ID
 
 from campaign import queries
 from campaign.models import CampaignSpec
+from campaign.queries.batches import Claim
 from campaign.ratelimit import SHARED_SLOT_SLACK_S
 from campaign.worker import WorkerConfig
 
@@ -89,11 +90,18 @@ def free_port() -> int:
     return port
 
 
-async def claimed(
-    pool: asyncpg.Pool, campaign_id: int, *, cap: int | None = None, wanted: int = 100
-) -> list[str]:
-    """The destinations one claim takes now (no rate limits; never written ahead)."""
-    claim = await queries.claim_batch(
+async def claim_now(
+    pool: asyncpg.Pool,
+    campaign_id: int,
+    *,
+    wanted: int = 100,
+    write_ahead: bool = False,
+    cap: int | None = None,
+    account_cap: int | None = None,
+) -> Claim:
+    """One claim now, without rate limits: written ahead at once or only claimed; `cap` of
+    calls per number per day, `account_cap` of concurrent calls."""
+    return await queries.claim_batch(
         pool,
         campaign_id=campaign_id,
         worker_id="w",
@@ -104,7 +112,14 @@ async def claimed(
         request_limiters=(),
         own_limiters=(),
         shared_slot_slack_s=SHARED_SLOT_SLACK_S,
-        write_ahead_within_s=-1.0,
+        write_ahead_within_s=1e9 if write_ahead else -1.0,
         max_calls_per_number=cap,
+        account_max_concurrent_calls=account_cap,
     )
-    return claim.destinations
+
+
+async def claimed(
+    pool: asyncpg.Pool, campaign_id: int, *, cap: int | None = None, wanted: int = 100
+) -> list[str]:
+    """The destinations one claim takes now (no rate limits; never written ahead)."""
+    return (await claim_now(pool, campaign_id, cap=cap, wanted=wanted)).destinations

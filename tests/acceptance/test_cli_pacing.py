@@ -5,24 +5,9 @@ calls that needs --track-calls."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from pathlib import Path
 
-import asyncpg
-
-
-def run(command: list[str], env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*command, *args], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
-
-
-async def fetch(database_url: str, query: str) -> list[asyncpg.Record]:
-    connection = await asyncpg.connect(database_url)
-    try:
-        return list(await connection.fetch(query))
-    finally:
-        await connection.close()
+from cli_fixtures import fetch_rows, run
 
 
 def test_load_a_pool_of_caller_ids_with_local_presence(
@@ -54,7 +39,7 @@ def test_load_a_pool_of_caller_ids_with_local_presence(
     assert "line 6" in loaded.stderr
     assert "is one of the campaign's caller IDs" in loaded.stderr
     campaign = asyncio.run(
-        fetch(
+        fetch_rows(
             database_url,
             'SELECT "from", priority, max_concurrent_calls, caller_id_mode,'
             " calls_per_second_per_caller_id, max_calls_per_caller_id_per_day FROM campaigns",
@@ -62,7 +47,7 @@ def test_load_a_pool_of_caller_ids_with_local_presence(
     )[0]
     assert tuple(campaign) == ("+14155550100", 5, 20, "local", 1.0, 500)
     pool = asyncio.run(
-        fetch(
+        fetch_rows(
             database_url,
             "SELECT caller_id, area_key, country_key FROM campaign_caller_ids ORDER BY position",
         )
@@ -73,7 +58,7 @@ def test_load_a_pool_of_caller_ids_with_local_presence(
         ("+442071234567", "area:+4420", "country:+44"),
     ]
     groups = asyncio.run(
-        fetch(database_url, "SELECT destination, caller_id_group FROM contacts ORDER BY id")
+        fetch_rows(database_url, "SELECT destination, caller_id_group FROM contacts ORDER BY id")
     )
     assert {row["destination"]: row["caller_id_group"] for row in groups} == {
         "+14155551234": "area:+1415",

@@ -4,27 +4,12 @@ file's columns, rows with an empty value rejected, content options refused with 
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from pathlib import Path
 
-import asyncpg
+from cli_fixtures import fetch_rows, run
 
 PUBLIC = {"CAMPAIGN_PUBLIC_URL": "https://dialer.example.com"}
 BASE = ["--from", "+14155550100", "--calling-hours", "any"]
-
-
-def run(command: list[str], env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*command, *args], env=env, capture_output=True, text=True, timeout=60, check=False
-    )
-
-
-async def fetch(database_url: str, query: str) -> list[asyncpg.Record]:
-    connection = await asyncpg.connect(database_url)
-    try:
-        return list(await connection.fetch(query))
-    finally:
-        await connection.close()
 
 
 def test_a_message_with_placeholders_loads_and_is_served_by_the_engine(
@@ -51,7 +36,9 @@ def test_a_message_with_placeholders_loads_and_is_served_by_the_engine(
     assert "line 4" in loaded.stderr
     assert "column 'appointment' is empty and the campaign's message says it" in loaded.stderr
     (campaign,) = asyncio.run(
-        fetch(database_url, "SELECT id, answer_url, message, gather, after_keypress FROM campaigns")
+        fetch_rows(
+            database_url, "SELECT id, answer_url, message, gather, after_keypress FROM campaigns"
+        )
     )
     assert campaign["answer_url"] == (
         f"https://dialer.example.com/plivo/answer?campaign={campaign['id']}"

@@ -5,59 +5,21 @@ Postgres, the simulator over loopback with its signed callbacks to the engine's 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
 import asyncpg
-from plivo_fixtures import AUTH_TOKEN, client_config, simulator_config
+from plivo_fixtures import client_config
+from web_fixtures import rig
 from worker_fixtures import FROM, numbers, wait_for, worker_config
 
 from campaign import queries
 from campaign.callerids import CallerIdMode, pool_number
-from campaign.metrics import Metrics
 from campaign.models import CampaignSpec
 from campaign.plivo import PlivoClient
-from campaign.simulator import Ledger, RunningSimulator, running_simulator
-from campaign.web import WebConfig, serving
 from campaign.worker import Worker, WorkerConfig
-
-
-@dataclass
-class Rig:
-    """The engine's web app (callbacks) and the simulator, both on loopback."""
-
-    app_url: str
-    simulator: RunningSimulator
-
-    @property
-    def ledger(self) -> Ledger:
-        return self.simulator.ledger
-
-
-@contextlib.asynccontextmanager
-async def rig(
-    pool: asyncpg.Pool, status_pool: asyncpg.Pool, **simulator: Any
-) -> AsyncIterator[Rig]:
-    async with (
-        serving(
-            pool,
-            Metrics(),
-            WebConfig(public_url=None, auth_tokens=(AUTH_TOKEN,)),
-            "127.0.0.1",
-            0,
-            status_pool=status_pool,
-        ) as app_url,
-        running_simulator(
-            simulator_config(
-                send_callbacks=True, **{"outcome_shares": {"completed": 1.0}, **simulator}
-            )
-        ) as running,
-    ):
-        yield Rig(app_url, running)
 
 
 async def add_campaign(pool: asyncpg.Pool, destinations: Sequence[str], **spec: Any) -> int:

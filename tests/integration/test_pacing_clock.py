@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncpg
 from clock_fixtures import Clock
+from worker_fixtures import claim_now
 
 from campaign import queries
 from campaign.callerids import CallerIdMode, pool_number
 from campaign.models import CampaignSpec
 from campaign.queries.batches import Claim
-from campaign.ratelimit import SHARED_SLOT_SLACK_S, change_pacing
+from campaign.ratelimit import change_pacing
 from campaign.specs import pacing_change
 
 
@@ -36,19 +37,8 @@ async def claim(
     pool: asyncpg.Pool, campaign_id: int, *, account_cap: int | None = None, wanted: int = 100
 ) -> Claim:
     """One claim, written ahead at once (no rate limits)."""
-    return await queries.claim_batch(
-        pool,
-        campaign_id=campaign_id,
-        worker_id="w",
-        wanted=wanted,
-        lease_s=60,
-        pace_window_s=1.0,
-        call_limiters=(),
-        request_limiters=(),
-        own_limiters=(),
-        shared_slot_slack_s=SHARED_SLOT_SLACK_S,
-        write_ahead_within_s=1e9,
-        account_max_concurrent_calls=account_cap,
+    return await claim_now(
+        pool, campaign_id, wanted=wanted, write_ahead=True, account_cap=account_cap
     )
 
 

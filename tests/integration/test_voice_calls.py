@@ -5,18 +5,15 @@ them (signed) to the engine, whose answers and responses land in SQL."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import asyncpg
-from plivo_fixtures import AUTH_TOKEN, client_config, simulator_config
+from plivo_fixtures import AUTH_TOKEN, client_config
+from web_fixtures import rig
 from worker_fixtures import FROM, wait_for, worker_config
 
 from campaign import queries
-from campaign.metrics import Metrics
 from campaign.models import CampaignSpec
 from campaign.plivo import PlivoClient
 from campaign.signature import (
@@ -24,9 +21,7 @@ from campaign.signature import (
     SIGNATURE_V3_NONCE_HEADER,
     compute_signature_v3,
 )
-from campaign.simulator import RunningSimulator, running_simulator
 from campaign.voice import VoiceContent
-from campaign.web import WebConfig, serving
 from campaign.worker import Worker
 
 REMINDER = "Hello {first_name}, your appointment is on {appointment}."
@@ -39,34 +34,6 @@ CONTACTS = {
         "appointment": "5 December",
     },
 }
-
-
-@dataclass
-class Rig:
-    app_url: str
-    simulator: RunningSimulator
-
-
-@contextlib.asynccontextmanager
-async def rig(
-    pool: asyncpg.Pool, status_pool: asyncpg.Pool, **simulator: Any
-) -> AsyncIterator[Rig]:
-    async with (
-        serving(
-            pool,
-            Metrics(),
-            WebConfig(public_url=None, auth_tokens=(AUTH_TOKEN,)),
-            "127.0.0.1",
-            0,
-            status_pool=status_pool,
-        ) as app_url,
-        running_simulator(
-            simulator_config(
-                send_callbacks=True, **{"outcome_shares": {"completed": 1.0}, **simulator}
-            )
-        ) as running,
-    ):
-        yield Rig(app_url, running)
 
 
 async def add_campaign(pool: asyncpg.Pool, app_url: str, content: VoiceContent, **spec: Any) -> int:
