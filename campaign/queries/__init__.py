@@ -9,8 +9,8 @@ the statements use are defined in sql/schema.sql.
 from __future__ import annotations
 
 from campaign.queries.answering import (
-    AnswerContext,
-    answer_context,
+    AnswerContact,
+    answer_contacts,
     record_keypress,
     record_machine_action,
 )
@@ -34,6 +34,7 @@ from campaign.queries.campaigns import (
     campaign_by_name,
     campaign_for_load,
     campaign_status,
+    campaigns_by_id,
     cancel_contacts,
     create_campaign,
     live_calls,
@@ -110,7 +111,7 @@ from campaign.queries.suppressions import (
 )
 
 __all__ = [
-    "AnswerContext",
+    "AnswerContact",
     "Claim",
     "Connection",
     "ContactReply",
@@ -127,13 +128,14 @@ __all__ = [
     "UnknownContact",
     "UnknownContacts",
     "advisory_unlock",
-    "answer_context",
+    "answer_contacts",
     "block_names",
     "caller_ids",
     "calling_window",
     "campaign_by_name",
     "campaign_for_load",
     "campaign_status",
+    "campaigns_by_id",
     "cancel_contacts",
     "claim_batch",
     "complete_finished",
