@@ -4,7 +4,10 @@
 the pool a worker dials and records with, and each read is single-flight: however many
 requests arrive together, one statement runs, and the contact counts are read at most every
 CAMPAIGN_METRICS_REFRESH_S. So no number of HTTP requests can hold a connection the worker
-needs. Callbacks write through the main pool: they are the engine's work.
+needs. Callbacks write through the main pool, and the answers the engine serves read through
+it: they are the engine's work. Both batch: the callbacks arriving together are written in one
+statement (CallbackRecorder), the answers' contacts read in one (AnswerLookup), which also keeps
+each campaign's row, so that an answer costs its contact's fields and nothing else.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from campaign.callbacks import (
 from campaign.config import Settings
 from campaign.destinations import destination_of
 from campaign.metrics import Metrics
-from campaign.models import RecordResult
+from campaign.models import Campaign, RecordResult
 from campaign.signature import SIGNATURE_V3_HEADER, SIGNATURE_V3_NONCE_HEADER, validate_signature_v3
 from campaign.voice import (
     ANSWER_PATH,
@@ -52,6 +55,17 @@ HEALTH_DATABASE_TIMEOUT_S = 2.0
 HEALTH_LOOP_LAG_LIMIT_S = 1.0
 LOOP_TICK_S = 0.25
 
+
+# Answers: the look-ups waiting are read in one statement, this many at most, and this many
+# statements at once at most (each on a connection of the main pool, for one round trip).
+ANSWER_LOOKUP_MAX_BATCH = 200
+ANSWER_LOOKUP_READERS = 4
+# How long a reader keeps its connection while more look-ups keep coming.
+ANSWER_LOOKUP_HOLD_S = 0.05
+# What a campaign says never changes after its load: its row is kept this long (then read
+# again all the same), for this many campaigns at most.
+CAMPAIGN_KEPT_S = 30.0
+CAMPAIGNS_KEPT = 256
 
 DEFAULT_METRICS_REFRESH_S = 5.0
 # A read of the contact counts that takes longer is abandoned; scrapes get the last counts.
@@ -138,6 +152,124 @@ class StatusReader:
             self._health_check = None
 
 
+@dataclass(frozen=True, slots=True)
+class AnswerContext:
+    """A call's contact (its id and CSV fields) and its campaign."""
+
+    contact_id: int
+    fields: dict[str, str]
+    campaign: Campaign
+
+
+class AnswerLookup:
+    """The contact and campaign of each answer and keypress request, many per round trip.
+
+    Requests that arrive together share one statement, as CallbackRecorder's writes do: while
+    one batch is read, the next gathers, so the rate follows the arrivals instead of the round
+    trips. A reader keeps its connection for the batches that follow (`hold_s` at most), so a
+    connection is taken from the pool, and reset when it goes back, once per burst instead of
+    once per answer. A campaign's row is read once and kept `kept_s` (`size` campaigns at most,
+    the one read longest ago dropped first): what a campaign says never changes after its load,
+    so an answer reads only its contact's id and fields.
+    """
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        max_batch: int = ANSWER_LOOKUP_MAX_BATCH,
+        readers: int = ANSWER_LOOKUP_READERS,
+        hold_s: float = ANSWER_LOOKUP_HOLD_S,
+        kept_s: float = CAMPAIGN_KEPT_S,
+        size: int = CAMPAIGNS_KEPT,
+    ) -> None:
+        self._pool = pool
+        self._max_batch = max_batch
+        self._max_readers = readers
+        self._hold_s = hold_s
+        self._kept_s = kept_s
+        self._size = size
+        self._waiting: list[tuple[tuple[int, str], asyncio.Future[AnswerContext | None]]] = []
+        self._readers: set[asyncio.Task[None]] = set()
+        # campaign id → (when its row was read, loop time; the campaign), oldest read first.
+        self._campaigns: dict[int, tuple[float, Campaign]] = {}
+
+    async def context(self, campaign_id: int, destination: str) -> AnswerContext | None:
+        """The contact of `campaign_id` called at `destination`, with its campaign; None when
+        no contact is. Raises what the database raised."""
+        future: asyncio.Future[AnswerContext | None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(((campaign_id, destination), future))
+        # Each reader takes what has gathered since the last one started.
+        if len(self._readers) < self._max_readers:
+            reader = asyncio.create_task(self._read_batches())
+            self._readers.add(reader)
+            reader.add_done_callback(self._readers.discard)
+        return await future
+
+    async def _read_batches(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._waiting:
+            batch: list[tuple[tuple[int, str], asyncio.Future[AnswerContext | None]]] = []
+            connected = False
+            try:
+                async with self._pool.acquire() as connection:
+                    connected = True
+                    # The connection is kept for the batches that gather meanwhile (giving one
+                    # back costs a reset, a round trip), but for `hold_s` at most: then it goes
+                    # back, behind whoever waits for one (the dialer, say).
+                    give_back_at = loop.time() + self._hold_s
+                    while self._waiting and loop.time() < give_back_at:
+                        batch = self._waiting[: self._max_batch]
+                        del self._waiting[: self._max_batch]
+                        contexts = await self._read(connection, [call for call, _ in batch])
+                        for (_, future), context in zip(batch, contexts, strict=True):
+                            if not future.done():
+                                future.set_result(context)
+                        batch = []
+            except Exception as error:  # whatever it is, a future left unset would hang a request
+                if not batch and not connected:
+                    # No connection: those waiting first cannot be answered either.
+                    batch = self._waiting[: self._max_batch]
+                    del self._waiting[: self._max_batch]
+                # (Connected and no batch: giving the connection back failed, after its
+                # batches were answered.)
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+
+    async def _read(
+        self, connection: queries.Connection, calls: list[tuple[int, str]]
+    ) -> list[AnswerContext | None]:
+        now = asyncio.get_running_loop().time()
+        contacts = await queries.answer_contacts(connection, calls)
+        campaigns: dict[int, Campaign] = {}
+        unread: set[int] = set()
+        for contact in contacts:
+            if contact is None or contact.campaign_id in campaigns:
+                continue
+            kept = self._campaigns.get(contact.campaign_id)
+            if kept is not None and now - kept[0] < self._kept_s:
+                campaigns[contact.campaign_id] = kept[1]
+            else:
+                unread.add(contact.campaign_id)
+        if unread:
+            for campaign in await queries.campaigns_by_id(connection, sorted(unread)):
+                campaigns[campaign.id] = campaign
+                self._keep(campaign, now)
+        return [
+            None
+            if contact is None or contact.campaign_id not in campaigns
+            else AnswerContext(contact.contact_id, contact.fields, campaigns[contact.campaign_id])
+            for contact in contacts
+        ]
+
+    def _keep(self, campaign: Campaign, read_at: float) -> None:
+        self._campaigns.pop(campaign.id, None)
+        self._campaigns[campaign.id] = (read_at, campaign)
+        while len(self._campaigns) > self._size:
+            del self._campaigns[next(iter(self._campaigns))]
+
+
 class LoopWatch:
     """Measures how late the event loop runs a timer: a loop blocked by work cannot answer."""
 
@@ -158,6 +290,7 @@ CONFIG_KEY = web.AppKey("config", WebConfig)
 LOOP_WATCH_KEY = web.AppKey("loop_watch", LoopWatch)
 STATUS_KEY = web.AppKey("status", StatusReader)
 POOL_KEY = web.AppKey("pool", asyncpg.Pool)
+ANSWERS_KEY = web.AppKey("answers", AnswerLookup)
 
 
 def create_app(
@@ -177,6 +310,7 @@ def create_app(
         app.router.add_post(path, handler)
         app.router.add_get(path, handler)
     app[POOL_KEY] = pool
+    app[ANSWERS_KEY] = AnswerLookup(pool)
     for path, content_handler in ((ANSWER_PATH, answer), (DIGITS_PATH, keypress)):
         app.router.add_post(path, content_handler)
         app.router.add_get(path, content_handler)
@@ -293,7 +427,7 @@ async def answer(request: web.Request) -> web.Response:
     context = None
     if call is not None:
         try:
-            context = await queries.answer_context(request.app[POOL_KEY], *call)
+            context = await request.app[ANSWERS_KEY].context(*call)
         except db.DATABASE_ERRORS as error:
             # Never an error page: the callee would hear Plivo's error message.
             logger.error(
@@ -347,7 +481,7 @@ async def keypress(request: web.Request) -> web.Response:
     context = None
     try:
         if call is not None and digits:
-            context = await queries.answer_context(request.app[POOL_KEY], *call)
+            context = await request.app[ANSWERS_KEY].context(*call)
         if call is None or context is None:
             metrics.callbacks.labels("digits", "unknown").inc()
             return _xml(EMPTY_XML)

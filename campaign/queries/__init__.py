@@ -9,9 +9,9 @@ the statements use are defined in sql/schema.sql.
 from __future__ import annotations
 
 from campaign.queries.answering import (
-    AnswerContext,
+    AnswerContact,
     OptOut,
-    answer_context,
+    answer_contacts,
     opt_outs,
     record_keypress,
     record_machine_action,
@@ -37,6 +37,7 @@ from campaign.queries.campaigns import (
     campaign_by_name,
     campaign_for_load,
     campaign_status,
+    campaigns_by_id,
     cancel_contacts,
     count_calls_in_flight,
     create_campaign,
@@ -115,7 +116,7 @@ from campaign.queries.suppressions import (
 )
 
 __all__ = [
-    "AnswerContext",
+    "AnswerContact",
     "Claim",
     "Connection",
     "ContactReply",
@@ -134,13 +135,14 @@ __all__ = [
     "UnknownContact",
     "UnknownContacts",
     "advisory_unlock",
-    "answer_context",
+    "answer_contacts",
     "block_names",
     "caller_ids",
     "calling_window",
     "campaign_by_name",
     "campaign_for_load",
     "campaign_status",
+    "campaigns_by_id",
     "cancel_contacts",
     "claim_batch",
     "complete_finished",

@@ -2,35 +2,41 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from campaign.models import Campaign
 from campaign.queries.base import Executor, sql
 
 
 @dataclass(frozen=True, slots=True)
-class AnswerContext:
-    """A call's contact (its id and CSV fields) and its campaign."""
+class AnswerContact:
+    """The contact a call is for: its id, its campaign's id and its CSV fields."""
 
     contact_id: int
+    campaign_id: int
     fields: dict[str, str]
-    campaign: Campaign
 
 
-async def answer_context(
-    executor: Executor, campaign_id: int, destination: str
-) -> AnswerContext | None:
-    """The contact of campaign `campaign_id` called at `destination`; None when none is."""
-    record = await executor.fetchrow(sql("answer_context"), campaign_id, destination)
-    if record is None:
-        return None
-    fields = record["contact_fields"]
-    return AnswerContext(
-        contact_id=record["contact_id"],
-        fields={str(key): "" if value is None else str(value) for key, value in fields.items()},
-        campaign=Campaign.from_record(record),
+async def answer_contacts(
+    executor: Executor, calls: Sequence[tuple[int, str]]
+) -> list[AnswerContact | None]:
+    """The contact of each call (campaign id, destination), in the order given; None for a call
+    no contact matches. One statement for all of them."""
+    records = await executor.fetch(
+        sql("answer_contacts"),
+        [campaign_id for campaign_id, _ in calls],
+        [destination for _, destination in calls],
     )
+    found: list[AnswerContact | None] = [None] * len(calls)
+    for record in records:
+        fields = record["contact_fields"]
+        found[record["call_index"] - 1] = AnswerContact(
+            contact_id=record["contact_id"],
+            campaign_id=record["campaign_id"],
+            fields={str(key): "" if value is None else str(value) for key, value in fields.items()},
+        )
+    return found
 
 
 async def record_machine_action(

@@ -124,6 +124,12 @@ async def campaign_by_name(
     return None if record is None else Campaign.from_record(record)
 
 
+async def campaigns_by_id(executor: Executor, campaign_ids: Sequence[int]) -> list[Campaign]:
+    """The campaigns with these ids (those that exist, in no particular order)."""
+    records = await executor.fetch(sql("campaigns_by_id"), list(campaign_ids))
+    return [Campaign.from_record(record) for record in records]
+
+
 async def campaign_for_load(connection: Connection, name: str) -> Campaign | None:
     """The campaign called `name`, held for a load (it cannot complete meanwhile, but its
     status can change)."""
