@@ -7,7 +7,6 @@ function), idempotent because Plivo retries: the same callback twice is recorded
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -102,9 +101,17 @@ class CallbackRecorder:
     """
 
     def __init__(
-        self, pool: asyncpg.Pool, metrics: Metrics, *, max_batch: int = 200, writers: int = 4
+        self,
+        pool: asyncpg.Pool,
+        metrics: Metrics,
+        *,
+        max_batch: int = 200,
+        writers: int = 4,
+        account_capped: bool = False,
     ) -> None:
         self._pool = pool
+        # Whether the account has a cap of concurrent calls (every hangup then frees a call).
+        self._account_capped = account_capped
         self._metrics = metrics
         self._max_batch = max_batch
         self._max_writers = writers
@@ -162,14 +169,6 @@ class CallbackRecorder:
             for (_event, future), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)
-            if any(
-                event.event == "hangup" and result != RecordResult.UNKNOWN
-                for (event, _future), result in zip(batch, results, strict=True)
-            ):
-                # Calls ended: a worker waiting under a cap of concurrent calls may dial again
-                # (one NOTIFY per batch, after the commit that ended them).
-                with contextlib.suppress(*db.DATABASE_ERRORS):
-                    await queries.notify_calls_ended(self._pool)
 
     async def _write(self, events: list[CallEvent]) -> list[RecordResult]:
         # Contacts are locked in (campaign, destination) order, so that two processes writing
@@ -177,7 +176,9 @@ class CallbackRecorder:
         order = sorted(
             range(len(events)), key=lambda i: (events[i].campaign_id, events[i].destination)
         )
-        recorded = await queries.record_call_events(self._pool, [events[i] for i in order])
+        recorded = await queries.record_call_events(
+            self._pool, [events[i] for i in order], account_capped=self._account_capped
+        )
         results: list[RecordResult] = [RecordResult.UNKNOWN] * len(events)
         for position, result in zip(order, recorded, strict=True):
             results[position] = result

@@ -81,6 +81,8 @@ class WebConfig:
     # CAMPAIGN_METRICS_TOKEN: the bearer token /metrics requires, if any.
     metrics_token: str | None = field(default=None, repr=False)
     metrics_refresh_s: float = DEFAULT_METRICS_REFRESH_S
+    # CAMPAIGN_ACCOUNT_MAX_CONCURRENT_CALLS is set: every hangup frees one of its calls.
+    account_capped: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WebConfig:
@@ -91,6 +93,7 @@ class WebConfig:
             auth_tokens=(token.get_secret_value(),) if token is not None else (),
             metrics_token=metrics_token.get_secret_value() if metrics_token is not None else None,
             metrics_refresh_s=settings.metrics_refresh_s,
+            account_capped=settings.account_max_concurrent_calls > 0,
         )
 
 
@@ -301,7 +304,7 @@ def create_app(
     app = web.Application(client_max_size=CALLBACK_MAX_BYTES)
     app[STATUS_KEY] = StatusReader(status_pool, metrics, config.metrics_refresh_s)
     app[METRICS_KEY] = metrics
-    app[RECORDER_KEY] = CallbackRecorder(pool, metrics)
+    app[RECORDER_KEY] = CallbackRecorder(pool, metrics, account_capped=config.account_capped)
     app[CONFIG_KEY] = config
     app[LOOP_WATCH_KEY] = LoopWatch()
     app.cleanup_ctx.append(_watch_loop)

@@ -30,14 +30,19 @@ class Rig:
 
 @contextlib.asynccontextmanager
 async def rig(
-    pool: asyncpg.Pool, status_pool: asyncpg.Pool, **simulator: Any
+    pool: asyncpg.Pool,
+    status_pool: asyncpg.Pool,
+    *,
+    account_capped: bool = False,
+    **simulator: Any,
 ) -> AsyncIterator[Rig]:
-    """Both running; every call answered unless the test says otherwise (`outcome_shares`)."""
+    """Both running; every call answered unless the test says otherwise (`outcome_shares`);
+    `account_capped`: the account has a cap of concurrent calls (its hangups wake workers)."""
     async with (
         serving(
             pool,
             Metrics(),
-            WebConfig(public_url=None, auth_tokens=(AUTH_TOKEN,)),
+            WebConfig(public_url=None, auth_tokens=(AUTH_TOKEN,), account_capped=account_capped),
             "127.0.0.1",
             0,
             status_pool=status_pool,

@@ -8,9 +8,13 @@ from campaign.models import CallEvent, RecordResult
 from campaign.queries.base import Executor, sql
 
 
-async def record_call_events(executor: Executor, events: Sequence[CallEvent]) -> list[RecordResult]:
+async def record_call_events(
+    executor: Executor, events: Sequence[CallEvent], *, account_capped: bool = False
+) -> list[RecordResult]:
     """Record `events` in one statement and one commit, in the order given (which is the order
-    their contacts are locked in); each one's result, in the same order."""
+    their contacts are locked in); each one's result, in the same order. A hangup of a call
+    under a cap of concurrent calls (the account's when `account_capped`) wakes the workers
+    waiting at it."""
     records = await executor.fetch(
         sql("record_call_events"),
         [event.campaign_id for event in events],
@@ -28,6 +32,7 @@ async def record_call_events(executor: Executor, events: Sequence[CallEvent]) ->
         [event.answered_at for event in events],
         [event.ended_at for event in events],
         [event.machine for event in events],
+        account_capped,
     )
     results: list[RecordResult] = [RecordResult.UNKNOWN] * len(events)
     for record in records:

@@ -255,11 +255,6 @@ async def reopen_campaign(connection: Connection, campaign_id: int) -> None:
     await connection.execute(sql("reopen_campaign"), campaign_id)
 
 
-async def notify_calls_ended(executor: Executor) -> None:
-    """Wake the workers waiting for calls to end (a cap of concurrent calls)."""
-    await executor.execute(sql("notify_calls_ended"))
-
-
 async def notify_work(connection: Connection, campaign_id: int) -> None:
     """Wake the workers (delivered when the surrounding transaction commits)."""
     await connection.execute(sql("notify_work"), campaign_id)

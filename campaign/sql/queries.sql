@@ -196,10 +196,6 @@ JOIN contacts c ON c.id = o.contact_id
 LEFT JOIN suppressions s ON s.list = 'default' AND s.destination = c.destination
 ORDER BY c.destination;
 
--- notify_calls_ended --
--- Wake the workers waiting for a call to end under a cap of concurrent calls.
-SELECT pg_notify('campaign_room', 'calls');
-
 -- notify_work --
 -- Wakes every worker: a campaign was loaded, resumed, or got contacts to dial.
 SELECT pg_notify('campaign_work', $1::bigint::text);
@@ -641,9 +637,30 @@ FOR UPDATE;
 -- === Callbacks =================================================================================
 
 -- record_call_events --
-SELECT callback_index, callback_result
-FROM record_call_events($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
-ORDER BY callback_index;
+-- Record many callbacks (schema.sql: record_call_events). When one ended a call that counts
+-- towards a cap of concurrent calls (the account's, $16, or its campaign's), NOTIFY
+-- campaign_room at the commit, which wakes the workers waiting at the cap; none otherwise (a
+-- NOTIFY serialises committing transactions).
+WITH recorded AS (
+    SELECT r.callback_index, r.callback_result
+    FROM record_call_events($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
+                            $15) AS r
+), woken AS (
+    SELECT pg_notify('campaign_room', 'calls')
+    WHERE EXISTS (
+        SELECT 1
+        FROM recorded r
+        JOIN unnest($1::bigint[], $2::text[]) WITH ORDINALITY AS e(campaign_id, event, i)
+          ON e.i = r.callback_index
+        WHERE e.event = 'hangup' AND r.callback_result IN ('recorded', 'redial')
+          AND ($16::boolean OR EXISTS (SELECT 1 FROM campaigns k
+                                       WHERE k.id = e.campaign_id
+                                         AND k.max_concurrent_calls IS NOT NULL)))
+)
+-- (woken is read so that it runs: a CTE that nothing reads is not evaluated.)
+SELECT r.callback_index, r.callback_result
+FROM recorded r CROSS JOIN (SELECT count(*) FROM woken) w
+ORDER BY r.callback_index;
 
 -- === Export ====================================================================================
 

@@ -96,7 +96,7 @@ async def test_the_account_cap_is_shared_by_every_campaign(
 ) -> None:
     """CAMPAIGN_ACCOUNT_MAX_CONCURRENT_CALLS 2 over two campaigns and two workers: never more
     than 2 live calls in all, though each campaign alone has no cap."""
-    async with rig(pool, status_pool, talk_s=0.3) as plivo:
+    async with rig(pool, status_pool, account_capped=True, talk_s=0.3) as plivo:
         await add_campaign(pool, numbers(6), name="a", track_calls_at=plivo.app_url)
         await add_campaign(
             pool, numbers(6, first=14155552000), name="b", track_calls_at=plivo.app_url
@@ -333,3 +333,41 @@ async def test_plivos_concurrency_refusal_is_not_sent_and_dialled_after_calls_en
     assert refused >= 1
     status = await pool.fetchval("SELECT status FROM campaigns WHERE id = $1", campaign_id)
     assert status in ("running", "completed")
+
+
+async def test_hangups_wake_workers_only_where_a_cap_applies(
+    pool: asyncpg.Pool, status_pool: asyncpg.Pool
+) -> None:
+    """A NOTIFY serialises committing transactions, so recorded hangups send one only when a cap
+    of concurrent calls applies: none for a campaign without a cap (and no account cap), some
+    for a campaign with one."""
+    heard: list[str] = []
+
+    def hear(*args: object) -> None:
+        heard.append(str(args[3]))
+
+    listener = await pool.acquire()
+    await listener.add_listener("campaign_room", hear)
+    try:
+        async with rig(pool, status_pool, talk_s=0.05) as plivo:
+            await add_campaign(pool, numbers(3), name="free", track_calls_at=plivo.app_url)
+            await run_workers(
+                pool, plivo.simulator.base_url, [worker_config()], lambda: all_ended(pool, 3)
+            )
+            await asyncio.sleep(0.2)
+            assert "calls" not in heard
+            await add_campaign(
+                pool,
+                numbers(3, first=14155552000),
+                name="capped",
+                max_concurrent_calls=5,
+                track_calls_at=plivo.app_url,
+            )
+            await run_workers(
+                pool, plivo.simulator.base_url, [worker_config()], lambda: all_ended(pool, 6)
+            )
+            await asyncio.sleep(0.2)
+            assert "calls" in heard
+    finally:
+        await listener.remove_listener("campaign_room", hear)
+        await pool.release(listener)
