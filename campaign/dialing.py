@@ -36,14 +36,23 @@ from campaign.plivo import (
     PlivoError,
     RequestRejected,
 )
-from campaign.ratelimit import SHARED_SLOT_SLACK_S, AccountLimits, SlotTiming, sleep_unless
+from campaign.ratelimit import (
+    MAX_LOOKAHEAD_S,
+    SHARED_SLOT_SLACK_S,
+    AccountLimits,
+    SlotClock,
+    SlotTiming,
+    reserve_batch_slots,
+    sleep_unless,
+)
 from campaign.recording import DialingReport, Recorder
 from campaign.sending import RequestSender, RetriesStopped
 
 logger = logging.getLogger(__name__)
 
-# A batch whose rate-limit slot is at most this far away is written ahead by its claim.
-WRITE_AHEAD_WITHIN_S = 0.01
+# A batch that missed its slots' second is re-planned into new slots at most this many times
+# before it is given back.
+REPLANS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,8 +148,18 @@ class BatchDialer:
         stop: asyncio.Event,
     ) -> None:
         self._pool = pool
+        # The database's clock across the round trip, and how early to prepare for a slot:
+        # shared by every batch of this worker and by its retries.
+        self._slots = SlotClock(max_lookahead_s=min(MAX_LOOKAHEAD_S, config.lease_s / 10))
         self._sender = RequestSender(
-            pool, client, limits, metrics, stop, worker_id=config.worker_id, lease_s=config.lease_s
+            pool,
+            client,
+            limits,
+            metrics,
+            stop,
+            worker_id=config.worker_id,
+            lease_s=config.lease_s,
+            slots=self._slots,
         )
         self._recorder = Recorder(
             pool,
@@ -176,21 +195,26 @@ class BatchDialer:
         """Up to a batch of the campaign's due contacts with their slots; None when none is due;
         Throttled when the campaign's own cap has no slot yet."""
         limiters = self._limits.for_campaign(campaign)
-        claim = await queries.claim_batch(
+        write_ahead_within_s = self._slots.write_ahead_within_s()
+        claim = await self._slots.read(
             self._pool,
-            campaign_id=campaign.id,
-            worker_id=self._config.worker_id,
-            wanted=campaign.batch_size,
-            lease_s=self._config.lease_s,
-            pace_window_s=self._config.pace_window_s,
-            call_limiters=limiters.calls,
-            request_limiters=limiters.requests,
-            own_limiters=limiters.own_calls,
-            shared_slot_slack_s=SHARED_SLOT_SLACK_S,
-            write_ahead_within_s=WRITE_AHEAD_WITHIN_S,
-            max_calls_per_number=self._config.max_calls_per_number_per_day,
-            account_max_concurrent_calls=self._config.account_max_concurrent_calls,
+            lambda connection: queries.claim_batch(
+                connection,
+                campaign_id=campaign.id,
+                worker_id=self._config.worker_id,
+                wanted=campaign.batch_size,
+                lease_s=self._config.lease_s,
+                pace_window_s=self._config.pace_window_s,
+                call_limiters=limiters.calls,
+                request_limiters=limiters.requests,
+                own_limiters=limiters.own_calls,
+                shared_slot_slack_s=SHARED_SLOT_SLACK_S,
+                write_ahead_within_s=write_ahead_within_s,
+                max_calls_per_number=self._config.max_calls_per_number_per_day,
+                account_max_concurrent_calls=self._config.account_max_concurrent_calls,
+            ),
         )
+        self._metrics.database_round_trip.set(self._slots.clock.round_trip_s)
         if claim.retry_at_s is not None:
             waiting = {"priority": Waiting.PRIORITY, "calls": Waiting.CALLS}.get(
                 claim.waiting_for or "", Waiting.TIME
@@ -202,7 +226,7 @@ class BatchDialer:
             campaign=campaign,
             contact_ids=claim.contact_ids,
             destinations=claim.destinations,
-            slot=SlotTiming.read_now(claim.send_at_s, claim.db_now_s),
+            slot=self._slots.slot(claim.send_at_s),
             paced=limiters.paced,
             request=claim.request,
             caller_id=claim.caller_id,
@@ -211,30 +235,36 @@ class BatchDialer:
     # --- one batch ---------------------------------------------------------------------------
 
     async def dial(self, batch: ClaimedBatch) -> BatchEnd:
-        """Take a claimed batch to its end: sent and recorded, or given back."""
-        delay_s = batch.slot.seconds_until_slot()
-        self._metrics.rate_limit_wait.observe(max(delay_s, 0.0))
-        await sleep_unless(self._stop, delay_s)
+        """Take a claimed batch to its end: sent and recorded, or given back.
+
+        Prepared before its slot, sent at it: a batch the claim did not write ahead is written
+        ahead as long before its slot as that takes from here (SlotClock.prepare_s), then sent
+        when the slot comes on the database's clock as this worker tells it.
+        """
+        self._metrics.rate_limit_wait.observe(max(batch.slot.seconds_until_slot(), 0.0))
         request = batch.request
         if request is None:
+            await sleep_unless(
+                self._stop, batch.slot.seconds_until_slot() - self._slots.prepare_s()
+            )
             if self._stop.is_set():
                 await self._release(batch.contact_ids)
                 return BatchEnd.CONTINUE
             request = await self._write_ahead(batch)
             if request is None:
                 return BatchEnd.DROP_CAMPAIGN
+        await sleep_unless(self._stop, batch.slot.seconds_until_slot())
         if self._stop.is_set():
             await self._recorder.unsend(request, "the worker stopped before sending")
             return BatchEnd.CONTINUE
         if batch.paced and batch.slot.missed_its_second():
-            # Sent now, its calls would land in a second whose slots belong to other batches.
-            await self._recorder.unsend(
-                request, "missed the second of its rate-limit slots; not sent"
-            )
-            logger.info(
-                "campaign %s: a batch missed its second; claimed again", batch.campaign.name
-            )
-            return BatchEnd.CONTINUE
+            # Sent now, its calls would land in a second whose slots belong to other batches:
+            # new slots for it, the next free ones.
+            refusal = await self._replan(batch, request)
+            if refusal is not None:
+                await self._recorder.unsend(request, refusal)
+                logger.info("campaign %s: a batch %s; claimed again", batch.campaign.name, refusal)
+                return BatchEnd.CONTINUE
         self._in_flight[request.id] = request
         # Left in _in_flight if cancelled at stop: the worker then settles it as unknown. On any
         # other error the contacts stay `sending` and their lease makes them unknown.
@@ -248,8 +278,45 @@ class BatchDialer:
         self._in_flight.pop(request.id, None)
         return end
 
+    async def _replan(self, batch: ClaimedBatch, request: DialRequest) -> str | None:
+        """A batch written ahead that missed its slots' second (a late answer from a far
+        database, a stalled process) takes the next free slots for all its calls, as a retry
+        does, rather than being given back: its contacts keep their request. Before it goes,
+        the fence (one statement: the campaign still runs, every contact is still `sending` in
+        this request for this worker, the lease extended). None once it may be sent now; else
+        why it is given back."""
+        limiters = self._limits.for_campaign(batch.campaign, request.caller_id)
+        for _ in range(REPLANS):
+            slot = await reserve_batch_slots(
+                self._pool, self._slots, limiters, len(request.destinations)
+            )
+            if not isinstance(slot, SlotTiming):
+                return "missed the second of its rate-limit slots (its own cap has no slot soon)"
+            self._metrics.batches_replanned.inc()
+            await sleep_unless(self._stop, slot.seconds_until_slot() - self._slots.prepare_s())
+            refusal = await queries.fence(
+                self._pool,
+                request=request,
+                worker_id=self._config.worker_id,
+                lease_s=self._config.lease_s,
+            )
+            if refusal is not None:
+                return f"missed the second of its rate-limit slots; not sent again: {refusal}"
+            await sleep_unless(self._stop, slot.seconds_until_slot())
+            if self._stop.is_set():
+                return "the worker stopped before sending"
+            if not slot.missed_its_second():
+                logger.info(
+                    "campaign %s: a batch missed the second of its rate-limit slots; sent on"
+                    " new ones",
+                    batch.campaign.name,
+                )
+                return None
+        return f"missed the second of its rate-limit slots {REPLANS + 1} times; not sent"
+
     async def _write_ahead(self, batch: ClaimedBatch) -> DialRequest | None:
         """Record the request and mark its contacts `sending`; None when none may be sent."""
+        started = time.monotonic()
         try:
             request = await queries.write_ahead(
                 self._pool,
@@ -263,6 +330,7 @@ class BatchDialer:
             # database is away).
             await self._release(batch.contact_ids)
             raise
+        self._slots.preparing.observe(time.monotonic() - started)
         sent = set() if request is None else set(request.contact_ids)
         if len(sent) < len(batch.contact_ids):
             # Paused or cancelled since the claim, or a lease recovered by another worker.

@@ -47,6 +47,16 @@ class Metrics:
             buckets=WAIT_BUCKETS_S,
             registry=self.registry,
         )
+        self.database_round_trip = Gauge(
+            "campaign_database_round_trip_seconds",
+            "The network round trip to Postgres, as the least delayed recent claim saw it.",
+            registry=self.registry,
+        )
+        self.batches_replanned = Counter(
+            "campaign_batches_replanned",
+            "Batches that missed the second of their rate-limit slots and took new ones.",
+            registry=self.registry,
+        )
         self.callbacks = Counter(
             "campaign_callbacks_received",
             "Plivo callbacks received, by event and result.",

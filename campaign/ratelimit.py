@@ -28,11 +28,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+import asyncpg
 
 from campaign import queries
 from campaign.config import Settings
+from campaign.dbclock import ClockSample, DatabaseClock, Durations
 from campaign.models import Campaign, Limit
 from campaign.specs import PacingChange
 
@@ -41,6 +45,13 @@ SEND_GUARD_S = 0.02
 # A claim whose campaign's own cap puts its slot more than this after the shared limiters' next
 # one claims nothing (it would hold every campaign's slots idle) and comes back at its slot.
 SHARED_SLOT_SLACK_S = 0.02
+# A batch whose slot is at least this close is written ahead by its claim (next to Postgres; a
+# far worker writes ahead earlier, SlotClock.write_ahead_within_s).
+WRITE_AHEAD_WITHIN_S = 0.01
+# Preparing a batch's request starts this much earlier than it usually takes (the event loop's
+# own delays), and never more than MAX_LOOKAHEAD_S before its slot.
+PREPARE_MARGIN_S = 0.01
+MAX_LOOKAHEAD_S = 2.0
 
 
 def request_rate_per_s(per_window: int, window_s: float) -> float | None:
@@ -132,29 +143,81 @@ class AccountLimits:
 
 @dataclass(frozen=True, slots=True)
 class SlotTiming:
-    """A grant's slot on the database's clock, and when (this process' monotonic clock) the
-    database's clock was read, so that the database's "now" can be told without asking it."""
+    """A grant's slot on the database's clock, and the worker's estimate of that clock
+    (campaign/dbclock.py), so that the database's "now" is told without asking it."""
 
     send_at_s: float
-    db_now_s: float
-    read_at_monotonic: float
-
-    @classmethod
-    def read_now(cls, send_at_s: float, db_now_s: float) -> SlotTiming:
-        """A slot whose clock reading arrived just now."""
-        return cls(send_at_s, db_now_s, time.monotonic())
-
-    def database_now_s(self) -> float:
-        """The database's clock now, as told by the reading."""
-        return self.db_now_s + (time.monotonic() - self.read_at_monotonic)
+    clock: DatabaseClock
 
     def seconds_until_slot(self) -> float:
         """How long until the slot (negative once it has passed)."""
-        return self.send_at_s - self.database_now_s()
+        return self.clock.seconds_until(self.send_at_s)
 
     def missed_its_second(self) -> bool:
         """Whether it is too late to send in the clock second of the slot."""
-        return self.database_now_s() >= math.floor(self.send_at_s) + 1 - SEND_GUARD_S
+        return self.clock.now_s() >= math.floor(self.send_at_s) + 1 - SEND_GUARD_S
+
+
+class ServerTimed(Protocol):
+    """A statement's answer that says when the server answered (database clock) and how long it
+    worked on it (queries.Claim, queries.Slot)."""
+
+    @property
+    def replied_at_s(self) -> float: ...
+
+    @property
+    def served_s(self) -> float: ...
+
+
+Timed = TypeVar("Timed", bound=ServerTimed)
+
+
+class SlotClock:
+    """What a worker far from Postgres needs to send each batch at its slot: the database's
+    clock, read across each claim's round trip (dbclock.DatabaseClock), and how long before a
+    slot to start preparing its request (writing it ahead, or fencing a retry), from how long
+    that took lately (dbclock.Durations), so that the request is ready when the slot comes.
+
+    The look-ahead follows the measured round trip, never more than `max_lookahead_s` (a bound
+    kept well under the lease: a request written ahead waits at most that long to be sent).
+    """
+
+    def __init__(self, *, max_lookahead_s: float = MAX_LOOKAHEAD_S) -> None:
+        self.clock = DatabaseClock()
+        self._max_lookahead_s = max_lookahead_s
+        # A statement through the pool that must be done before a batch goes: a write ahead,
+        # a fence (its round trip, plus the pool's reset of the connection).
+        self.preparing = Durations(WRITE_AHEAD_WITHIN_S)
+
+    def slot(self, send_at_s: float) -> SlotTiming:
+        return SlotTiming(send_at_s, self.clock)
+
+    def prepare_s(self) -> float:
+        """How long before its slot to start preparing a batch's request."""
+        measured = max(self.preparing.allowance_s, 2 * self.clock.round_trip_s)
+        return min(measured + PREPARE_MARGIN_S, self._max_lookahead_s)
+
+    def write_ahead_within_s(self) -> float:
+        """A claim whose slot is this close writes its request ahead itself (claim_batch's
+        p_write_ahead_within_s): its answer needs half a round trip to come back, and a write
+        ahead of its own would take prepare_s."""
+        return min(
+            max(self.prepare_s() + self.clock.round_trip_s / 2, WRITE_AHEAD_WITHIN_S),
+            self._max_lookahead_s,
+        )
+
+    async def read(
+        self, pool: asyncpg.Pool, statement: Callable[[queries.Connection], Awaitable[Timed]]
+    ) -> Timed:
+        """Run `statement` on a connection of `pool`, and take its answer's times into the
+        clock: when it left and came back are read around the statement alone (not the pool's
+        acquiring and resetting of the connection)."""
+        async with pool.acquire() as connection:
+            sent_at = self.clock.monotonic()
+            answer = await statement(connection)
+            received_at = self.clock.monotonic()
+        self.clock.observe(ClockSample(sent_at, received_at, answer.replied_at_s, answer.served_s))
+        return answer
 
 
 async def sleep_unless(event: asyncio.Event, seconds: float) -> bool:
@@ -167,24 +230,28 @@ async def sleep_unless(event: asyncio.Event, seconds: float) -> bool:
 
 
 async def reserve_batch_slots(
-    executor: queries.Executor, limiters: Limiters, calls: int
+    pool: asyncpg.Pool, slots: SlotClock, limiters: Limiters, calls: int
 ) -> SlotTiming | float | None:
-    """Take new slots for a whole batch sent again (`calls` calls in one second, and one
-    request): when to send; or, when the campaign's own cap has no slot soon enough, how many
-    seconds to wait before asking again; None when nothing is limited."""
+    """Take new slots for a whole batch sent again, or re-planned after it missed its slots'
+    second (`calls` calls in one second, and one request): when to send; or, when the
+    campaign's own cap has no slot soon enough, how many seconds to wait before asking again;
+    None when nothing is limited."""
     if limiters.unlimited:
         return None
-    slot = await queries.reserve_retry_slots(
-        executor,
-        call_limiters=limiters.calls,
-        request_limiters=limiters.requests,
-        own_limiters=limiters.own_calls,
-        shared_slot_slack_s=SHARED_SLOT_SLACK_S,
-        calls=calls,
+    slot = await slots.read(
+        pool,
+        lambda connection: queries.reserve_retry_slots(
+            connection,
+            call_limiters=limiters.calls,
+            request_limiters=limiters.requests,
+            own_limiters=limiters.own_calls,
+            shared_slot_slack_s=SHARED_SLOT_SLACK_S,
+            calls=calls,
+        ),
     )
     if slot.retry_at_s is not None:
         return max(slot.retry_at_s - slot.db_now_s, 0.0)
-    return SlotTiming.read_now(slot.send_at_s, slot.db_now_s)
+    return slots.slot(slot.send_at_s)
 
 
 class RequestPacer:

@@ -26,7 +26,7 @@ from campaign import db, queries
 from campaign.metrics import Metrics
 from campaign.models import Campaign, CampaignStatus, DialRequest
 from campaign.plivo import MakeCallResult, PlivoClient
-from campaign.ratelimit import AccountLimits, reserve_batch_slots, sleep_unless
+from campaign.ratelimit import AccountLimits, SlotClock, reserve_batch_slots, sleep_unless
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +66,10 @@ class RequestSender:
         *,
         worker_id: str,
         lease_s: float,
+        slots: SlotClock | None = None,
     ) -> None:
         self._pool = pool
+        self._slots = slots or SlotClock()
         self._client = client
         self._limits = limits
         self._metrics = metrics
@@ -131,13 +133,17 @@ class RequestSender:
             reason = await self.why_give_up(campaign)
             if reason is not None:
                 raise RetriesStopped(reason, sends=sends)
-            slot = await reserve_batch_slots(self._pool, limiters, len(request.destinations))
+            slot = await reserve_batch_slots(
+                self._pool, self._slots, limiters, len(request.destinations)
+            )
             if isinstance(slot, float):
                 # The campaign's own cap has no slot yet: nothing was taken; wait for it.
                 wait_s = slot
             elif slot is not None:
-                wait_s = slot.seconds_until_slot()
-                self._metrics.rate_limit_wait.observe(max(wait_s, 0.0))
+                # The fence is prepared before the slot (as long before as it takes), so that
+                # the request goes at its slot.
+                self._metrics.rate_limit_wait.observe(max(slot.seconds_until_slot(), 0.0))
+                wait_s = slot.seconds_until_slot() - self._slots.prepare_s()
             else:
                 wait_s = 0.0
             reason = await self._wait_or_give_up(campaign, wait_s) if wait_s > 0 else None
@@ -145,15 +151,22 @@ class RequestSender:
                 raise RetriesStopped(reason, sends=sends)
             if isinstance(slot, float):
                 continue
+            started = time.monotonic()
             refusal = await queries.fence(
                 self._pool,
                 request=request,
                 worker_id=self._worker_id,
                 lease_s=self._lease_s,
             )
+            self._slots.preparing.observe(time.monotonic() - started)
             if refusal is not None:
                 raise RetriesStopped(refusal, sends=sends)
-            if slot is not None and limiters.paced and slot.missed_its_second():
+            if slot is None:
+                return
+            await sleep_unless(self._stop, slot.seconds_until_slot())
+            if self._stop.is_set():
+                raise RetriesStopped("the worker is stopping", sends=sends)
+            if limiters.paced and slot.missed_its_second():
                 continue  # late for its slots' second: take new ones
             return
 

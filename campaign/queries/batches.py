@@ -34,6 +34,10 @@ class Claim:
     # the account's calls), "calls" (a cap of concurrent calls is reached: a hangup frees one),
     # "caller_id" (every caller ID had its calls of the day); None otherwise.
     waiting_for: str | None = None
+    # The database's clock as the statement ended, and how long the server worked on it (real
+    # seconds): with the times it left and came back, a sample of the clock (campaign/dbclock).
+    replied_at_s: float = 0.0
+    served_s: float = 0.0
 
 
 async def claim_batch(
@@ -89,6 +93,8 @@ async def claim_batch(
         retry_at_s=record["retry_at"],
         caller_id=caller_id,
         waiting_for=record["waiting_for"],
+        replied_at_s=record["replied_at"],
+        served_s=record["served_s"],
     )
 
 

@@ -18,6 +18,9 @@ class Slot:
     send_at_s: float
     db_now_s: float
     retry_at_s: float | None = None
+    # As Claim's: the clock as the statement ended and the server's time on it.
+    replied_at_s: float = 0.0
+    served_s: float = 0.0
 
 
 async def reserve_retry_slots(
@@ -42,7 +45,11 @@ async def reserve_retry_slots(
     )
     assert record is not None  # reserve_retry_slots always answers one row
     return Slot(
-        send_at_s=record["send_at"], db_now_s=record["db_now"], retry_at_s=record["retry_at"]
+        send_at_s=record["send_at"],
+        db_now_s=record["db_now"],
+        retry_at_s=record["retry_at"],
+        replied_at_s=record["replied_at"],
+        served_s=record["served_s"],
     )
 
 

@@ -436,9 +436,13 @@ SELECT requeue_cancelled_calls($1) AS requeued;
 -- ahead at once (dial_request_id set) when its slot is at most $12 seconds away. Always one
 -- row; retry_at is set when nothing could be claimed yet (the campaign's own cap, its start, its
 -- callees' windows closed; waiting_for: a campaign of higher priority, a cap of concurrent calls,
--- caller IDs that had their calls of the day). caller_id: the `from` to send with.
+-- caller IDs that had their calls of the day). caller_id: the `from` to send with. replied_at
+-- (the clock as the statement ends) and served_s (how long the server worked on it, real
+-- seconds) let the worker tell the database's clock across the round trip (campaign/dbclock.py).
 SELECT contact_ids, destinations, send_at, db_now, dial_request_id, retry_at, caller_id,
-       waiting_for
+       waiting_for, extract(epoch FROM clock_timestamp())::double precision AS replied_at,
+       extract(epoch FROM pg_catalog.clock_timestamp() - pg_catalog.statement_timestamp())
+           ::double precision AS served_s
 FROM claim_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14);
 
 -- write_ahead --
@@ -483,8 +487,13 @@ SELECT released FROM given_back;
 -- === Rate limits (campaign/ratelimit.py) =======================================================
 
 -- reserve_retry_slots --
--- New slots for a refused batch sent again (schema.sql: reserve_retry_slots).
-SELECT send_at, db_now, retry_at FROM reserve_retry_slots($1, $2, $3, $4, $5, $6, $7);
+-- New slots for a batch sent again (a refusal, or its slots' second missed; schema.sql:
+-- reserve_retry_slots); replied_at and served_s as for claim_batch.
+SELECT send_at, db_now, retry_at,
+       extract(epoch FROM clock_timestamp())::double precision AS replied_at,
+       extract(epoch FROM pg_catalog.clock_timestamp() - pg_catalog.statement_timestamp())
+           ::double precision AS served_s
+FROM reserve_retry_slots($1, $2, $3, $4, $5, $6, $7);
 
 -- reserve_request_slot --
 SELECT reserve_request_slot($1, $2);

@@ -18,6 +18,7 @@ LAYERS: tuple[frozenset[str], ...] = (
             "config",
             "models",
             "callparams",
+            "dbclock",
             "callerids",
             "bare_digits",
             "formulas",

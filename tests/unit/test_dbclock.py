@@ -1,0 +1,115 @@
+"""The database's clock as a far worker estimates it (campaign/dbclock.py), with a fake clock
+whose skew and round trips are known."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from campaign.dbclock import ClockSample, DatabaseClock, Durations
+
+# The database's clock runs this far ahead of the worker's monotonic clock.
+SKEW_S = 1_764_000_000.123
+
+
+class FakeLink:
+    """A worker's monotonic clock and a database at a known skew, joined by a link whose two
+    directions each take a known delay."""
+
+    def __init__(self) -> None:
+        self.monotonic = 1000.0
+
+    def statement(self, out_s: float, served_s: float, back_s: float) -> ClockSample:
+        """One statement: sent now, received by the server `out_s` later, answered after
+        `served_s` of work, back `back_s` later."""
+        sent_at = self.monotonic
+        db_replied_at_s = sent_at + out_s + served_s + SKEW_S
+        self.monotonic += out_s + served_s + back_s
+        return ClockSample(sent_at, self.monotonic, db_replied_at_s, served_s)
+
+
+def test_a_symmetric_round_trip_gives_the_skew_exactly() -> None:
+    """Equal delays each way: the offset is the skew, whatever the round trip (the reading the
+    claim returns is half a round trip old when it arrives; the estimate is not)."""
+    link = FakeLink()
+    clock = DatabaseClock(monotonic=lambda: link.monotonic)
+    sample = link.statement(out_s=0.05, served_s=0.003, back_s=0.05)
+    clock.observe(sample)
+    assert clock.offset_s == pytest.approx(SKEW_S, abs=1e-6)
+    assert clock.round_trip_s == pytest.approx(0.1, abs=1e-6)
+    assert clock.now_s() == pytest.approx(link.monotonic + SKEW_S, abs=1e-6)
+    # What the worker did before: the database's reading taken as "now" on arrival, 50 ms old.
+    assert (link.monotonic + SKEW_S) - sample.db_replied_at_s == pytest.approx(0.05, abs=1e-6)
+
+
+def test_the_server_time_of_a_statement_is_not_taken_for_network() -> None:
+    """A claim that waited 80 ms for a lock on the server: its delay and offset are still right
+    (T2 - T1 is taken out), so a slow statement does not bend the clock."""
+    link = FakeLink()
+    clock = DatabaseClock(monotonic=lambda: link.monotonic)
+    clock.observe(link.statement(out_s=0.01, served_s=0.08, back_s=0.01))
+    assert clock.round_trip_s == pytest.approx(0.02, abs=1e-6)
+    assert clock.offset_s == pytest.approx(SKEW_S, abs=1e-6)
+
+
+def test_jittered_delays_are_filtered_to_the_least_delayed_sample() -> None:
+    """One-way 50 ms +- 20 % drawn independently each way (the benchmark's link): a single
+    sample can be 10 ms off; over 32 samples the least delayed is within 3 ms of the skew."""
+    rng = random.Random(15)
+    link = FakeLink()
+    clock = DatabaseClock(monotonic=lambda: link.monotonic)
+    for _ in range(32):
+        clock.observe(
+            link.statement(
+                out_s=0.05 * rng.uniform(0.8, 1.2),
+                served_s=rng.uniform(0.0005, 0.02),
+                back_s=0.05 * rng.uniform(0.8, 1.2),
+            )
+        )
+        link.monotonic += 0.1
+    assert abs(clock.offset_s - SKEW_S) < 0.003
+    assert 0.08 <= clock.round_trip_s <= 0.1
+
+
+def test_old_samples_age_out_so_a_stepped_clock_is_followed() -> None:
+    """The database host's clock stepped by 2 s: once the samples from before are a minute old,
+    the estimate follows the new clock."""
+    link = FakeLink()
+    clock = DatabaseClock(monotonic=lambda: link.monotonic, max_age_s=60.0)
+    clock.observe(link.statement(out_s=0.001, served_s=0.0, back_s=0.001))
+    link.monotonic += 61
+    stepped = link.statement(out_s=0.02, served_s=0.0, back_s=0.02)
+    clock.observe(
+        ClockSample(
+            stepped.sent_at, stepped.received_at, stepped.db_replied_at_s + 2.0, stepped.served_s
+        )
+    )
+    assert clock.offset_s == pytest.approx(SKEW_S + 2.0, abs=1e-6)
+
+
+def test_before_any_sample_the_clock_says_so() -> None:
+    """No statement yet: not synchronised, no offset, no round trip."""
+    clock = DatabaseClock(monotonic=lambda: 5.0)
+    assert not clock.synchronised
+    assert clock.offset_s == 0.0
+    assert clock.round_trip_s == 0.0
+    assert clock.seconds_until(7.5) == pytest.approx(2.5)
+
+
+def test_durations_allow_for_their_variation() -> None:
+    """RFC 6298's estimator: the allowance starts at the initial value, follows what is seen,
+    and grows with the variation (so a request is prepared early enough), under its ceiling."""
+    durations = Durations(0.01, ceiling_s=1.0)
+    assert durations.allowance_s == 0.01
+    for _ in range(50):
+        durations.observe(0.1)
+    assert durations.mean_s == pytest.approx(0.1, abs=1e-3)
+    steady = durations.allowance_s
+    assert 0.1 <= steady < 0.11
+    for seconds in (0.05, 0.15) * 10:
+        durations.observe(seconds)
+    assert durations.allowance_s > steady + 0.1
+    for _ in range(5):
+        durations.observe(30.0)
+    assert durations.allowance_s == 1.0
