@@ -195,6 +195,8 @@ class BatchDialer:
         """Up to a batch of the campaign's due contacts with their slots; None when none is due;
         Throttled when the campaign's own cap has no slot yet."""
         limiters = self._limits.for_campaign(campaign)
+        if not self._slots.clock.synchronised:
+            await self._slots.synchronise(self._pool)
         write_ahead_within_s = self._slots.write_ahead_within_s()
         claim = await self._slots.read(
             self._pool,

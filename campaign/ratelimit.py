@@ -52,6 +52,8 @@ WRITE_AHEAD_WITHIN_S = 0.01
 # own delays), and never more than MAX_LOOKAHEAD_S before its slot.
 PREPARE_MARGIN_S = 0.01
 MAX_LOOKAHEAD_S = 2.0
+# Readings of the database's clock a worker takes before its first claim.
+CLOCK_READINGS = 4
 
 
 def request_rate_per_s(per_window: int, window_s: float) -> float | None:
@@ -205,6 +207,19 @@ class SlotClock:
             max(self.prepare_s() + self.clock.round_trip_s / 2, WRITE_AHEAD_WITHIN_S),
             self._max_lookahead_s,
         )
+
+    async def synchronise(self, pool: asyncpg.Pool, readings: int = CLOCK_READINGS) -> None:
+        """Read the database's clock a few times on one connection (the first reading also
+        prepares the statement, a round trip of its own that the others do not pay), so that the
+        first batches are timed on a good sample, not on a first claim's."""
+        async with pool.acquire() as connection:
+            for _ in range(readings):
+                sent_at = self.clock.monotonic()
+                reading = await queries.read_clock(connection)
+                received_at = self.clock.monotonic()
+                self.clock.observe(
+                    ClockSample(sent_at, received_at, reading.replied_at_s, reading.served_s)
+                )
 
     async def read(
         self, pool: asyncpg.Pool, statement: Callable[[queries.Connection], Awaitable[Timed]]

@@ -71,7 +71,9 @@ from campaign.queries.loading import (
     time_zone_names,
 )
 from campaign.queries.ratelimits import (
+    ClockReading,
     Slot,
+    read_clock,
     reserve_request_slot,
     reserve_retry_slots,
     restart_limiter,
@@ -117,6 +119,7 @@ from campaign.queries.suppressions import (
 __all__ = [
     "AnswerContact",
     "Claim",
+    "ClockReading",
     "Connection",
     "ContactReply",
     "Executor",
@@ -175,6 +178,7 @@ __all__ = [
     "prune_number_calls",
     "queued_contacts",
     "queued_outside_window",
+    "read_clock",
     "reconcile_found",
     "reconcile_not_found",
     "record_call_events",

@@ -53,6 +53,22 @@ async def reserve_retry_slots(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ClockReading:
+    """The database's clock as a statement ended (seconds since the epoch) and how long the
+    server worked on it (real seconds)."""
+
+    replied_at_s: float
+    served_s: float
+
+
+async def read_clock(executor: Executor) -> ClockReading:
+    """One reading of the database's clock, for the worker's estimate of it."""
+    record = await executor.fetchrow(sql("read_clock"))
+    assert record is not None
+    return ClockReading(replied_at_s=record["replied_at"], served_s=record["served_s"])
+
+
 async def reserve_request_slot(executor: Executor, limiter: Limit) -> float:
     """Take the next slot of one request limiter; how many seconds to wait before sending."""
     delay_s: float = await executor.fetchval(

@@ -495,6 +495,13 @@ SELECT send_at, db_now, retry_at,
            ::double precision AS served_s
 FROM reserve_retry_slots($1, $2, $3, $4, $5, $6, $7);
 
+-- read_clock --
+-- The database's clock as the statement ends, and how long the server worked on it (real
+-- seconds): a sample for campaign/dbclock.py when a worker starts, before its first claim.
+SELECT extract(epoch FROM clock_timestamp())::double precision AS replied_at,
+       extract(epoch FROM pg_catalog.clock_timestamp() - pg_catalog.statement_timestamp())
+           ::double precision AS served_s;
+
 -- reserve_request_slot --
 SELECT reserve_request_slot($1, $2);
 
