@@ -13,8 +13,9 @@ clock and the database's the way NTP does (RFC 5905), from four times per statem
 Each statement gives an offset sample ((T1 - t0) + (T2 - t3)) / 2, right to within half the
 difference between the two directions' delays, and a network delay (t3 - t0) - (T2 - T1). As
 NTP's clock filter does, the estimate is the sample of least delay among the recent ones: it is
-the one least bent by a queue on either side. Samples age out (a minute), so a clock the
-database's host steps is followed within a minute.
+the one least bent by a queue on either side. A sample that cannot agree with it (the true
+offset is within half its delay of each) means the clock was stepped, and the estimate starts
+over from it; samples also age out after a minute.
 
 The same module keeps the durations a worker must plan around (`Durations`: how long writing a
 request ahead takes from here, smoothed as TCP smooths round trips, RFC 6298), so that a request
@@ -32,6 +33,9 @@ from dataclasses import dataclass
 # Samples kept, and for how long (seconds): the least delayed of them gives the offset.
 CLOCK_SAMPLES = 32
 CLOCK_SAMPLE_MAX_AGE_S = 60.0
+# Two samples whose offsets disagree by more than their error bounds and this much more: the
+# database's clock was stepped between them.
+STEP_TOLERANCE_S = 0.005
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +80,19 @@ class DatabaseClock:
         return self._monotonic()
 
     def observe(self, sample: ClockSample) -> None:
-        """Take one statement's four times into account."""
+        """Take one statement's four times into account.
+
+        The true offset lies within delay / 2 of each sample's; a sample whose range does not
+        meet the chosen one's means the database's clock was stepped (or, in the tests, moved
+        by hand): the samples from before are dropped, and the estimate follows at once.
+        """
         if sample.received_at < sample.sent_at:
             return
+        chosen = self._chosen()
+        if chosen is not None and abs(sample.offset_s - chosen.offset_s) > (
+            (sample.delay_s + chosen.delay_s) / 2 + STEP_TOLERANCE_S
+        ):
+            self._samples.clear()
         self._samples.append(sample)
         self._best = None
 

@@ -52,6 +52,9 @@ WRITE_AHEAD_WITHIN_S = 0.01
 # own delays), and never more than MAX_LOOKAHEAD_S before its slot.
 PREPARE_MARGIN_S = 0.01
 MAX_LOOKAHEAD_S = 2.0
+# A batch is never sent in the first moments of its slot's second (SlotTiming.fire_at_s).
+FIRE_EDGE_MIN_S = 0.001
+FIRE_EDGE_MAX_S = 0.03
 # Readings of the database's clock a worker takes before its first claim.
 CLOCK_READINGS = 4
 
@@ -151,9 +154,20 @@ class SlotTiming:
     send_at_s: float
     clock: DatabaseClock
 
+    @property
+    def fire_at_s(self) -> float:
+        """When to send, on the database's clock: the slot, but not in the first moments of its
+        second, by as much as the clock's estimate may be off (half the least delayed round
+        trip, between 1 and 30 ms). Many grants start on the very turn of a second (the one
+        before was full); sent even a millisecond early, a grant's calls would land in the
+        second before, beside its own full share. The end of the second is kept by the plan (a
+        grant starts at least 50 ms before it) and by missed_its_second."""
+        edge_s = min(max(self.clock.round_trip_s / 2, FIRE_EDGE_MIN_S), FIRE_EDGE_MAX_S)
+        return max(self.send_at_s, math.floor(self.send_at_s) + edge_s)
+
     def seconds_until_slot(self) -> float:
-        """How long until the slot (negative once it has passed)."""
-        return self.clock.seconds_until(self.send_at_s)
+        """How long until the batch should be sent (negative once that has passed)."""
+        return self.clock.seconds_until(self.fire_at_s)
 
     def missed_its_second(self) -> bool:
         """Whether it is too late to send in the clock second of the slot."""

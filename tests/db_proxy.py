@@ -16,9 +16,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 
 class DatabaseProxy:
-    """Forwards 127.0.0.1:<port> to the server of `upstream_url` (TCP or a unix socket)."""
+    """Forwards 127.0.0.1:<port> to the server of `upstream_url` (TCP or a unix socket); with
+    `one_way_s`, each chunk arrives that long after it was read, in order (a far database)."""
 
-    def __init__(self, upstream_url: str) -> None:
+    def __init__(self, upstream_url: str, one_way_s: float = 0.0) -> None:
+        self._one_way_s = one_way_s
         parts = urlsplit(upstream_url)
         query = dict(parse_qsl(parts.query))
         self._socket_dir = query.get("host") if query.get("host", "").startswith("/") else None
@@ -45,10 +47,37 @@ class DatabaseProxy:
         return await asyncio.open_connection(self._host, self._port)
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._one_way_s > 0:
+            await self._delayed_pipe(reader, writer)
+            return
         with contextlib.suppress(OSError, asyncio.CancelledError):
             while data := await reader.read(65536):
                 writer.write(data)
                 await writer.drain()
+        writer.close()
+
+    async def _delayed_pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        chunks: asyncio.Queue[tuple[float, bytes | None]] = asyncio.Queue()
+
+        async def deliver() -> None:
+            while True:
+                due, data = await chunks.get()
+                await asyncio.sleep(max(due - loop.time(), 0.0))
+                if data is None:
+                    return
+                writer.write(data)
+                await writer.drain()
+
+        deliverer = asyncio.create_task(deliver())
+        with contextlib.suppress(OSError, asyncio.CancelledError):
+            while data := await reader.read(65536):
+                chunks.put_nowait((loop.time() + self._one_way_s, data))
+            chunks.put_nowait((loop.time() + self._one_way_s, None))
+            await deliverer
+        deliverer.cancel()
         writer.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -96,8 +125,8 @@ class DatabaseProxy:
 
 
 @contextlib.asynccontextmanager
-async def database_proxy(upstream_url: str) -> AsyncIterator[DatabaseProxy]:
-    proxy = DatabaseProxy(upstream_url)
+async def database_proxy(upstream_url: str, one_way_s: float = 0.0) -> AsyncIterator[DatabaseProxy]:
+    proxy = DatabaseProxy(upstream_url, one_way_s)
     await proxy.start()
     try:
         yield proxy

@@ -8,6 +8,7 @@ import random
 import pytest
 
 from campaign.dbclock import ClockSample, DatabaseClock, Durations
+from campaign.ratelimit import SlotTiming
 
 # The database's clock runs this far ahead of the worker's monotonic clock.
 SKEW_S = 1_764_000_000.123
@@ -55,7 +56,8 @@ def test_the_server_time_of_a_statement_is_not_taken_for_network() -> None:
 
 def test_jittered_delays_are_filtered_to_the_least_delayed_sample() -> None:
     """One-way 50 ms +- 20 % drawn independently each way (the benchmark's link): a single
-    sample can be 10 ms off; over 32 samples the least delayed is within 3 ms of the skew."""
+    sample can be 10 ms off; over 32 samples the least delayed is within 3 ms of the skew, and
+    no jittered sample is taken for a step of the clock."""
     rng = random.Random(15)
     link = FakeLink()
     clock = DatabaseClock(monotonic=lambda: link.monotonic)
@@ -88,6 +90,23 @@ def test_old_samples_age_out_so_a_stepped_clock_is_followed() -> None:
     assert clock.offset_s == pytest.approx(SKEW_S + 2.0, abs=1e-6)
 
 
+def test_a_stepped_clock_is_followed_at_once() -> None:
+    """The database's clock jumps an hour ahead (as the tests' injected clock does, or a host
+    whose time is set): the next sample cannot agree with the estimate within both error
+    bounds, so the estimate starts over from it, though it is more delayed than the old one."""
+    link = FakeLink()
+    clock = DatabaseClock(monotonic=lambda: link.monotonic)
+    for _ in range(5):
+        clock.observe(link.statement(out_s=0.001, served_s=0.0, back_s=0.001))
+    stepped = link.statement(out_s=0.03, served_s=0.0, back_s=0.03)
+    clock.observe(
+        ClockSample(
+            stepped.sent_at, stepped.received_at, stepped.db_replied_at_s + 3600, stepped.served_s
+        )
+    )
+    assert clock.offset_s == pytest.approx(SKEW_S + 3600, abs=1e-6)
+
+
 def test_before_any_sample_the_clock_says_so() -> None:
     """No statement yet: not synchronised, no offset, no round trip."""
     clock = DatabaseClock(monotonic=lambda: 5.0)
@@ -113,3 +132,20 @@ def test_durations_allow_for_their_variation() -> None:
     for _ in range(5):
         durations.observe(30.0)
     assert durations.allowance_s == 1.0
+
+
+def test_a_batch_is_never_sent_on_the_very_turn_of_its_second() -> None:
+    """A grant that starts on the turn of a second (the one before was full) is sent as much
+    later as the clock may be off (half the round trip, 1-30 ms), so that an estimate a little
+    fast cannot put its calls into the full second before; a grant later in its second is sent
+    at its slot."""
+    link = FakeLink()
+    clock = DatabaseClock(monotonic=lambda: link.monotonic)
+    clock.observe(link.statement(out_s=0.01, served_s=0.0, back_s=0.01))
+    assert SlotTiming(1_800_000_000.0, clock).fire_at_s == pytest.approx(1_800_000_000.01)
+    assert SlotTiming(1_800_000_000.5, clock).fire_at_s == 1_800_000_000.5
+    far = DatabaseClock(  # 200 ms each way: capped at 30 ms
+        monotonic=lambda: link.monotonic
+    )
+    far.observe(link.statement(out_s=0.2, served_s=0.0, back_s=0.2))
+    assert SlotTiming(1_800_000_000.0, far).fire_at_s == pytest.approx(1_800_000_000.03)
