@@ -283,19 +283,14 @@ class BatchDialer:
     async def _replan(self, batch: ClaimedBatch, request: DialRequest) -> str | None:
         """A batch written ahead that missed its slots' second (a late answer from a far
         database, a stalled process) takes the next free slots for all its calls, as a retry
-        does, rather than being given back: its contacts keep their request. Before it goes,
-        the fence (one statement: the campaign still runs, every contact is still `sending` in
-        this request for this worker, the lease extended). None once it may be sent now; else
-        why it is given back."""
+        does, rather than being given back: its contacts keep their request. First the fence
+        (one statement: the campaign still runs, every contact is still `sending` in this
+        request for this worker, the lease extended), then the slots, so that nothing stands
+        between the new slots and the send (the next free slot is often now: a statement more
+        would make it late again from a far database). None once it may be sent now; else why
+        it is given back."""
         limiters = self._limits.for_campaign(batch.campaign, request.caller_id)
         for _ in range(REPLANS):
-            slot = await reserve_batch_slots(
-                self._pool, self._slots, limiters, len(request.destinations)
-            )
-            if not isinstance(slot, SlotTiming):
-                return "missed the second of its rate-limit slots (its own cap has no slot soon)"
-            self._metrics.batches_replanned.inc()
-            await sleep_unless(self._stop, slot.seconds_until_slot() - self._slots.prepare_s())
             refusal = await queries.fence(
                 self._pool,
                 request=request,
@@ -304,6 +299,23 @@ class BatchDialer:
             )
             if refusal is not None:
                 return f"missed the second of its rate-limit slots; not sent again: {refusal}"
+            slot = await reserve_batch_slots(
+                self._pool, self._slots, limiters, len(request.destinations)
+            )
+            if not isinstance(slot, SlotTiming):
+                return "missed the second of its rate-limit slots (its own cap has no slot soon)"
+            self._metrics.batches_replanned.inc()
+            if slot.seconds_until_slot() > self._slots.prepare_s():
+                # Far ahead (other batches hold the slots before it): fenced again just before.
+                await sleep_unless(self._stop, slot.seconds_until_slot() - self._slots.prepare_s())
+                refusal = await queries.fence(
+                    self._pool,
+                    request=request,
+                    worker_id=self._config.worker_id,
+                    lease_s=self._config.lease_s,
+                )
+                if refusal is not None:
+                    return f"missed the second of its rate-limit slots; not sent again: {refusal}"
             await sleep_unless(self._stop, slot.seconds_until_slot())
             if self._stop.is_set():
                 return "the worker stopped before sending"
