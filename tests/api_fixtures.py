@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator, Mapping
+import signal
+import subprocess
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import asyncpg
 from plivo_fixtures import AUTH_TOKEN
+from worker_fixtures import free_port
 
 from campaign import db, queries
 from campaign.api import create_api_app
@@ -98,3 +103,35 @@ async def running_api(
         aiohttp.ClientSession() as session,
     ):
         yield Api(url + "/api/v1", key, read_only_key, api_pool, session)
+
+
+@contextlib.contextmanager
+def serve_process(
+    campaign_command: list[str], env: dict[str, str]
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """`campaign serve` as a subprocess on a free port until the block ends (then SIGTERM);
+    yields its base URL."""
+    port = free_port()
+    env = env | {"PLIVO_AUTH_TOKEN": "serve-secret-token", "CAMPAIGN_HTTP_PORT": str(port)}
+    base = f"http://127.0.0.1:{port}"
+    with subprocess.Popen(
+        [*campaign_command, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    ) as process:  # fmt: skip
+        try:
+            for _ in range(100):
+                try:
+                    with urllib.request.urlopen(base + "/healthz", timeout=1):
+                        break
+                except OSError:
+                    time.sleep(0.1)
+            else:
+                raise AssertionError("campaign serve did not come up")
+            yield base, process
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=20)
+            if process.poll() is None:
+                process.kill()

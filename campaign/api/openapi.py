@@ -106,16 +106,19 @@ PROGRESS: Schema = {
     "type": "object",
     "description": "A campaign's contacts by status and how their calls ended (`campaign list "
     "--json`)",
-    "required": ["campaign_id", "campaign", "status", "total", "counts"],
+    "required": ["campaign_id", "campaign", "status", "total", *CONTACT_STATUSES],
     "properties": {
         "campaign_id": {"type": "integer"},
         "campaign": {"type": "string"},
+        **{
+            status: {"type": "integer", "description": f"contacts {status}"}
+            for status in CONTACT_STATUSES
+        },
         "status": {
             "type": "string",
             "enum": ["draft", "running", "paused", "completed", "cancelled"],
         },
         "total": {"type": "integer"},
-        "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
         "created_at": {"type": "string"},
         "answered": {"type": "integer"},
         "busy": {"type": "integer"},
