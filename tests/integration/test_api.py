@@ -483,3 +483,26 @@ async def test_the_api_never_uses_the_dialing_pool(
         finally:
             for connection in held:
                 await pool.release(connection)
+
+
+async def test_a_retry_while_the_first_request_runs_gets_409(api: Api, pool: asyncpg.Pool) -> None:
+    """A key taken by a request that has not answered yet: a retry gets 409 with Retry-After
+    and changes nothing; a request that failed frees its key for the retry."""
+    await _create(api, "busy", numbers_csv(1))
+    status, _, _ = await api.call(
+        "POST", "/campaigns/none/pause", headers={"Idempotency-Key": "k1"}
+    )
+    assert status == 404
+    assert await pool.fetchval("SELECT count(*) FROM api_idempotency") == 0
+    status, _, _ = await api.call(
+        "POST", "/campaigns/busy/pause", headers={"Idempotency-Key": "k1"}
+    )
+    assert status == 200
+    # As if that request were still running: its key is taken, no answer is kept yet.
+    await pool.execute("UPDATE api_idempotency SET status = NULL, content_type = NULL, body = NULL")
+    status, body, response = await api.call(
+        "POST", "/campaigns/busy/pause", headers={"Idempotency-Key": "k1"}
+    )
+    assert status == 409
+    assert body["type"].endswith("idempotency-key-in-use")
+    assert response.headers["Retry-After"] == "1"
