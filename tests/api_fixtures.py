@@ -19,7 +19,7 @@ from plivo_fixtures import AUTH_TOKEN
 from worker_fixtures import free_port
 
 from campaign import db, queries
-from campaign.api import create_api_app
+from campaign.api.app import create_api_app
 from campaign.api.keys import key_hash, new_key
 from campaign.config import Settings
 from campaign.metrics import Metrics

@@ -5,6 +5,7 @@ declarations (campaign/api/options.py), so the API and the CLI keep one copy of 
 from __future__ import annotations
 
 import io
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -139,7 +140,11 @@ async def get_campaign(request: web.Request) -> web.Response:
     return json_answer(await _detail(request, request.match_info["name"]))
 
 
-def _status_action(new_status: CampaignStatus, allowed: tuple[CampaignStatus, ...]) -> Any:
+def _status_action(
+    new_status: CampaignStatus, allowed: tuple[CampaignStatus, ...]
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The handler of POST /api/v1/campaigns/{name}/pause (or resume): as the command."""
+
     async def handle(request: web.Request) -> web.Response:
         _body, raw = await read_json_object(request)
         name = request.match_info["name"]

@@ -12,12 +12,15 @@ of them are kept (api_load_rejects) and served at the answer's `rejects_url`.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
+import io
 import json
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import quote
 
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -31,6 +34,7 @@ from campaign.api.requests import API_POOL, API_SETTINGS, idempotent, request_di
 from campaign.cli.load import load as load_command
 from campaign.cli.load import load_plan
 from campaign.destinations import LoadError, Rejected
+from campaign.formulas import neutralise, neutralise_phone
 from campaign.importer import CsvSource, load_csv
 from campaign.specs import SpecError
 
@@ -169,13 +173,7 @@ async def _load(request: web.Request, existing: str | None) -> web.Response:
         except SpecError as error:
             raise spec_problem(error) from None
         # One validating thread: the API shares its process with the callbacks it serves.
-        options = options.__class__(
-            column=options.column,
-            timezone_column=options.timezone_column,
-            default_region=options.default_region,
-            jobs=1,
-            strict=options.strict,
-        )
+        options = dataclasses.replace(options, jobs=1)
 
         async def answer() -> web.Response:
             pool = request.app[API_POOL]
@@ -200,16 +198,10 @@ async def _load(request: web.Request, existing: str | None) -> web.Response:
             result["load_id"] = load_id
             result["rejected_rows"] = spool_rejects.inline
             result["rejects_url"] = f"/api/v1/loads/{load_id}/rejects"
-            result["campaign_url"] = f"/api/v1/campaigns/{_quote(summary.campaign.name)}"
+            result["campaign_url"] = f"/api/v1/campaigns/{quote(summary.campaign.name, safe='')}"
             return json_answer(result, status=201 if existing is None else 200)
 
         return await idempotent(request, digest, answer)
-
-
-def _quote(name: str) -> str:
-    from urllib.parse import quote
-
-    return quote(name, safe="")
 
 
 async def create_campaign(request: web.Request) -> web.Response:
@@ -225,8 +217,6 @@ async def add_file(request: web.Request) -> web.Response:
 async def rejects(request: web.Request) -> web.StreamResponse:
     """GET /api/v1/loads/{id}/rejects: every rejected row of a load, as CSV (line, value,
     reason), formulas written as text as `--rejects` writes them, streamed."""
-    from campaign.formulas import neutralise, neutralise_phone
-
     text = request.match_info["load_id"]
     if not text.isascii() or not text.isdigit() or int(text) >= 2**63:
         raise Problem(404, "not-found", f"no load {text!r}")
@@ -254,8 +244,6 @@ async def rejects(request: web.Request) -> web.StreamResponse:
 
 
 def _csv_line(cells: list[str]) -> str:
-    import io
-
     buffer = io.StringIO()
     csv.writer(buffer).writerow(cells)
     return buffer.getvalue()

@@ -19,7 +19,7 @@ import asyncpg
 from aiohttp import web
 
 from campaign import queries
-from campaign.api.keys import API_KEY
+from campaign.api.auth import API_KEY
 from campaign.api.problems import FieldError, Problem
 from campaign.config import Settings
 

@@ -154,7 +154,7 @@ def _require_token_for_callbacks(settings: Settings) -> None:
 
 def _api(api_pool: asyncpg.Pool, settings: Settings) -> web.Application:
     """The HTTP API (/api/v1/) on its own pool."""
-    from campaign.api import create_api_app
+    from campaign.api.app import create_api_app
 
     return create_api_app(api_pool, settings)
 

@@ -14,7 +14,7 @@ from api_fixtures import NEW_CAMPAIGN, Api, numbers_csv, running_api, upload
 from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
 
-from campaign.api import create_api_app
+from campaign.api.app import create_api_app
 from campaign.api.openapi import openapi_document
 from campaign.config import Settings
 
