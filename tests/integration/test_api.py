@@ -13,10 +13,13 @@ from typing import Any
 import asyncpg
 import pytest
 from api_fixtures import NEW_CAMPAIGN, Api, numbers_csv, running_api, upload
+from plivo_fixtures import AUTH_ID, AUTH_TOKEN, simulator_config
+from pydantic import SecretStr
 
 from campaign import control, queries
 from campaign.config import Settings
 from campaign.export import export_campaign
+from campaign.simulator import running_simulator
 
 
 @pytest.fixture
@@ -506,3 +509,26 @@ async def test_a_retry_while_the_first_request_runs_gets_409(api: Api, pool: asy
     assert status == 409
     assert body["type"].endswith("idempotency-key-in-use")
     assert response.headers["Retry-After"] == "1"
+
+
+async def test_cancel_with_cancel_queued_asks_plivo(
+    pool: asyncpg.Pool, status_pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """With Plivo's credentials set, cancel with cancel_queued cancels the campaign and then
+    the calls Plivo holds queued for it, and answers what that did (none were queued here)."""
+    async with running_simulator(simulator_config()) as plivo:
+        with_plivo = settings.model_copy(
+            update={
+                "plivo_auth_id": AUTH_ID,
+                "plivo_auth_token": SecretStr(AUTH_TOKEN),
+                "plivo_api_url": plivo.base_url,
+            }
+        )
+        async with running_api(pool, status_pool, with_plivo) as api:
+            await _create(api, "queued", numbers_csv(3))
+            status, body, _ = await api.call(
+                "POST", "/campaigns/queued/cancel", json={"cancel_queued": True}
+            )
+    assert status == 200, body
+    assert body["cancelled_contacts"] == 3
+    assert body["queued_calls"] == {"cancelled": 0, "left_queue": 0, "without_reply": 0}
