@@ -364,3 +364,26 @@ async def open_status_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
         yield pool
     finally:
         await pool.close()
+
+
+# The HTTP API's requests share this many connections (a load through the API holds one while
+# it runs); more requests wait for one, never for a connection of the dialing pool.
+API_POOL_CONNECTIONS = 4
+
+
+@contextlib.asynccontextmanager
+async def open_api_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    """A small pool of its own for the HTTP API (/api/v1/), apart from the pool a worker dials
+    and records with and from the status pool, so that no number of API requests can hold a
+    connection a claim or a reply needs. Opened after `open_pool`; connects lazily."""
+    url, _embedded = await resolve_database_url(settings)
+    try:
+        pool = await asyncpg.create_pool(
+            url, min_size=0, max_size=API_POOL_CONNECTIONS, init=_init_connection
+        )
+    except (OSError, asyncpg.PostgresError) as error:
+        raise DatabaseError(f"cannot connect to {describe_url(url)}: {error}") from None
+    try:
+        yield pool
+    finally:
+        await pool.close()

@@ -6,7 +6,7 @@ import contextlib
 import csv
 import os
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -113,21 +113,16 @@ def export_row(record: asyncpg.Record, *, escape_formulas: bool = True) -> list[
     return cells
 
 
-async def export_campaign(
-    pool: asyncpg.Pool,
-    name: str,
-    out: IO[str],
-    *,
-    chunk_rows: int = DEFAULT_CHUNK_ROWS,
-    escape_formulas: bool = True,
-) -> ExportSummary:
-    """Write campaign `name`'s contacts with their outcomes to `out` as CSV, in contact id order.
+@contextlib.asynccontextmanager
+async def export_chunks(
+    pool: asyncpg.Pool, name: str, *, chunk_rows: int = DEFAULT_CHUNK_ROWS
+) -> AsyncIterator[tuple[tuple[str, ...], AsyncIterator[list[asyncpg.Record]]]]:
+    """Campaign `name`'s export: its header and its records (export_row makes each a row), in
+    contact id order, `chunk_rows` at a time from a server-side cursor.
 
-    One snapshot (a repeatable-read transaction) serves the header's keys and every row, so a
-    load running meanwhile cannot add a column the header lacks. With `escape_formulas`, cells
-    (and column names) a spreadsheet would run as formulas are written as text
-    (campaign/formulas.py). Raises ExportError for an unknown campaign and OutputError when
-    `out` cannot be written.
+    One snapshot (a repeatable-read transaction, held while the block runs) serves the header's
+    keys and every row, so a load running meanwhile cannot add a column the header lacks.
+    Raises ExportError for an unknown campaign.
     """
     async with (
         pool.acquire() as connection,
@@ -137,22 +132,44 @@ async def export_campaign(
         if campaign is None:
             raise ExportError(f"no campaign named {name!r}; `campaign list` shows the campaigns")
         field_names = await queries.export_field_names(connection, campaign.id)
-        header = export_header(field_names)
+        yield (
+            export_header(field_names),
+            queries.contact_outcome_chunks(connection, campaign.id, field_names, chunk_rows),
+        )
+
+
+async def export_campaign(
+    pool: asyncpg.Pool,
+    name: str,
+    out: IO[str],
+    *,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    escape_formulas: bool = True,
+    written: Callable[[], Awaitable[None]] | None = None,
+) -> ExportSummary:
+    """Write campaign `name`'s contacts with their outcomes to `out` as CSV, in contact id order
+    (see export_chunks), awaiting `written` after each chunk (the HTTP API sends it on then).
+
+    With `escape_formulas`, cells (and column names) a spreadsheet would run as formulas are
+    written as text (campaign/formulas.py). Raises ExportError for an unknown campaign and
+    OutputError when `out` cannot be written.
+    """
+    async with export_chunks(pool, name, chunk_rows=chunk_rows) as (header, chunks):
         writer = csv.writer(out)
         rows = 0
         try:
             writer.writerow([neutralise(name) for name in header] if escape_formulas else header)
-            async for records in queries.contact_outcome_chunks(
-                connection, campaign.id, field_names, chunk_rows
-            ):
+            async for records in chunks:
                 writer.writerows(
                     export_row(record, escape_formulas=escape_formulas) for record in records
                 )
                 rows += len(records)
+                if written is not None:
+                    await written()
             out.flush()
         except OSError as error:
             raise OutputError(error) from None
-    return ExportSummary(campaign=campaign.name, rows=rows, columns=header)
+    return ExportSummary(campaign=name, rows=rows, columns=header)
 
 
 @contextlib.contextmanager

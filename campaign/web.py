@@ -51,6 +51,8 @@ logger = logging.getLogger(__name__)
 
 # Plivo's callbacks are a few hundred bytes; anything much larger is not one.
 CALLBACK_MAX_BYTES = 16 * 1024
+# Where the HTTP API (campaign/api/, mounted by the commands that serve) lives.
+API_PREFIX = "/api/v1"
 HEALTH_DATABASE_TIMEOUT_S = 2.0
 HEALTH_LOOP_LAG_LIMIT_S = 1.0
 LOOP_TICK_S = 0.25
@@ -297,10 +299,16 @@ ANSWERS_KEY = web.AppKey("answers", AnswerLookup)
 
 
 def create_app(
-    pool: asyncpg.Pool, metrics: Metrics, config: WebConfig, *, status_pool: asyncpg.Pool
+    pool: asyncpg.Pool,
+    metrics: Metrics,
+    config: WebConfig,
+    *,
+    status_pool: asyncpg.Pool,
+    api: web.Application | None = None,
 ) -> web.Application:
     """The app: callbacks under /plivo/ (recorded through `pool`), /healthz and /metrics (read
-    through `status_pool`, which must not be `pool`: see the module's docstring)."""
+    through `status_pool`, which must not be `pool`: see the module's docstring), and the HTTP
+    API `api` (campaign/api/, on a pool of its own) under /api/v1/ when given."""
     app = web.Application(client_max_size=CALLBACK_MAX_BYTES)
     app[STATUS_KEY] = StatusReader(status_pool, metrics, config.metrics_refresh_s)
     app[METRICS_KEY] = metrics
@@ -319,6 +327,8 @@ def create_app(
         app.router.add_get(path, content_handler)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_endpoint)
+    if api is not None:
+        app.add_subapp(API_PREFIX, api)
     return app
 
 
@@ -574,10 +584,11 @@ async def serving(
     port: int,
     *,
     status_pool: asyncpg.Pool,
+    api: web.Application | None = None,
 ) -> AsyncIterator[str]:
     """Serve the app on host:port (0: a free port) while the block runs; yields its base URL."""
     runner = web.AppRunner(
-        create_app(pool, metrics, config, status_pool=status_pool), access_log=None
+        create_app(pool, metrics, config, status_pool=status_pool, api=api), access_log=None
     )
     await runner.setup()
     try:

@@ -9,7 +9,7 @@ settings is campaign.specs, pure and tested without a subprocess.
 
 from __future__ import annotations
 
-from campaign.cli import campaigns, load, services, simulator, suppress
+from campaign.cli import apikeys, campaigns, load, services, simulator, suppress
 from campaign.cli.app import cli
 
 for command in (
@@ -23,6 +23,7 @@ for command in (
     campaigns.cancel,
     campaigns.reconcile_command,
     suppress.suppress,
+    apikeys.api_key,
     services.migrate,
     services.worker,
     services.serve,

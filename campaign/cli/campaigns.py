@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from campaign import db, queries, specs
+from campaign import control, db, queries, specs
 from campaign.cli.app import (
     EXIT_FAILURE,
     EXIT_USAGE,
@@ -19,8 +19,7 @@ from campaign.cli.app import (
     stop_on_signals,
 )
 from campaign.console import print_progress_table
-from campaign.models import CallingWindow, Campaign, CampaignStatus, Pacing
-from campaign.ratelimit import change_pacing
+from campaign.models import CallingWindow, CampaignStatus, Pacing
 
 RECONCILE_FAILURES_SHOWN = 10
 # `cancel --cancel-queued` waits for requests in flight up to a Make-a-call time-out and this.
@@ -42,6 +41,7 @@ async def status(name: str | None, as_json: bool, once: bool) -> None:
     live = name is not None and not (as_json or once) and sys.stdout.isatty()
     window: CallingWindow | None = None
     pacing: Pacing | None = None
+    payload: dict[str, Any] | None = None
     account_cap = settings.account_max_concurrent_calls or None
     async with db.open_pool(settings) as pool:
         # Leases of workers that died count as what they are (back to pending, or unknown) even
@@ -69,18 +69,17 @@ async def status(name: str | None, as_json: bool, once: bool) -> None:
                     fail(f"campaign {name!r} was deleted while it was shown")
                 return
             rows = [row]
-            window = await queries.calling_window(pool, name)
-            pacing = await queries.pacing(pool, name, account_max_concurrent_calls=account_cap)
+            if as_json:
+                payload = await control.status_json(
+                    pool, name, account_max_concurrent_calls=account_cap
+                )
+                if payload is None:
+                    fail(f"campaign {name!r} was deleted while it was shown")
+            else:
+                window = await queries.calling_window(pool, name)
+                pacing = await queries.pacing(pool, name, account_max_concurrent_calls=account_cap)
     if as_json:
-        payload: Any = rows[0].as_json() if name is not None else [row.as_json() for row in rows]
-        if name is not None and window is not None:
-            payload["schedule"] = window.schedule.as_json()
-            payload["next_window_opens_at"] = (
-                None if window.next_opening is None else window.next_opening.isoformat()
-            )
-        if name is not None and pacing is not None:
-            payload["pacing"] = pacing.as_json()
-        click.echo(json.dumps(payload))
+        click.echo(json.dumps(payload if name is not None else [row.as_json() for row in rows]))
         return
     print_progress_table(rows)
     if name is not None and window is not None:
@@ -169,27 +168,6 @@ def _silence_stdout() -> None:
     os.close(devnull)
 
 
-async def _set_status(
-    connection: queries.Connection,
-    name: str,
-    new_status: CampaignStatus,
-    allowed_from: tuple[CampaignStatus, ...],
-) -> Campaign:
-    """Move campaign `name` to `new_status` (a no-op if it is there already), or fail clearly."""
-    campaign = await queries.set_campaign_status(connection, name, new_status, allowed_from)
-    if campaign is not None:
-        return campaign
-    existing = await queries.campaign_by_name(connection, name)
-    if existing is None:
-        fail(f"no campaign named {name!r}; `campaign list` shows the campaigns")
-    if existing.status != new_status:
-        fail(
-            f"campaign {name!r} is {existing.status}; only a campaign that is "
-            f"{' or '.join(allowed_from)} can be set {new_status}"
-        )
-    return existing
-
-
 async def _change_status(
     name: str, new_status: CampaignStatus, allowed_from: tuple[CampaignStatus, ...]
 ) -> None:
@@ -200,9 +178,10 @@ async def _change_status(
         pool.acquire() as connection,
         connection.transaction(),
     ):
-        campaign = await _set_status(connection, name, new_status, allowed_from)
-        if new_status == CampaignStatus.RUNNING:
-            await queries.notify_work(connection, campaign.id)
+        try:
+            await control.set_status(connection, name, new_status, allowed_from)
+        except control.ControlError as error:
+            fail(str(error))
     click.echo(f"campaign {name}: {new_status}")
 
 
@@ -246,16 +225,10 @@ async def set_pacing(
         pool.acquire() as connection,
         connection.transaction(),
     ):
-        campaign = await change_pacing(connection, name, change)
-        if campaign is None:
-            fail(f"no campaign named {name!r}; `campaign list` shows the campaigns")
-        if change.max_concurrent_calls is not None and not campaign.track_calls:
-            fail(
-                f"--max-concurrent-calls: campaign {name!r} does not track its calls, so their "
-                "ends are unknown; the cap needs a campaign loaded with --track-calls"
-            )
-        if campaign.status == CampaignStatus.RUNNING:
-            await queries.notify_work(connection, campaign.id)
+        try:
+            await control.set_pacing(connection, name, change)
+        except control.ControlError as error:
+            fail(str(error))
     click.echo(f"campaign {name}: {change.describe()}")
 
 
@@ -264,9 +237,7 @@ async def set_pacing(
 @run_command
 async def pause(name: str) -> None:
     """Stop dialling campaign NAME (every worker stops within a second; calls in flight end)."""
-    await _change_status(
-        name, CampaignStatus.PAUSED, (CampaignStatus.RUNNING, CampaignStatus.DRAFT)
-    )
+    await _change_status(name, CampaignStatus.PAUSED, control.PAUSABLE)
 
 
 @click.command()
@@ -274,9 +245,7 @@ async def pause(name: str) -> None:
 @run_command
 async def resume(name: str) -> None:
     """Resume dialling a paused campaign NAME."""
-    await _change_status(
-        name, CampaignStatus.RUNNING, (CampaignStatus.PAUSED, CampaignStatus.DRAFT)
-    )
+    await _change_status(name, CampaignStatus.RUNNING, control.RESUMABLE)
 
 
 @click.command()
@@ -292,11 +261,12 @@ async def cancel(name: str, cancel_queued: bool) -> None:
     settings = settings_from_environment()
     if cancel_queued and not settings.has_plivo_credentials:
         fail("--cancel-queued: set PLIVO_AUTH_ID and PLIVO_AUTH_TOKEN to reach Plivo", EXIT_USAGE)
-    allowed = (CampaignStatus.RUNNING, CampaignStatus.PAUSED, CampaignStatus.DRAFT)
     async with db.open_pool(settings) as pool:
         async with pool.acquire() as connection, connection.transaction():
-            campaign = await _set_status(connection, name, CampaignStatus.CANCELLED, allowed)
-            cancelled = await queries.cancel_contacts(connection, campaign.id)
+            try:
+                campaign, cancelled = await control.cancel(connection, name)
+            except control.ControlError as error:
+                fail(str(error))
         click.echo(f"campaign {name}: cancelled ({cancelled} contacts not dialled)")
         if cancel_queued:
             from campaign.cancellation import cancel_queued_calls, wait_for_requests_in_flight

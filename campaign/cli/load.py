@@ -7,7 +7,7 @@ prometheus-client and worker code the dialing commands import when they run.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from campaign.callparams import CAMPAIGN_CALL_PARAMETER_NAMES
 from campaign.cli.app import EXIT_USAGE, fail, run_command, settings_from_environment
 from campaign.console import LoadReporter
 from campaign.importer import CsvSource, LoadOptions, load_csv
+from campaign.models import CampaignSpec
 
 # Plivo's time_limit when a request sets none (a call lasts at most 4 hours).
 PLIVO_DEFAULT_TIME_LIMIT_S = 14_400
@@ -41,6 +42,82 @@ def _call_parameter_options(function: Callable[..., Any]) -> Callable[..., Any]:
             help=f"Plivo Make-a-call `{name}`.",
         )(function)
     return function
+
+
+def load_plan(
+    params: Mapping[str, Any], public_url: str | None
+) -> tuple[CampaignSpec | str, LoadOptions]:
+    """The campaign a load creates (or the name of the one it adds to) and how it reads the
+    file, from `load`'s parsed options (click's `params`): the one place the options become
+    settings, for the command and for the HTTP API (which parses its `settings` with this
+    command's own options). --from-file and --answer-xml name files read here."""
+    call_parameters = {
+        name: params.get(name) for name in CAMPAIGN_CALL_PARAMETER_NAMES if name != "answer_url"
+    }
+    from_file = params.get("from_file")
+    answer_xml = params.get("answer_xml")
+    from_file_numbers = None
+    if from_file is not None:
+        try:
+            from_file_numbers = read_pool_file(from_file)
+        except (OSError, UnicodeDecodeError) as error:
+            fail(f"--from-file: cannot read {from_file}: {error}", EXIT_USAGE)
+    answer_template = None
+    if answer_xml is not None:
+        try:
+            answer_template = _read_text(answer_xml)
+        except (OSError, UnicodeDecodeError) as error:
+            fail(f"--answer-xml: cannot read {answer_xml}: {error}", EXIT_USAGE)
+    campaign_options = specs.CampaignOptions(
+        name=params.get("name"),
+        existing=params.get("existing"),
+        from_number=params.get("from_number"),
+        answer_url=params.get("answer_url"),
+        call_parameters=call_parameters,
+        calls_per_second=params.get("calls_per_second"),
+        batch_size=params.get("batch_size", specs.DEFAULT_BATCH_SIZE),
+        max_attempts=params.get("max_attempts", specs.DEFAULT_MAX_ATTEMPTS),
+        paused=bool(params.get("paused")),
+        track_calls=bool(params.get("track_calls")),
+        redial_on=params.get("redial_on"),
+        redial_delays=params.get("redial_delays"),
+        calling_hours=params.get("calling_hours"),
+        calling_days=params.get("calling_days"),
+        skip_dates=params.get("skip_dates"),
+        start_at=params.get("start_at"),
+        end_at=params.get("end_at"),
+        default_timezone=params.get("default_timezone"),
+        suppression_lists=params.get("suppression_lists") or (),
+        max_calls_per_number_per_day=params.get("max_calls_per_number_per_day"),
+        priority=params.get("priority"),
+        max_concurrent_calls=params.get("max_concurrent_calls"),
+        from_file_numbers=from_file_numbers,
+        caller_id_mode=params.get("caller_id_mode"),
+        calls_per_second_per_caller_id=params.get("calls_per_second_per_caller_id"),
+        max_calls_per_caller_id_per_day=params.get("max_calls_per_caller_id_per_day"),
+        message=params.get("message"),
+        voice=params.get("voice"),
+        language=params.get("language"),
+        play_url=params.get("play_url"),
+        play_after_url=params.get("play_after_url"),
+        answer_xml=answer_template,
+        answer_xml_name=None if answer_xml is None else str(answer_xml),
+        gather=params.get("gather"),
+        gather_prompt=params.get("gather_prompt"),
+        gather_timeout_s=params.get("gather_timeout_s"),
+        gather_retries=params.get("gather_retries"),
+        after=params.get("after") or (),
+        on_machine=params.get("on_machine"),
+        voicemail_message=params.get("voicemail_message"),
+    )
+    target = specs.load_target(campaign_options, public_url)
+    return target, LoadOptions(
+        column=params.get("column"),
+        timezone_column=params.get("timezone_column"),
+        default_region=specs.default_region(params.get("default_region")),
+        jobs=params.get("jobs"),
+        strict=bool(params.get("strict")),
+    )
 
 
 @click.command()
@@ -291,68 +368,7 @@ async def load(
 ) -> None:
     """Load FILE.csv into a new campaign (--name …) or an existing one (--campaign NAME)."""
     settings = settings_from_environment()
-    from_file_numbers = None
-    if from_file is not None:
-        try:
-            from_file_numbers = read_pool_file(from_file)
-        except (OSError, UnicodeDecodeError) as error:
-            fail(f"--from-file: cannot read {from_file}: {error}", EXIT_USAGE)
-    answer_template = None
-    if answer_xml is not None:
-        try:
-            answer_template = _read_text(answer_xml)
-        except (OSError, UnicodeDecodeError) as error:
-            fail(f"--answer-xml: cannot read {answer_xml}: {error}", EXIT_USAGE)
-    campaign_options = specs.CampaignOptions(
-        name=name,
-        existing=existing,
-        from_number=from_number,
-        answer_url=answer_url,
-        call_parameters=call_parameters,
-        calls_per_second=calls_per_second,
-        batch_size=batch_size,
-        max_attempts=max_attempts,
-        paused=paused,
-        track_calls=track_calls,
-        redial_on=redial_on,
-        redial_delays=redial_delays,
-        calling_hours=calling_hours,
-        calling_days=calling_days,
-        skip_dates=skip_dates,
-        start_at=start_at,
-        end_at=end_at,
-        default_timezone=default_timezone,
-        suppression_lists=suppression_lists,
-        max_calls_per_number_per_day=max_calls_per_number_per_day,
-        priority=priority,
-        max_concurrent_calls=max_concurrent_calls,
-        from_file_numbers=from_file_numbers,
-        caller_id_mode=caller_id_mode,
-        calls_per_second_per_caller_id=calls_per_second_per_caller_id,
-        max_calls_per_caller_id_per_day=max_calls_per_caller_id_per_day,
-        message=message,
-        voice=voice,
-        language=language,
-        play_url=play_url,
-        play_after_url=play_after_url,
-        answer_xml=answer_template,
-        answer_xml_name=None if answer_xml is None else str(answer_xml),
-        gather=gather,
-        gather_prompt=gather_prompt,
-        gather_timeout_s=gather_timeout_s,
-        gather_retries=gather_retries,
-        after=after,
-        on_machine=on_machine,
-        voicemail_message=voicemail_message,
-    )
-    target = specs.load_target(campaign_options, settings.public_url)
-    options = LoadOptions(
-        column=column,
-        timezone_column=timezone_column,
-        default_region=specs.default_region(default_region),
-        jobs=jobs,
-        strict=strict,
-    )
+    target, options = load_plan(click.get_current_context().params, settings.public_url)
     source = CsvSource(csv_file)
     try:
         with LoadReporter(source.size_bytes, rejects, escape_formulas=escape_formulas) as reporter:

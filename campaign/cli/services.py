@@ -31,6 +31,8 @@ from campaign.importer import CsvSource
 from campaign.models import Schedule
 
 if TYPE_CHECKING:
+    from aiohttp import web
+
     from campaign.metrics import Metrics
     from campaign.worker import WorkerReport
 
@@ -150,6 +152,13 @@ def _require_token_for_callbacks(settings: Settings) -> None:
         )
 
 
+def _api(api_pool: asyncpg.Pool, settings: Settings) -> web.Application:
+    """The HTTP API (/api/v1/) on its own pool."""
+    from campaign.api.app import create_api_app
+
+    return create_api_app(api_pool, settings)
+
+
 @contextlib.asynccontextmanager
 async def _maybe_serving(
     settings: Settings, pool: asyncpg.Pool, metrics: Metrics
@@ -164,6 +173,7 @@ async def _maybe_serving(
     config = WebConfig.from_settings(settings)
     async with (
         db.open_status_pool(settings) as status_pool,
+        db.open_api_pool(settings) as api_pool,
         serving(
             pool,
             metrics,
@@ -171,6 +181,7 @@ async def _maybe_serving(
             settings.http_host,
             settings.http_port,
             status_pool=status_pool,
+            api=_api(api_pool, settings),
         ),
     ):
         yield
@@ -183,7 +194,8 @@ async def _maybe_serving(
 )
 @run_command
 async def serve(host: str | None, port: int | None) -> None:
-    """Serve Plivo's callbacks (/plivo/ring, /plivo/hangup, /plivo/machine), /healthz, /metrics.
+    """Serve Plivo's callbacks (/plivo/ring, /plivo/hangup, /plivo/machine), /healthz, /metrics
+    and the HTTP API under /api/v1/ (API keys: `campaign api-key create`).
 
     Callbacks are checked against PLIVO_AUTH_TOKEN and CAMPAIGN_PUBLIC_URL (the URL Plivo
     calls, as it signs it). Runs until SIGTERM or Ctrl-C.
@@ -197,6 +209,7 @@ async def serve(host: str | None, port: int | None) -> None:
     async with (
         db.open_pool(settings, min_connections=12) as pool,
         db.open_status_pool(settings) as status_pool,
+        db.open_api_pool(settings) as api_pool,
         serving(
             pool,
             Metrics(),
@@ -204,9 +217,10 @@ async def serve(host: str | None, port: int | None) -> None:
             host or settings.http_host,
             port or settings.http_port or DEFAULT_HTTP_PORT,
             status_pool=status_pool,
+            api=_api(api_pool, settings),
         ) as url,
     ):
-        click.echo(f"serving callbacks, /healthz and /metrics on {url}")
+        click.echo(f"serving callbacks, /healthz, /metrics and the API (/api/v1/) on {url}")
         await stop.wait()
 
 

@@ -765,3 +765,116 @@ SELECT destination, reason, created_at
 FROM suppressions
 WHERE list = $1
 ORDER BY list, destination;
+
+-- === The HTTP API (campaign/api/) ==============================================================
+
+-- create_api_key --
+-- `campaign api-key create`: only the key's SHA-256 is stored.
+INSERT INTO api_keys (name, key_sha256, read_only)
+VALUES ($1, $2, $3)
+RETURNING id, name, read_only, created_at, revoked_at;
+
+-- api_keys --
+-- `campaign api-key list`: every key by name, revoked ones too (never their hash).
+SELECT id, name, read_only, created_at, revoked_at
+FROM api_keys
+ORDER BY name;
+
+-- revoke_api_key --
+-- `campaign api-key revoke`: the key stops working at once (each request looks it up).
+UPDATE api_keys SET revoked_at = now()
+WHERE name = $1 AND revoked_at IS NULL
+RETURNING id, name, read_only, created_at, revoked_at;
+
+-- api_key_by_hash --
+-- The live key whose SHA-256 is $1 (a unique index look-up: the hash of a 256-bit random key
+-- reveals nothing a timing could exploit; the handler compares it again in constant time).
+SELECT id, name, read_only, created_at, revoked_at, key_sha256
+FROM api_keys
+WHERE key_sha256 = $1 AND revoked_at IS NULL;
+
+-- claim_idempotency_key --
+-- The first request with API key $1's Idempotency-Key $2 (or the first since its record
+-- expired after 24 hours) takes the key for its body's SHA-256 $3; one row when it did.
+INSERT INTO api_idempotency (api_key_id, idempotency_key, request_sha256)
+VALUES ($1, $2, $3)
+ON CONFLICT (api_key_id, idempotency_key) DO UPDATE
+SET request_sha256 = excluded.request_sha256, status = NULL, content_type = NULL, body = NULL,
+    created_at = now()
+WHERE api_idempotency.created_at < now() - interval '24 hours'
+RETURNING true AS claimed;
+
+-- idempotency_record --
+-- What a request with the key took: its body's hash and, once answered, the answer.
+SELECT request_sha256, status, content_type, body
+FROM api_idempotency
+WHERE api_key_id = $1 AND idempotency_key = $2;
+
+-- store_idempotent_answer --
+UPDATE api_idempotency SET status = $3, content_type = $4, body = $5
+WHERE api_key_id = $1 AND idempotency_key = $2;
+
+-- release_idempotency_key --
+-- The request failed without an answer worth repeating (a server error): a retry runs again.
+DELETE FROM api_idempotency WHERE api_key_id = $1 AND idempotency_key = $2 AND status IS NULL;
+
+-- forget_expired_idempotency_keys --
+DELETE FROM api_idempotency WHERE created_at < now() - interval '24 hours';
+
+-- create_api_load --
+INSERT INTO api_loads (campaign_id, summary) VALUES ($1, $2) RETURNING id;
+
+-- api_load_rejects --
+-- A load's rejected rows in line order, through a cursor.
+SELECT line_number, value, reason
+FROM api_load_rejects
+WHERE load_id = $1
+ORDER BY line_number;
+
+-- api_load_exists --
+SELECT EXISTS (SELECT FROM api_loads WHERE id = $1);
+
+-- contacts_page --
+-- Campaign $1's contacts after contact id $2 (keyset: a page never shifts when contacts change
+-- status or new ones are loaded), with status $3 and outcome $4 when not NULL, $5 at most.
+SELECT contact_id, destination, raw_destination, line_number, fields, status, outcome, attempts,
+       call_status, hangup_cause, duration_s, answered_at, ended_at, machine, request_uuid,
+       call_uuid, caller_id, response, last_error, updated_at
+FROM contact_outcomes
+WHERE campaign_id = $1 AND contact_id > $2
+  AND ($3::text IS NULL OR status = $3)
+  AND ($4::text IS NULL OR outcome = $4)
+ORDER BY contact_id
+LIMIT $5;
+
+-- contact_outcome --
+SELECT contact_id, destination, raw_destination, line_number, fields, status, outcome, attempts,
+       call_status, hangup_cause, duration_s, answered_at, ended_at, machine, request_uuid,
+       call_uuid, caller_id, response, last_error, updated_at
+FROM contact_outcomes
+WHERE campaign_id = $1 AND contact_id = $2;
+
+-- contact_attempts --
+-- A contact's calls, oldest first.
+SELECT attempt, sent_at, replied_at, request_outcome, http_status, error, request_uuid, call_uuid,
+       call_status, hangup_cause, duration_s, caller_id, response, machine_action
+FROM dial_attempts
+WHERE campaign_id = $1 AND contact_id = $2
+ORDER BY attempt;
+
+-- contact_call_events --
+-- The callbacks recorded for a contact, in the order they came.
+SELECT id, received_at, event, request_uuid, call_uuid, call_status, payload
+FROM call_events
+WHERE campaign_id = $1 AND contact_id = $2
+ORDER BY id;
+
+-- responses_page --
+-- Campaign $1's keypresses after response id $2, $3 at most (keyset).
+SELECT r.id, r.contact_id, c.destination, r.attempt, r.call_uuid, r.digits, r.meaning,
+       r.received_at
+FROM responses r
+JOIN contacts c ON c.id = r.contact_id
+WHERE r.campaign_id = $1 AND r.id > $2
+ORDER BY r.id
+LIMIT $3;

@@ -195,3 +195,36 @@ async def test_no_public_url_warning_once_it_is_set(
     assert code == 0, worker.err
     assert "CAMPAIGN_PUBLIC_URL" not in worker.err
     assert AUTH_TOKEN not in worker.out + worker.err
+
+
+async def test_worker_serves_the_api_beside_the_dialing(
+    campaign_command: list[str],
+    cli_env: dict[str, str],
+    plivo: RunningSimulator,
+    tmp_path: Path,
+) -> None:
+    """A worker with CAMPAIGN_HTTP_PORT serves /api/v1/ too: with a key from `campaign api-key
+    create`, the campaign it dials is listed with its figures; without one, 401."""
+    created = await asyncio.create_subprocess_exec(
+        *campaign_command, "api-key", "create", "ops", env=cli_env, stdout=subprocess.PIPE
+    )
+    key = (await created.communicate())[0].decode().strip()
+    await load_campaign(campaign_command, cli_env, tmp_path)
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    worker = await start_worker(campaign_command, worker_env(cli_env, plivo, port))
+    try:
+        async with aiohttp.ClientSession() as session:
+            await wait_until_serving(session, worker, base_url)
+            async with session.get(
+                f"{base_url}/api/v1/campaigns", headers={"Authorization": f"Bearer {key}"}
+            ) as response:
+                assert response.status == 200
+                listed = await response.json()
+            assert [row["campaign"] for row in listed["campaigns"]] == ["web"]
+            assert listed["campaigns"][0]["total"] == CONTACTS
+            async with session.get(f"{base_url}/api/v1/campaigns") as response:
+                assert response.status == 401
+    finally:
+        assert await worker.stop() == 0
+    assert key not in worker.out + worker.err

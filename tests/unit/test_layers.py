@@ -35,11 +35,21 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"recording"}),
     frozenset({"dialing"}),
     frozenset(
-        {"worker", "reconcile", "cancellation", "callbacks", "importer", "export", "suppression"}
+        {
+            "worker",
+            "reconcile",
+            "cancellation",
+            "callbacks",
+            "importer",
+            "export",
+            "suppression",
+            "control",
+        }
     ),
     frozenset({"web", "live", "console", "simulator"}),
     frozenset({"demo"}),
-    frozenset({"cli", "__main__"}),
+    # The two front ends: the HTTP API parses options with the CLI's own click declarations.
+    frozenset({"cli", "api", "__main__"}),
 )
 LAYER_OF = {name: index for index, names in enumerate(LAYERS) for name in names}
 
