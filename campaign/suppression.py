@@ -52,7 +52,12 @@ def reason_text(value: str | None) -> str | None:
 
 def is_file_argument(argument: str) -> bool:
     """An argument of `suppress add` is a CSV file when it exists as a file or ends in .csv."""
-    return argument.lower().endswith(".csv") or Path(argument).is_file()
+    if argument.lower().endswith(".csv"):
+        return True
+    try:
+        return Path(argument).is_file()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL in it
+        return False
 
 
 @dataclass(frozen=True, slots=True)

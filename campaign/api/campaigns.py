@@ -28,8 +28,15 @@ from campaign.api.requests import (
     request_digest,
 )
 from campaign.cli.campaigns import set_pacing as set_command
-from campaign.export import ExportError, export_campaign, export_chunks, export_row
+from campaign.export import (
+    ExportError,
+    OutputError,
+    export_campaign,
+    export_chunks,
+    export_row,
+)
 from campaign.models import CONTACT_STATUSES, Campaign, CampaignStatus
+from campaign.plivo import PlivoError
 from campaign.specs import SpecError, pacing_change
 
 # The words of contact_outcomes.outcome (schema.sql §9), for the `outcome` filter.
@@ -190,7 +197,17 @@ async def cancel(request: web.Request) -> web.Response:
                 raise _control_problem(error) from None
         result: dict[str, Any] = {"cancelled_contacts": cancelled}
         if cancel_queued:
-            result["queued_calls"] = await _cancel_queued(request, campaign)
+            try:
+                result["queued_calls"] = await _cancel_queued(request, campaign)
+            except PlivoError as error:
+                # The campaign is cancelled (committed); only Plivo's queue is left as it was.
+                raise Problem(
+                    502,
+                    "plivo-failed",
+                    f"the campaign is cancelled ({cancelled} contacts), but cancelling its calls"
+                    f" queued at Plivo failed: {error}; run `campaign cancel {name}"
+                    " --cancel-queued` again",
+                ) from None
         result["campaign"] = await _detail(request, name)
         return json_answer(result)
 
@@ -357,6 +374,11 @@ async def export(request: web.Request) -> web.StreamResponse:
                 escape_formulas=escape == "true",
                 written=send,
             )
+    except (ConnectionResetError, OutputError):
+        if not response.prepared:
+            raise
+        # The client went away in the middle: nothing more to say to it.
+        return response
     except ExportError as error:
         raise Problem(404, "not-found", str(error)) from None
     await send()

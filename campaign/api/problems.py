@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
@@ -32,6 +33,7 @@ TITLES: dict[str, str] = {
     "validation": "The request breaks a rule",
     "idempotency-key-reused": "The Idempotency-Key was used with another request",
     "idempotency-key-in-use": "A request with this Idempotency-Key is still being answered",
+    "plivo-failed": "Plivo did not answer as it should",
     "internal": "Internal error",
 }
 
@@ -125,6 +127,14 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         # A body aiohttp cannot parse (a multipart part's headers, a chunk size): the client's.
         return Problem(
             400, "bad-request", f"the request cannot be read: {error.message}"
+        ).response()
+    except (asyncpg.DataError, UnicodeEncodeError):
+        # A value PostgreSQL cannot store or read (a NUL, a lone surrogate, in a name, a path
+        # or a field): the request's, and nothing was written (the statement failed).
+        return Problem(
+            422,
+            "validation",
+            "a value holds a character that cannot be stored (a NUL or a lone surrogate)",
         ).response()
     except Exception:
         # The request's method and path only: its headers hold the key, its body the user's data.

@@ -795,13 +795,19 @@ WHERE key_sha256 = $1 AND revoked_at IS NULL;
 
 -- claim_idempotency_key --
 -- The first request with API key $1's Idempotency-Key $2 (or the first since its record
--- expired after 24 hours) takes the key for its body's SHA-256 $3; one row when it did.
+-- expired after 24 hours) takes the key for its body's SHA-256 $3; one row when it did. A key
+-- taken 10 minutes ago by the same body and never answered (its process died) is taken again:
+-- the change it guarded either never committed or is refused the second time (a campaign's
+-- name, a contact's number are unique), so nothing is loaded twice.
 INSERT INTO api_idempotency (api_key_id, idempotency_key, request_sha256)
 VALUES ($1, $2, $3)
 ON CONFLICT (api_key_id, idempotency_key) DO UPDATE
 SET request_sha256 = excluded.request_sha256, status = NULL, content_type = NULL, body = NULL,
     created_at = now()
 WHERE api_idempotency.created_at < now() - interval '24 hours'
+   OR (api_idempotency.status IS NULL
+       AND api_idempotency.request_sha256 = excluded.request_sha256
+       AND api_idempotency.created_at < now() - interval '10 minutes')
 RETURNING true AS claimed;
 
 -- idempotency_record --

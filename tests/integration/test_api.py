@@ -532,3 +532,61 @@ async def test_cancel_with_cancel_queued_asks_plivo(
     assert status == 200, body
     assert body["cancelled_contacts"] == 3
     assert body["queued_calls"] == {"cancelled": 0, "left_queue": 0, "without_reply": 0}
+
+
+# --- inputs found by a review -----------------------------------------------------------------
+
+
+async def test_a_nul_in_a_rejected_row_is_shown_not_a_server_error(
+    api: Api, pool: asyncpg.Pool
+) -> None:
+    """A phone cell holding a NUL rejects its row; the load commits and answers 201 with the
+    row shown as \\0 (PostgreSQL's text cannot hold a NUL: before, the answer was a 500 after
+    the load had committed, and a retry loaded again)."""
+    body = await _create(api, "nul", numbers_csv(2) + "+1415\x005550000,nul\n")
+    assert body["loaded"] == 2
+    assert body["rejected"] == 1
+    assert body["rejected_rows"][0]["value"] == "+1415\\05550000"
+    status, rejects_csv, _ = await api.call("GET", str(body["rejects_url"]).removeprefix("/api/v1"))
+    assert status == 200
+    assert "\\0" in rejects_csv
+
+
+async def test_values_the_database_cannot_store_are_refused_not_a_server_error(
+    api: Api,
+) -> None:
+    """A NUL in a campaign's name in the path, and a 300-character suppression "number" (too
+    long for a file name, which `suppress add` looks for): 4xx problems, not 500."""
+    status, body, _ = await api.call("GET", "/campaigns/a%00b")
+    assert status in (404, 422)
+    assert body["type"].startswith("urn:campaign:problem:")
+    status, body, _ = await api.call(
+        "POST", "/suppression-lists/dnc/numbers", json={"numbers": ["1" * 300]}
+    )
+    assert status == 422
+    status, body, _ = await api.call(
+        "POST",
+        "/suppression-lists/dnc/numbers",
+        json={"numbers": ["+14155550101"], "reason": "\ud800"},
+    )
+    assert 400 <= status < 500
+
+
+async def test_a_key_whose_request_died_unanswered_is_taken_again_by_the_same_body(
+    api: Api, pool: asyncpg.Pool
+) -> None:
+    """A request whose process died after taking its Idempotency-Key (never answered): after 10
+    minutes the same body takes the key again and is answered (before: 409 for 24 hours);
+    another body still gets 422."""
+    key = {"Idempotency-Key": "died-1"}
+    await _create(api, "orphan", numbers_csv(1))
+    assert (await api.call("POST", "/campaigns/orphan/pause", headers=key))[0] == 200
+    await pool.execute(
+        "UPDATE api_idempotency SET status = NULL, content_type = NULL, body = NULL,"
+        " created_at = now() - interval '11 minutes'"
+    )
+    status, _body, response = await api.call("POST", "/campaigns/orphan/pause", headers=key)
+    assert status == 200
+    assert "Idempotent-Replayed" not in response.headers
+    other = await api.call("POST", "/campaigns/orphan/resume", headers=key)
+    assert other[0] == 422
