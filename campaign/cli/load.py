@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,10 @@ from campaign import db, specs
 from campaign.callerids import read_pool_file
 from campaign.callparams import CAMPAIGN_CALL_PARAMETER_NAMES
 from campaign.cli.app import EXIT_USAGE, fail, run_command, settings_from_environment
+from campaign.config import Settings
 from campaign.console import LoadReporter
 from campaign.importer import CsvSource, LoadOptions, load_csv
+from campaign.models import CampaignSpec
 
 # Plivo's time_limit when a request sets none (a call lasts at most 4 hours).
 PLIVO_DEFAULT_TIME_LIMIT_S = 14_400
@@ -41,6 +44,21 @@ def _call_parameter_options(function: Callable[..., Any]) -> Callable[..., Any]:
             help=f"Plivo Make-a-call `{name}`.",
         )(function)
     return function
+
+
+async def _with_webhook(spec: CampaignSpec, settings: Settings, *, given: bool) -> CampaignSpec:
+    """A new campaign's webhook endpoint: --webhook-url, else CAMPAIGN_WEBHOOK_URL; refused
+    when it leads to a private address (campaign.webhooks.urls)."""
+    from campaign.webhooks.urls import WebhookUrlRefused, check_destination
+
+    url = spec.webhook_url if given else settings.webhook_url
+    if url is None:
+        return spec
+    try:
+        await check_destination(url, allow_private=settings.webhook_allow_private)
+    except WebhookUrlRefused as error:
+        fail(f"{'--webhook-url' if given else 'CAMPAIGN_WEBHOOK_URL'}: {error}", EXIT_USAGE)
+    return replace(spec, webhook_url=url)
 
 
 @click.command()
@@ -230,6 +248,11 @@ def _call_parameter_options(function: Callable[..., Any]) -> Callable[..., Any]:
     type=click.IntRange(*specs.MAX_CALLS_PER_NUMBER_RANGE),
     help="Calls this campaign places to one number in 24 hours, at most.",
 )
+@click.option(
+    "--webhook-url",
+    metavar="URL",
+    help="Send the campaign's events here, signed (default: CAMPAIGN_WEBHOOK_URL).",
+)
 @click.option("--paused", is_flag=True, help="Create the campaign paused instead of running.")
 @click.option("--strict", is_flag=True, help="Load nothing if any row is rejected.")
 @click.option(
@@ -283,6 +306,7 @@ async def load(
     timezone_column: str | None,
     suppression_lists: tuple[str, ...],
     max_calls_per_number_per_day: int | None,
+    webhook_url: str | None,
     paused: bool,
     strict: bool,
     jobs: int | None,
@@ -344,8 +368,11 @@ async def load(
         after=after,
         on_machine=on_machine,
         voicemail_message=voicemail_message,
+        webhook_url=webhook_url,
     )
     target = specs.load_target(campaign_options, settings.public_url)
+    if isinstance(target, CampaignSpec):
+        target = await _with_webhook(target, settings, given=webhook_url is not None)
     options = LoadOptions(
         column=column,
         timezone_column=timezone_column,

@@ -34,7 +34,16 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"recording"}),
     frozenset({"dialing"}),
     frozenset(
-        {"worker", "reconcile", "cancellation", "callbacks", "importer", "export", "suppression"}
+        {
+            "worker",
+            "reconcile",
+            "cancellation",
+            "callbacks",
+            "importer",
+            "export",
+            "suppression",
+            "webhooks",
+        }
     ),
     frozenset({"web", "live", "console", "simulator"}),
     frozenset({"demo"}),
