@@ -2305,8 +2305,9 @@ CREATE TABLE webhook_endpoints (
 -- The endpoint a campaign's events go to (NULL: none, and no events are written).
 ALTER TABLE campaigns ADD COLUMN webhook_endpoint_id bigint REFERENCES webhook_endpoints (id);
 
--- The outbox and its deliveries, one row per event (a campaign has one endpoint). Public: the
--- README documents it. `sequence` numbers a campaign's events from 1 in the order they were
+-- The outbox and its deliveries, one row per event (a campaign has one endpoint); the triggers
+-- give its times from now() as they run, like every time the engine reads. Public: the README
+-- documents it. `sequence` numbers a campaign's events from 1 in the order they were
 -- committed; the deliverers give it (sequence_webhook_deliveries), so that no transaction that
 -- dials or records waits for a counter.
 CREATE TABLE webhook_deliveries (
@@ -2404,8 +2405,9 @@ BEGIN
            AND contact_is_settled(OLD.status, OLD.call_status, v_campaign.track_calls)) THEN
         RETURN NULL;
     END IF;
-    INSERT INTO webhook_deliveries (type, campaign_id, contact_id, endpoint_id, data)
-    VALUES ('contact.settled', NEW.campaign_id, NEW.id, v_campaign.webhook_endpoint_id,
+    INSERT INTO webhook_deliveries (type, campaign_id, contact_id, endpoint_id, occurred_at,
+                                    next_attempt_at, data)
+    VALUES ('contact.settled', NEW.campaign_id, NEW.id, v_campaign.webhook_endpoint_id, now(), now(),
             jsonb_build_object(
                 'campaign', v_campaign.name,
                 'campaign_id', NEW.campaign_id,
@@ -2463,8 +2465,10 @@ BEGIN
     IF NOT FOUND THEN
         RETURN NULL;
     END IF;
-    INSERT INTO webhook_deliveries (type, campaign_id, contact_id, endpoint_id, data)
+    INSERT INTO webhook_deliveries (type, campaign_id, contact_id, endpoint_id, occurred_at,
+                                    next_attempt_at, data)
     SELECT 'contact.response', NEW.campaign_id, NEW.contact_id, v_campaign.webhook_endpoint_id,
+           now(), now(),
            jsonb_build_object(
                'campaign', v_campaign.name,
                'campaign_id', NEW.campaign_id,
@@ -2488,8 +2492,9 @@ CREATE TRIGGER responses_webhook
 CREATE FUNCTION note_campaign_status() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO webhook_deliveries (type, campaign_id, endpoint_id, data)
-    VALUES ('campaign.status_changed', NEW.id, NEW.webhook_endpoint_id,
+    INSERT INTO webhook_deliveries (type, campaign_id, endpoint_id, occurred_at, next_attempt_at,
+                                    data)
+    VALUES ('campaign.status_changed', NEW.id, NEW.webhook_endpoint_id, now(), now(),
             jsonb_build_object(
                 'campaign', NEW.name,
                 'campaign_id', NEW.id,
@@ -2497,8 +2502,9 @@ BEGIN
                 'previous_status', CASE WHEN TG_OP = 'UPDATE' THEN OLD.status END,
                 'reason', NEW.status_reason));
     IF NEW.status = 'completed' THEN
-        INSERT INTO webhook_deliveries (type, campaign_id, endpoint_id, data)
-        SELECT 'campaign.completed', NEW.id, NEW.webhook_endpoint_id,
+        INSERT INTO webhook_deliveries (type, campaign_id, endpoint_id, occurred_at,
+                                        next_attempt_at, data)
+        SELECT 'campaign.completed', NEW.id, NEW.webhook_endpoint_id, now(), now(),
                jsonb_build_object('campaign', NEW.name, 'campaign_id', NEW.id)
                || jsonb_build_object('counts',
                                      to_jsonb(p) - 'campaign' - 'campaign_id' - 'status'

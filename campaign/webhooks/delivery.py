@@ -147,6 +147,10 @@ class Deliverer:
         self._chance = chance or random.Random()
         self._stopping = False
 
+    @property
+    def config(self) -> DelivererConfig:
+        return self._config
+
     def _key(self, endpoint: WebhookEndpoint) -> bytes:
         return webhook_secret_key(self._config.secret or endpoint.secret)
 

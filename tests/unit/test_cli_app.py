@@ -47,6 +47,7 @@ def test_every_command_is_registered() -> None:
         "demo",
         "simulator",
         "suppress",
+        "webhook",
     }
     suppress = cli.commands["suppress"]
     assert isinstance(suppress, click.Group)
