@@ -3,6 +3,7 @@ every request (body and headers), verifies nothing itself, and answers what the 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
@@ -44,6 +45,8 @@ class Receiver:
     url: str
     responder: Responder
     requests: list[Received] = field(default_factory=list)
+    # How long each answer takes.
+    delay_s: float = 0.0
 
     def accepted(self) -> list[Received]:
         """The requests answered with a 2xx."""
@@ -66,6 +69,8 @@ async def receiver(responder: Responder | None = None) -> AsyncIterator[Receiver
 
     async def handle(request: web.Request) -> web.Response:
         body = await request.read()
+        if state.delay_s:
+            await asyncio.sleep(state.delay_s)
         status, headers = state.responder(len(state.requests) + 1)
         state.requests.append(Received(body, dict(request.headers), status))
         return web.Response(status=status, headers=headers)

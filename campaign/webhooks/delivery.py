@@ -73,8 +73,8 @@ class DelivererConfig:
 
     @property
     def lease_s(self) -> float:
-        """Long enough for a batch sent at once to time out and be recorded."""
-        return 2 * self.timeout_s + 30.0
+        """Long enough for a batch, sent at once, to time out and be recorded."""
+        return 2 * self.timeout_s + 5.0
 
     @classmethod
     def from_settings(cls, settings: Settings, *, worker_id: str | None = None) -> DelivererConfig:
