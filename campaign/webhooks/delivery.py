@@ -11,7 +11,8 @@ contact is pending (schema.sql, claim_webhook_deliveries).
 
 A 2xx within the timeout is delivered; anything else is tried again on the schedule of delays
 (CAMPAIGN_WEBHOOK_RETRY_DELAYS, with jitter; a longer Retry-After on 429 and 503 is honoured),
-then failed. 410 Gone disables the endpoint. Secrets never reach a log line or a repr.
+then failed. 410 Gone disables the endpoint. An endpoint that failed a whole batch is tried
+again at the next poll, not at once. Secrets never reach a log line or a repr.
 """
 
 from __future__ import annotations
@@ -236,7 +237,12 @@ class Deliverer:
                     _shown(endpoint.url),
                 )
                 return made
-            self._log_failures(endpoint, [result for result, _gone in outcomes])
+            results = [result for result, _gone in outcomes]
+            self._log_failures(endpoint, results)
+            if not any(result.status == "delivered" for result in results):
+                # An endpoint that takes nothing waits for the next poll: a refusing one must
+                # not spin through its backlog on the CPU the dialing shares.
+                return made
         return made
 
     def _log_failures(self, endpoint: WebhookEndpoint, results: Sequence[AttemptResult]) -> None:

@@ -16,10 +16,10 @@ import pytest
 from plivo_fixtures import client_config
 from web_fixtures import rig
 from webhook_fixtures import always, deliverer, endpoint_secret, receiver
-from worker_fixtures import FROM, numbers, wait_for, worker_config
+from worker_fixtures import FROM, claimed, numbers, wait_for, worker_config
 
 from campaign import queries
-from campaign.models import CampaignSpec
+from campaign.models import CampaignSpec, CampaignStatus
 from campaign.plivo import PlivoClient
 from campaign.queries import webhooks as webhook_queries
 from campaign.voice import VoiceContent
@@ -401,3 +401,50 @@ async def test_secrets_never_reach_the_logs(
     for value in (secret, configured, secret.removeprefix("whsec_")):
         assert value not in caplog.text
         assert value not in shown
+
+
+async def test_every_path_that_settles_or_changes_status_writes_its_event(
+    pool: asyncpg.Pool,
+) -> None:
+    """The engine's own statements, not a test's UPDATE: the circuit breaker's pause (with its
+    reason), resume, a suppressed number settled by the claim, contacts expired at end_at and
+    a cancel each write their event, with the outcome contact_outcomes gives."""
+    async with receiver() as hooks, deliverer(pool) as sender:
+        campaign_id = await add_campaign(pool, numbers(3), hooks.url)
+        await queries.pause_running_campaigns(pool, [campaign_id], reason="Plivo said 401")
+        async with pool.acquire() as connection:
+            await queries.set_campaign_status(
+                connection, "hooks", CampaignStatus.RUNNING, [CampaignStatus.PAUSED]
+            )
+        await pool.execute(
+            "INSERT INTO suppressions (list, destination, reason) VALUES ('default', $1, 'asked')",
+            numbers(3)[0],
+        )
+        assert await claimed(pool, campaign_id) == numbers(3)[1:]
+        await pool.execute(
+            "UPDATE contacts SET status = 'pending', worker_id = NULL, lease_expires_at = NULL"
+            " WHERE status = 'claimed'"
+        )
+        await pool.execute("UPDATE campaigns SET end_at = now() - interval '1 s'")
+        assert await queries.expire_ended_campaigns(pool) == {campaign_id: 2}
+        async with pool.acquire() as connection:
+            await queries.set_campaign_status(
+                connection, "hooks", CampaignStatus.CANCELLED, [CampaignStatus.RUNNING]
+            )
+        await sender.deliver_once()
+    events = [request.event for request in hooks.accepted()]
+    assert [
+        (event["type"], event["data"].get("status"), event["data"].get("outcome"))
+        for event in sorted(events, key=lambda event: event["data"]["sequence"])
+    ] == [
+        ("campaign.status_changed", "running", None),
+        ("campaign.status_changed", "paused", None),
+        ("campaign.status_changed", "running", None),
+        ("contact.settled", "suppressed", "suppressed"),
+        ("contact.settled", "expired", "expired"),
+        ("contact.settled", "expired", "expired"),
+        ("campaign.status_changed", "cancelled", None),
+    ]
+    paused = next(event for event in events if event["data"].get("status") == "paused")
+    assert paused["data"]["reason"] == "Plivo said 401"
+    assert paused["data"]["previous_status"] == "running"
