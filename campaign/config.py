@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import platformdirs
 from pydantic import (
@@ -19,6 +22,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEFAULT_PLIVO_API_URL = "https://api.plivo.com"
 # reconcile_after_s must exceed the lease by this much.
 RECONCILE_MARGIN_S = 60.0
+# The Standard Webhooks / Svix schedule: at once, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+DEFAULT_WEBHOOK_RETRY_DELAYS = "0,5,300,1800,7200,18000,36000,36000"
+WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105  # the prefix of every secret, not one
 
 
 class SettingsError(Exception):
@@ -122,6 +128,22 @@ class Settings(BaseSettings):
     metrics_refresh_s: float = Field(default=5.0, ge=0.1, le=3600.0)
     metrics_token: SecretStr | None = None
 
+    # Webhooks (campaign/webhooks). CAMPAIGN_WEBHOOK_URL: the endpoint of every campaign loaded
+    # without --webhook-url. CAMPAIGN_WEBHOOK_SECRET (`whsec_` and base64 of 24 to 64 bytes):
+    # signs every endpoint's events; unset, each endpoint has its own, generated with it.
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    # Seconds before each attempt after an event (the first) and after each failed attempt;
+    # after the last, the delivery is failed. Each gets up to 10 % of jitter.
+    webhook_retry_delays: str = DEFAULT_WEBHOOK_RETRY_DELAYS
+    # Allow endpoints on loopback, private and link-local addresses (refused by default: SSRF).
+    webhook_allow_private: bool = False
+    # An attempt that has no 2xx within this long is a failure.
+    webhook_timeout_s: float = Field(default=15.0, ge=0.1, le=300.0)
+    # How often a deliverer looks for due deliveries; deliveries sent at once per endpoint.
+    webhook_poll_interval_s: float = Field(default=0.5, ge=0.01, le=60.0)
+    webhook_batch_size: int = Field(default=100, ge=1, le=1000)
+
     @field_validator("public_url")
     @classmethod
     def _public_url(cls, value: str | None) -> str | None:
@@ -154,6 +176,31 @@ class Settings(BaseSettings):
                 "request still in a worker's hands is taken for one never placed; raise it"
             )
         return self
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        return check_webhook_url(value)
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or value.get_secret_value() == "":
+            return None
+        webhook_secret_key(value.get_secret_value())
+        return value
+
+    @field_validator("webhook_retry_delays")
+    @classmethod
+    def _retry_delays(cls, value: str) -> str:
+        parse_retry_delays(value)
+        return value
+
+    @property
+    def webhook_retry_delays_s(self) -> tuple[float, ...]:
+        return parse_retry_delays(self.webhook_retry_delays)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -209,6 +256,53 @@ class Settings(BaseSettings):
     @property
     def has_plivo_credentials(self) -> bool:
         return self.plivo_auth_id is not None and self.plivo_auth_token is not None
+
+
+def check_webhook_url(url: str) -> str:
+    """A webhook endpoint's URL as given, if it is one: http(s), a host, no credentials, no
+    fragment, at most 2,000 characters; else ValueError saying what is wrong."""
+    if len(url) > 2000:
+        raise ValueError("must be at most 2,000 characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{url!r} is not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{url!r} is not an http:// or https:// URL with a host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not carry a user name or password (put a token in the path)")
+    if parts.fragment or any(character.isspace() for character in url):
+        raise ValueError(f"{url!r} has a fragment or spaces")
+    del port
+    return url
+
+
+def webhook_secret_key(secret: str) -> bytes:
+    """The HMAC key of a `whsec_…` secret (its base64 part decoded); ValueError when it is not
+    one, with a message that never repeats the secret."""
+    if not secret.startswith(WEBHOOK_SECRET_PREFIX):
+        raise ValueError(f"must start with {WEBHOOK_SECRET_PREFIX} and then base64")
+    try:
+        key = base64.b64decode(secret.removeprefix(WEBHOOK_SECRET_PREFIX), validate=True)
+    except binascii.Error:
+        raise ValueError(f"the part after {WEBHOOK_SECRET_PREFIX} is not valid base64") from None
+    if not 24 <= len(key) <= 64:
+        raise ValueError(f"the part after {WEBHOOK_SECRET_PREFIX} must decode to 24 to 64 bytes")
+    return key
+
+
+def parse_retry_delays(text: str) -> tuple[float, ...]:
+    """`0,5,300` → (0.0, 5.0, 300.0): one to 20 delays in seconds, each 0 to 7 days."""
+    try:
+        delays = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not a comma-separated list of seconds, e.g. 0,5,300"
+        ) from None
+    if not 1 <= len(delays) <= 20 or not all(0 <= delay <= 604_800 for delay in delays):
+        raise ValueError("must be 1 to 20 delays of 0 to 604800 seconds each, e.g. 0,5,300")
+    return delays
 
 
 def env_name(field: str) -> str:

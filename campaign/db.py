@@ -387,3 +387,26 @@ async def open_api_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
         yield pool
     finally:
         await pool.close()
+
+
+# The webhook deliverer's claims and records are short statements; endpoints drained at once
+# share these few connections.
+WEBHOOK_POOL_CONNECTIONS = 4
+
+
+@contextlib.asynccontextmanager
+async def open_webhook_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    """A small pool of its own for delivering webhooks (campaign/webhooks), apart from the
+    pool a worker dials with, so that no receiver, however slow, holds a connection it needs.
+    Opened after `open_pool`, lazily, like the status pool."""
+    url, _embedded = await resolve_database_url(settings)
+    try:
+        pool = await asyncpg.create_pool(
+            url, min_size=0, max_size=WEBHOOK_POOL_CONNECTIONS, init=_init_connection
+        )
+    except (OSError, asyncpg.PostgresError) as error:
+        raise DatabaseError(f"cannot connect to {describe_url(url)}: {error}") from None
+    try:
+        yield pool
+    finally:
+        await pool.close()

@@ -274,6 +274,8 @@ class CampaignSpec:
     # What the call says; with content to serve, answer_url is the engine's (at this URL).
     content: VoiceContent = field(default_factory=VoiceContent)
     serve_answers_at: str | None = None
+    # Where its events go (a checked URL; campaign/webhooks): None, none are written.
+    webhook_url: str | None = None
 
 
 def content_from_record(record: Any) -> VoiceContent:

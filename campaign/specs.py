@@ -17,6 +17,7 @@ import phonenumbers
 
 from campaign.callerids import MAX_POOL_SIZE, CallerIdMode, pool_number
 from campaign.callparams import CallParameterError, validate_call_parameters
+from campaign.config import check_webhook_url
 from campaign.destinations import AmbiguousNumber, InvalidDestination, normalise_destination
 from campaign.models import (
     WEEKDAYS,
@@ -132,6 +133,18 @@ class CampaignOptions:
     after: Sequence[str] = ()
     on_machine: str | None = None
     voicemail_message: str | None = None
+    # Where the campaign's events go (--webhook-url, or CAMPAIGN_WEBHOOK_URL by default).
+    webhook_url: str | None = None
+
+
+def webhook_url(value: str | None) -> str | None:
+    """--webhook-url, checked (where it resolves to is checked by campaign.webhooks)."""
+    if value is None:
+        return None
+    try:
+        return check_webhook_url(value)
+    except ValueError as error:
+        raise SpecError("--webhook-url", str(error)) from None
 
 
 def option_for(parameter: str) -> str:
@@ -176,6 +189,7 @@ def check_load_into_existing(options: CampaignOptions) -> None:
             ("--answer-xml", options.answer_xml),
             ("--gather", options.gather),
             ("--on-machine", options.on_machine),
+            ("--webhook-url", options.webhook_url),
         )
         if value is not None
     ]
@@ -298,6 +312,7 @@ def new_campaign(options: CampaignOptions, public_url: str | None) -> CampaignSp
         max_calls_per_caller_id_per_day=options.max_calls_per_caller_id_per_day,
         content=content,
         serve_answers_at=serve_at if content.serves_answer else None,
+        webhook_url=webhook_url(options.webhook_url),
     )
 
 

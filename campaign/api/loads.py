@@ -36,7 +36,9 @@ from campaign.cli.load import load_plan
 from campaign.destinations import LoadError, Rejected
 from campaign.formulas import neutralise, neutralise_phone
 from campaign.importer import CsvSource, load_csv
+from campaign.models import CampaignSpec
 from campaign.specs import SpecError
+from campaign.webhooks.urls import WebhookUrlRefused, campaign_endpoint
 
 # Rejected rows the answer lists; the rest are at its rejects_url.
 REJECTS_INLINE = 1000
@@ -176,6 +178,15 @@ async def _load(request: web.Request, existing: str | None) -> web.Response:
             target, options = load_plan(params, request.app[API_SETTINGS].public_url)
         except SpecError as error:
             raise spec_problem(error) from None
+        if isinstance(target, CampaignSpec):
+            try:
+                target = await campaign_endpoint(
+                    target,
+                    request.app[API_SETTINGS],
+                    given=params.get("webhook_url") is not None,
+                )
+            except WebhookUrlRefused as error:
+                raise validation("webhook-url", str(error)) from None
         # One validating thread: the API shares its process with the callbacks it serves.
         options = dataclasses.replace(options, jobs=1)
 

@@ -3,13 +3,14 @@
 `app` holds the group and what every command shares (error lines, exit codes, signals); the
 commands live by what they act on: `load`, `campaigns` (status, list, export, set, pause,
 resume, cancel, reconcile), `suppress` (the do-not-call lists: add, remove, list),
-`services` (migrate, worker, serve, demo) and `simulator`. The validation of a campaign's
+`services` (migrate, worker, serve, demo), `simulator` and `webhooks` (secret, list,
+redeliver). The validation of a campaign's
 settings is campaign.specs, pure and tested without a subprocess.
 """
 
 from __future__ import annotations
 
-from campaign.cli import apikeys, campaigns, load, services, simulator, suppress
+from campaign.cli import apikeys, campaigns, load, services, simulator, suppress, webhooks
 from campaign.cli.app import cli
 
 for command in (
@@ -29,6 +30,7 @@ for command in (
     services.serve,
     services.demo,
     simulator.simulator_command,
+    webhooks.webhook,
 ):
     cli.add_command(command)
 

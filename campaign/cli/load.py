@@ -17,6 +17,7 @@ from campaign import db, specs
 from campaign.callerids import read_pool_file
 from campaign.callparams import CAMPAIGN_CALL_PARAMETER_NAMES
 from campaign.cli.app import EXIT_USAGE, fail, run_command, settings_from_environment
+from campaign.config import Settings
 from campaign.console import LoadReporter
 from campaign.importer import CsvSource, LoadOptions, load_csv
 from campaign.models import CampaignSpec
@@ -109,6 +110,7 @@ def load_plan(
         after=params.get("after") or (),
         on_machine=params.get("on_machine"),
         voicemail_message=params.get("voicemail_message"),
+        webhook_url=params.get("webhook_url"),
     )
     target = specs.load_target(campaign_options, public_url)
     return target, LoadOptions(
@@ -118,6 +120,17 @@ def load_plan(
         jobs=params.get("jobs"),
         strict=bool(params.get("strict")),
     )
+
+
+async def _with_webhook(spec: CampaignSpec, settings: Settings, *, given: bool) -> CampaignSpec:
+    """A new campaign's webhook endpoint (campaign.webhooks.urls.campaign_endpoint), or the
+    command's end with the reason."""
+    from campaign.webhooks.urls import WebhookUrlRefused, campaign_endpoint
+
+    try:
+        return await campaign_endpoint(spec, settings, given=given)
+    except WebhookUrlRefused as error:
+        fail(str(error), EXIT_USAGE)
 
 
 @click.command()
@@ -307,6 +320,11 @@ def load_plan(
     type=click.IntRange(*specs.MAX_CALLS_PER_NUMBER_RANGE),
     help="Calls this campaign places to one number in 24 hours, at most.",
 )
+@click.option(
+    "--webhook-url",
+    metavar="URL",
+    help="Send the campaign's events here, signed (default: CAMPAIGN_WEBHOOK_URL).",
+)
 @click.option("--paused", is_flag=True, help="Create the campaign paused instead of running.")
 @click.option("--strict", is_flag=True, help="Load nothing if any row is rejected.")
 @click.option(
@@ -360,6 +378,7 @@ async def load(
     timezone_column: str | None,
     suppression_lists: tuple[str, ...],
     max_calls_per_number_per_day: int | None,
+    webhook_url: str | None,
     paused: bool,
     strict: bool,
     jobs: int | None,
@@ -369,6 +388,8 @@ async def load(
     """Load FILE.csv into a new campaign (--name …) or an existing one (--campaign NAME)."""
     settings = settings_from_environment()
     target, options = load_plan(click.get_current_context().params, settings.public_url)
+    if isinstance(target, CampaignSpec):
+        target = await _with_webhook(target, settings, given=webhook_url is not None)
     source = CsvSource(csv_file)
     try:
         with LoadReporter(source.size_bytes, rejects, escape_formulas=escape_formulas) as reporter:

@@ -195,13 +195,15 @@ async def _maybe_serving(
 @run_command
 async def serve(host: str | None, port: int | None) -> None:
     """Serve Plivo's callbacks (/plivo/ring, /plivo/hangup, /plivo/machine), /healthz, /metrics
-    and the HTTP API under /api/v1/ (API keys: `campaign api-key create`).
+    and the HTTP API under /api/v1/ (API keys: `campaign api-key create`), and deliver webhook
+    events.
 
     Callbacks are checked against PLIVO_AUTH_TOKEN and CAMPAIGN_PUBLIC_URL (the URL Plivo
     calls, as it signs it). Runs until SIGTERM or Ctrl-C.
     """
     from campaign.metrics import Metrics
     from campaign.web import WebConfig, serving
+    from campaign.webhooks.delivery import delivering
 
     settings = settings_from_environment()
     _require_token_for_callbacks(settings)
@@ -210,6 +212,7 @@ async def serve(host: str | None, port: int | None) -> None:
         db.open_pool(settings, min_connections=12) as pool,
         db.open_status_pool(settings) as status_pool,
         db.open_api_pool(settings) as api_pool,
+        delivering(settings),
         serving(
             pool,
             Metrics(),
@@ -220,7 +223,10 @@ async def serve(host: str | None, port: int | None) -> None:
             api=_api(api_pool, settings),
         ) as url,
     ):
-        click.echo(f"serving callbacks, /healthz, /metrics and the API (/api/v1/) on {url}")
+        click.echo(
+            f"serving callbacks, /healthz, /metrics and the API (/api/v1/) on {url};"
+            " delivering webhooks"
+        )
         await stop.wait()
 
 
@@ -269,12 +275,15 @@ async def worker(drain: bool, campaign_names: tuple[str, ...]) -> None:
             EXIT_USAGE,
         )
     from campaign.metrics import Metrics
+    from campaign.webhooks.delivery import delivering
 
     stop = stop_on_signals()
     metrics = Metrics()
     async with (
         db.open_pool(settings, min_connections=settings.worker_concurrency + 4) as pool,
         _maybe_serving(settings, pool, metrics),
+        # On a pool and a session of their own: no receiver can slow the dialing.
+        delivering(settings),
     ):
         for warning in await db.durability_warnings(pool):
             logger.warning("%s", warning)

@@ -74,6 +74,7 @@ async def create_campaign(connection: Connection, spec: CampaignSpec) -> Campaig
         spec.calls_per_second_per_caller_id,
         spec.max_calls_per_caller_id_per_day,
         *_content_values(spec.content),
+        spec.webhook_url,
     )
     assert record is not None
     if spec.serve_answers_at is not None:

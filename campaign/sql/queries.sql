@@ -15,11 +15,12 @@ INSERT INTO campaigns (
     max_concurrent_calls, caller_id_mode, calls_per_second_per_caller_id,
     max_calls_per_caller_id_per_day, message, voice, language, play_url, play_after_url,
     answer_template, gather, gather_prompt, gather_timeout_s, gather_retries, after_keypress,
-    on_machine, voicemail_message
+    on_machine, voicemail_message, webhook_endpoint_id
 ) VALUES (
     $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20,
     $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38,
-    $39, $40, $41, $42, $43, $44, $45, $46, $47, $48, $49, $50, $51, $52, $53
+    $39, $40, $41, $42, $43, $44, $45, $46, $47, $48, $49, $50, $51, $52, $53,
+    webhook_endpoint_for($54)
 )
 RETURNING *;
 
@@ -766,7 +767,8 @@ FROM suppressions
 WHERE list = $1
 ORDER BY list, destination;
 
--- === The HTTP API (campaign/api/) ==============================================================
+-- === The HTTP API (campaign/api/) =======================================================
+
 
 -- create_api_key --
 -- `campaign api-key create`: only the key's SHA-256 is stored.
@@ -884,3 +886,81 @@ JOIN contacts c ON c.id = r.contact_id
 WHERE r.campaign_id = $1 AND r.id > $2
 ORDER BY r.id
 LIMIT $3;
+=======
+-- === Webhooks ==================================================================================
+
+-- webhook_endpoint_by_url --
+SELECT id, url, secret, disabled_at, disabled_reason FROM webhook_endpoints WHERE url = $1;
+
+-- sequence_webhook_deliveries --
+-- Number the committed events not numbered yet (at most $1 per campaign).
+SELECT sequence_webhook_deliveries($1);
+
+-- webhook_endpoints_due --
+-- The enabled endpoints with a delivery due now that no live lease holds (a claim each).
+SELECT e.id, e.url, e.secret
+FROM webhook_endpoints e
+WHERE e.disabled_at IS NULL
+  AND EXISTS (SELECT 1 FROM webhook_deliveries d
+              WHERE d.endpoint_id = e.id AND d.status = 'pending'
+                AND d.next_attempt_at <= now() AND d.sequence IS NOT NULL
+                AND (d.lease_expires_at IS NULL OR d.lease_expires_at <= now()))
+ORDER BY e.id;
+
+-- claim_webhook_deliveries --
+SELECT id, event_id, type, campaign_id, contact_id, sequence, occurred_at, data, attempts
+FROM claim_webhook_deliveries($1, $2, $3, $4);
+
+-- record_webhook_attempts --
+-- The attempts of one claim, element i of each array for delivery i: its new status
+-- ('delivered', 'pending': tried again $5[i] seconds from now, 'failed'), the HTTP status and
+-- the error. Only the deliverer that holds a delivery ($6) records it.
+UPDATE webhook_deliveries d
+SET status = r.status,
+    next_attempt_at = CASE WHEN r.status = 'pending'
+                           THEN now() + make_interval(secs => r.delay_s)
+                           ELSE d.next_attempt_at END,
+    last_status = r.http_status,
+    last_error = r.error,
+    delivered_at = CASE WHEN r.status = 'delivered' THEN now() END,
+    worker_id = NULL,
+    lease_expires_at = NULL
+FROM unnest($1::bigint[], $2::text[], $3::smallint[], $4::text[], $5::float8[])
+     AS r(id, status, http_status, error, delay_s)
+WHERE d.id = r.id AND d.worker_id = $6 AND d.status = 'pending';
+
+-- disable_webhook_endpoint --
+UPDATE webhook_endpoints SET disabled_at = now(), disabled_reason = $2
+WHERE id = $1 AND disabled_at IS NULL;
+
+-- webhook_deliveries --
+-- The latest $2 deliveries (only the failed ones when $1), newest first.
+SELECT d.id, d.event_id, d.type, k.name AS campaign, d.contact_id, d.sequence, d.occurred_at,
+       e.url, e.disabled_at IS NOT NULL AS endpoint_disabled, d.status, d.attempts,
+       d.last_status, d.last_error, d.next_attempt_at, d.delivered_at
+FROM webhook_deliveries d
+JOIN webhook_endpoints e ON e.id = d.endpoint_id
+JOIN campaigns k ON k.id = d.campaign_id
+WHERE NOT $1::boolean OR d.status = 'failed'
+ORDER BY d.id DESC
+LIMIT $2;
+
+-- redeliver_webhook_deliveries --
+-- Deliver again the deliveries $1 (those of them not in a deliverer's hands), their schedule
+-- from the start; an endpoint disabled by a 410 is enabled again (someone acted).
+WITH again AS (
+    UPDATE webhook_deliveries d
+    SET status = 'pending', attempts = 0, next_attempt_at = now(), delivered_at = NULL,
+        worker_id = NULL, lease_expires_at = NULL
+    WHERE d.id = ANY ($1::bigint[])
+      AND (d.status <> 'pending' OR d.lease_expires_at IS NULL OR d.lease_expires_at <= now())
+    RETURNING d.id, d.endpoint_id
+), enabled AS (
+    UPDATE webhook_endpoints e SET disabled_at = NULL, disabled_reason = NULL
+    WHERE e.id IN (SELECT endpoint_id FROM again) AND e.disabled_at IS NOT NULL
+)
+SELECT id FROM again ORDER BY id;
+
+-- failed_webhook_deliveries_since --
+-- The failed deliveries of events that happened at or after $1.
+SELECT id FROM webhook_deliveries WHERE status = 'failed' AND occurred_at >= $1 ORDER BY id;

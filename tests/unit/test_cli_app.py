@@ -48,6 +48,7 @@ def test_every_command_is_registered() -> None:
         "simulator",
         "suppress",
         "api-key",
+        "webhook",
     }
     suppress = cli.commands["suppress"]
     assert isinstance(suppress, click.Group)

@@ -44,6 +44,7 @@ LAYERS: tuple[frozenset[str], ...] = (
             "export",
             "suppression",
             "control",
+            "webhooks",
         }
     ),
     frozenset({"web", "live", "console", "simulator"}),
