@@ -343,66 +343,24 @@ async def open_pool(settings: Settings, *, min_connections: int = 0) -> AsyncIte
 # /metrics and /healthz each read through one connection at a time (single-flight), so two
 # connections are all their pool ever needs, whatever the number of HTTP requests.
 STATUS_POOL_CONNECTIONS = 2
-
-
-@contextlib.asynccontextmanager
-async def open_status_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
-    """A small pool of its own for the HTTP side's reads (/metrics, /healthz), apart from the
-    pool a worker dials and records with, so that no scrape can hold a connection it needs.
-
-    Opened after `open_pool` (which started and migrated an embedded server); it connects
-    lazily, so a database that is down does not stop the service from starting.
-    """
-    url, _embedded = await resolve_database_url(settings)
-    try:
-        pool = await asyncpg.create_pool(
-            url, min_size=0, max_size=STATUS_POOL_CONNECTIONS, init=_init_connection
-        )
-    except (OSError, asyncpg.PostgresError) as error:
-        raise DatabaseError(f"cannot connect to {describe_url(url)}: {error}") from None
-    try:
-        yield pool
-    finally:
-        await pool.close()
-
-
 # The HTTP API's requests share this many connections (a load through the API holds one while
 # it runs); more requests wait for one, never for a connection of the dialing pool.
 API_POOL_CONNECTIONS = 4
-
-
-@contextlib.asynccontextmanager
-async def open_api_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
-    """A small pool of its own for the HTTP API (/api/v1/), apart from the pool a worker dials
-    and records with and from the status pool, so that no number of API requests can hold a
-    connection a claim or a reply needs. Opened after `open_pool`; connects lazily."""
-    url, _embedded = await resolve_database_url(settings)
-    try:
-        pool = await asyncpg.create_pool(
-            url, min_size=0, max_size=API_POOL_CONNECTIONS, init=_init_connection
-        )
-    except (OSError, asyncpg.PostgresError) as error:
-        raise DatabaseError(f"cannot connect to {describe_url(url)}: {error}") from None
-    try:
-        yield pool
-    finally:
-        await pool.close()
-
-
 # The webhook deliverer's claims and records are short statements; endpoints drained at once
 # share these few connections.
 WEBHOOK_POOL_CONNECTIONS = 4
 
 
 @contextlib.asynccontextmanager
-async def open_webhook_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
-    """A small pool of its own for delivering webhooks (campaign/webhooks), apart from the
-    pool a worker dials with, so that no receiver, however slow, holds a connection it needs.
-    Opened after `open_pool`, lazily, like the status pool."""
+async def _side_pool(settings: Settings, connections: int) -> AsyncIterator[asyncpg.Pool]:
+    """A small pool of its own, apart from the pool a worker dials and records with, so that
+    what uses it can never hold a connection a claim or a reply needs. Opened after
+    `open_pool` (which started and migrated an embedded server); it connects lazily, so a
+    database that is down does not stop the service from starting."""
     url, _embedded = await resolve_database_url(settings)
     try:
         pool = await asyncpg.create_pool(
-            url, min_size=0, max_size=WEBHOOK_POOL_CONNECTIONS, init=_init_connection
+            url, min_size=0, max_size=connections, init=_init_connection
         )
     except (OSError, asyncpg.PostgresError) as error:
         raise DatabaseError(f"cannot connect to {describe_url(url)}: {error}") from None
@@ -410,3 +368,19 @@ async def open_webhook_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
         yield pool
     finally:
         await pool.close()
+
+
+def open_status_pool(settings: Settings) -> contextlib.AbstractAsyncContextManager[asyncpg.Pool]:
+    """The HTTP side's reads (/metrics, /healthz): no scrape can hold a dialing connection."""
+    return _side_pool(settings, STATUS_POOL_CONNECTIONS)
+
+
+def open_api_pool(settings: Settings) -> contextlib.AbstractAsyncContextManager[asyncpg.Pool]:
+    """The HTTP API (/api/v1/): no number of API requests can hold a dialing connection."""
+    return _side_pool(settings, API_POOL_CONNECTIONS)
+
+
+def open_webhook_pool(settings: Settings) -> contextlib.AbstractAsyncContextManager[asyncpg.Pool]:
+    """Delivering webhooks (campaign/webhooks): no receiver, however slow, holds a dialing
+    connection."""
+    return _side_pool(settings, WEBHOOK_POOL_CONNECTIONS)

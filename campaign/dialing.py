@@ -291,14 +291,9 @@ class BatchDialer:
         it is given back."""
         limiters = self._limits.for_campaign(batch.campaign, request.caller_id)
         for _ in range(REPLANS):
-            refusal = await queries.fence(
-                self._pool,
-                request=request,
-                worker_id=self._config.worker_id,
-                lease_s=self._config.lease_s,
-            )
+            refusal = await self._fence(request)
             if refusal is not None:
-                return f"missed the second of its rate-limit slots; not sent again: {refusal}"
+                return refusal
             slot = await reserve_batch_slots(
                 self._pool, self._slots, limiters, len(request.destinations)
             )
@@ -308,14 +303,9 @@ class BatchDialer:
             if slot.seconds_until_slot() > self._slots.prepare_s():
                 # Far ahead (other batches hold the slots before it): fenced again just before.
                 await sleep_unless(self._stop, slot.seconds_until_slot() - self._slots.prepare_s())
-                refusal = await queries.fence(
-                    self._pool,
-                    request=request,
-                    worker_id=self._config.worker_id,
-                    lease_s=self._config.lease_s,
-                )
+                refusal = await self._fence(request)
                 if refusal is not None:
-                    return f"missed the second of its rate-limit slots; not sent again: {refusal}"
+                    return refusal
             await sleep_unless(self._stop, slot.seconds_until_slot())
             if self._stop.is_set():
                 return "the worker stopped before sending"
@@ -327,6 +317,19 @@ class BatchDialer:
                 )
                 return None
         return f"missed the second of its rate-limit slots {REPLANS + 1} times; not sent"
+
+    async def _fence(self, request: DialRequest) -> str | None:
+        """The fence before a re-planned batch goes (schema.sql: fence_dial_request): None to
+        send it, else why it is given back."""
+        refusal = await queries.fence(
+            self._pool,
+            request=request,
+            worker_id=self._config.worker_id,
+            lease_s=self._config.lease_s,
+        )
+        if refusal is None:
+            return None
+        return f"missed the second of its rate-limit slots; not sent again: {refusal}"
 
     async def _write_ahead(self, batch: ClaimedBatch) -> DialRequest | None:
         """Record the request and mark its contacts `sending`; None when none may be sent."""

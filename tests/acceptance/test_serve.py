@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import signal
 import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import asyncpg
 import pytest
+from api_fixtures import serve_process
 from cli_fixtures import LOAD_OPTIONS
 from worker_fixtures import free_port
 
@@ -177,38 +176,6 @@ def test_serve_refuses_to_start_without_the_token(
     assert result.stderr.startswith("campaign: error: PLIVO_AUTH_TOKEN is not set")
 
 
-@contextlib.contextmanager
-def _serving(
-    campaign_command: list[str], cli_env: dict[str, str], **extra: str
-) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """`campaign serve` on a free port until the block ends (then SIGTERM)."""
-    port = free_port()
-    env = cli_env | {"PLIVO_AUTH_TOKEN": "serve-secret-token", "CAMPAIGN_HTTP_PORT": str(port)}
-    base = f"http://127.0.0.1:{port}"
-    # As a context manager the process closes its pipes (and is waited for) on the way out.
-    with subprocess.Popen(
-        [*campaign_command, "serve"], env=env | extra, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
-    ) as process:  # fmt: skip
-        try:
-            for _ in range(100):
-                try:
-                    with urllib.request.urlopen(base + "/healthz", timeout=1):
-                        break
-                except OSError:
-                    time.sleep(0.1)
-            else:
-                raise AssertionError("campaign serve did not come up")
-            yield base, process
-        finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=20)
-            if process.poll() is None:
-                process.kill()
-
-
 async def _get(session: aiohttp.ClientSession, url: str) -> int:
     async with session.get(url, timeout=aiohttp.ClientTimeout(total=120)) as response:
         await response.read()
@@ -230,7 +197,7 @@ async def test_scrapes_cannot_starve_the_database_pool(
         )
     finally:
         await setup.close()
-    with _serving(campaign_command, cli_env) as (base, _process):
+    with serve_process(campaign_command, cli_env) as (base, _process):
         blocker = await asyncpg.connect(url)
         async with aiohttp.ClientSession() as session:
             try:
@@ -281,7 +248,7 @@ def test_a_signature_header_of_raw_bytes_gets_403_without_a_traceback(
         b"X-Plivo-Signature-V3: \xff\xfe\xc3garbage\r\nX-Plivo-Signature-V3-Nonce: 12345\r\n"
         b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body
     )
-    with _serving(campaign_command, cli_env) as (base, process):
+    with serve_process(campaign_command, cli_env) as (base, process):
         host, port = base.removeprefix("http://").split(":")
         with socket.create_connection((host, int(port)), timeout=10) as connection:
             connection.sendall(request)
