@@ -767,7 +767,7 @@ FROM suppressions
 WHERE list = $1
 ORDER BY list, destination;
 
--- === The HTTP API (campaign/api/) =======================================================
+-- === The HTTP API (campaign/api/) ==============================================================
 
 
 -- create_api_key --
@@ -886,7 +886,7 @@ JOIN contacts c ON c.id = r.contact_id
 WHERE r.campaign_id = $1 AND r.id > $2
 ORDER BY r.id
 LIMIT $3;
-=======
+
 -- === Webhooks ==================================================================================
 
 -- webhook_endpoint_by_url --
