@@ -6,13 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import subprocess
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from cli_fixtures import LOAD_OPTIONS, fetch_rows, run
-from plivo_fixtures import AUTH_ID, AUTH_TOKEN, simulator_config
+from cli_fixtures import LOAD_OPTIONS, fetch_rows, run, run_cli, start_worker, worker_env
+from plivo_fixtures import simulator_config
 from standardwebhooks import Webhook
 from webhook_fixtures import receiver
 from worker_fixtures import wait_for
@@ -124,28 +123,23 @@ async def test_a_worker_killed_mid_run_loses_no_event(
         running_simulator(simulator_config(calls_per_second=10_000.0)) as plivo,
     ):
         hooks.delay_s = 0.05
-        env = {
-            **cli_env,
-            "PLIVO_AUTH_ID": AUTH_ID,
-            "PLIVO_AUTH_TOKEN": AUTH_TOKEN,
-            "PLIVO_API_URL": plivo.base_url,
-            "CAMPAIGN_WORKER_POLL_INTERVAL_S": "0.1",
-            "CAMPAIGN_PLIVO_TIMEOUT_S": "2",
-            "CAMPAIGN_PLIVO_RETRY_BUDGET_S": "1",
-            "CAMPAIGN_WORKER_LEASE_S": "4",
-            "CAMPAIGN_ACCOUNT_CPS": "40",
-            "CAMPAIGN_WEBHOOK_ALLOW_PRIVATE": "1",
-            "CAMPAIGN_WEBHOOK_TIMEOUT_S": "1",
-            "CAMPAIGN_WEBHOOK_RETRY_DELAYS": "0,0.2,0.2,0.2,0.2,0.2,0.2,0.2,0.2,0.2",
-            "CAMPAIGN_WEBHOOK_POLL_INTERVAL_S": "0.05",
-            "CAMPAIGN_WEBHOOK_BATCH_SIZE": "5",
-        }
-        code, _out, err = await run_async(
+        env = worker_env(
+            cli_env,
+            plivo,
+            CAMPAIGN_LOG_LEVEL="warning",
+            CAMPAIGN_ACCOUNT_CPS="40",
+            CAMPAIGN_WEBHOOK_ALLOW_PRIVATE="1",
+            CAMPAIGN_WEBHOOK_TIMEOUT_S="1",
+            CAMPAIGN_WEBHOOK_RETRY_DELAYS="0,0.2,0.2,0.2,0.2,0.2,0.2,0.2,0.2,0.2",
+            CAMPAIGN_WEBHOOK_POLL_INTERVAL_S="0.05",
+            CAMPAIGN_WEBHOOK_BATCH_SIZE="5",
+        )
+        code, _out, err = await run_cli(
             campaign_command, env, "load", str(path), "--name", "killed", *LOAD_OPTIONS,
             "--batch-size", "5", "--webhook-url", hooks.url,
         )  # fmt: skip
         assert code == 0, err
-        first = await start_worker(campaign_command, env)
+        first = await start_worker(campaign_command, env, quiet=True)
 
         async def some_delivered() -> bool:
             return len(hooks.accepted()) >= 15
@@ -153,7 +147,7 @@ async def test_a_worker_killed_mid_run_loses_no_event(
         await wait_for(some_delivered, timeout_s=30)
         first.kill()  # SIGKILL: no clean-up of any kind
         await first.wait()
-        second = await start_worker(campaign_command, env)
+        second = await start_worker(campaign_command, env, quiet=True)
         try:
 
             async def all_delivered() -> bool:
@@ -187,19 +181,3 @@ async def test_a_worker_killed_mid_run_loses_no_event(
     assert len(settled) > rows // 2
     assert received == Counter(row["destination"] for row in settled)
     assert sum(event["type"] == "campaign.completed" for event in events.values()) == 1
-
-
-async def run_async(command: list[str], env: dict[str, str], *args: str) -> tuple[int, str, str]:
-    """Run the CLI without blocking this loop (the simulator and the receiver live in it)."""
-    process = await asyncio.create_subprocess_exec(
-        *command, *args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None
-    return process.returncode, stdout.decode(), stderr.decode()
-
-
-async def start_worker(command: list[str], env: dict[str, str]) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        *command, "worker", env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )

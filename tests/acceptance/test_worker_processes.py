@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
 import pytest
-from cli_fixtures import LOAD_OPTIONS
-from plivo_fixtures import AUTH_ID, AUTH_TOKEN, simulator_config
+from cli_fixtures import LOAD_OPTIONS, run_cli, start_worker, worker_env
+from plivo_fixtures import simulator_config
 from worker_fixtures import wait_for
 
 from campaign.simulator import RunningSimulator, running_simulator
@@ -25,39 +24,6 @@ async def plivo() -> AsyncIterator[RunningSimulator]:
     """The simulator in this test's event loop, reachable by worker processes over loopback."""
     async with running_simulator(simulator_config(calls_per_second=10_000.0)) as running:
         yield running
-
-
-def worker_env(cli_env: dict[str, str], plivo: RunningSimulator, **extra: str) -> dict[str, str]:
-    return {
-        **cli_env,
-        "PLIVO_AUTH_ID": AUTH_ID,
-        "PLIVO_AUTH_TOKEN": AUTH_TOKEN,
-        "PLIVO_API_URL": plivo.base_url,
-        "CAMPAIGN_WORKER_POLL_INTERVAL_S": "0.1",
-        "CAMPAIGN_PLIVO_TIMEOUT_S": "2",
-        "CAMPAIGN_PLIVO_RETRY_BUDGET_S": "1",
-        "CAMPAIGN_WORKER_LEASE_S": "4",
-        "CAMPAIGN_LOG_LEVEL": "info",
-        **extra,
-    }
-
-
-async def run_cli(command: list[str], env: dict[str, str], *args: str) -> tuple[int, str, str]:
-    """Run the CLI without blocking this loop (the simulator lives in it)."""
-    process = await asyncio.create_subprocess_exec(
-        *command, *args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None
-    return process.returncode, stdout.decode(), stderr.decode()
-
-
-async def start_worker(
-    command: list[str], env: dict[str, str], *args: str
-) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        *command, "worker", *args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
 
 
 async def load(
