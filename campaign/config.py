@@ -143,6 +143,10 @@ class Settings(BaseSettings):
     # How often a deliverer looks for due deliveries; deliveries sent at once per endpoint.
     webhook_poll_interval_s: float = Field(default=0.5, ge=0.01, le=60.0)
     webhook_batch_size: int = Field(default=100, ge=1, le=1000)
+    # An endpoint whose every attempt has failed for this long, without a success, is disabled
+    # at its next failed attempt (Svix's rule: 5 days); 0: never. The log and /metrics warn from
+    # a fifth of it on (a day of the five).
+    webhook_disable_after_s: float = Field(default=432_000.0, ge=0.0, le=31_536_000.0)
 
     @field_validator("public_url")
     @classmethod

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from campaign.models import CONTACT_STATUSES
+from campaign.models import CONTACT_STATUSES, EndpointHealth
 from campaign.models import Progress as CampaignProgress
 
 LATENCY_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -74,6 +74,53 @@ class Metrics:
             "Contacts put back to pending by a hangup the campaign redials.",
             registry=self.registry,
         )
+        # Webhook endpoints are labelled by id (`campaign webhook list` shows their URLs): a URL
+        # may carry a token in its query string.
+        self.webhook_deliveries = Gauge(
+            "campaign_webhook_deliveries",
+            "Webhook deliveries pending and failed, by endpoint id (read at each scrape).",
+            ["endpoint", "status"],
+            registry=self.registry,
+        )
+        self.webhook_failing = Gauge(
+            "campaign_webhook_endpoint_failing_seconds",
+            "How long every delivery to the endpoint has failed without a success (0: healthy).",
+            ["endpoint"],
+            registry=self.registry,
+        )
+        self.webhook_disable_in = Gauge(
+            "campaign_webhook_endpoint_disabled_in_seconds",
+            "A failing endpoint's time left before it is disabled unless a delivery succeeds.",
+            ["endpoint"],
+            registry=self.registry,
+        )
+        self.webhook_disabled = Gauge(
+            "campaign_webhook_endpoint_disabled",
+            "1 when the endpoint is disabled (410 Gone, or days of failures), else 0.",
+            ["endpoint"],
+            registry=self.registry,
+        )
+
+    def set_webhook_health(self, rows: Sequence[EndpointHealth], disable_after_s: float) -> None:
+        """Replace the webhook gauges with the database's current figures (`disable_after_s`:
+        CAMPAIGN_WEBHOOK_DISABLE_AFTER_S, 0: endpoints are never disabled for failing)."""
+        for gauge in (
+            self.webhook_deliveries,
+            self.webhook_failing,
+            self.webhook_disable_in,
+            self.webhook_disabled,
+        ):
+            gauge.clear()
+        for row in rows:
+            endpoint = str(row.endpoint_id)
+            self.webhook_deliveries.labels(endpoint, "pending").set(row.pending)
+            self.webhook_deliveries.labels(endpoint, "failed").set(row.failed)
+            self.webhook_disabled.labels(endpoint).set(1 if row.disabled else 0)
+            self.webhook_failing.labels(endpoint).set(row.failing_s or 0.0)
+            if row.failing_s is not None and not row.disabled and disable_after_s > 0:
+                self.webhook_disable_in.labels(endpoint).set(
+                    max(disable_after_s - row.failing_s, 0.0)
+                )
 
     def set_progress(self, rows: Sequence[CampaignProgress]) -> None:
         """Replace the contacts gauge with the database's current counts."""

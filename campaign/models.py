@@ -487,3 +487,15 @@ class RedialableCallStatus(StrEnum):
     FAILED = "failed"
     # Not a call status: the call an answering machine took (contacts.machine).
     MACHINE = "machine"
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointHealth:
+    """An endpoint's health as /metrics shows it."""
+
+    endpoint_id: int
+    disabled: bool
+    # How long it has failed without a success; None: it has not.
+    failing_s: float | None
+    pending: int
+    failed: int

@@ -36,6 +36,7 @@ from campaign.config import Settings
 from campaign.destinations import destination_of
 from campaign.metrics import Metrics
 from campaign.models import Campaign, RecordResult
+from campaign.queries import webhooks as webhook_queries
 from campaign.signature import SIGNATURE_V3_HEADER, SIGNATURE_V3_NONCE_HEADER, validate_signature_v3
 from campaign.voice import (
     ANSWER_PATH,
@@ -85,6 +86,9 @@ class WebConfig:
     metrics_refresh_s: float = DEFAULT_METRICS_REFRESH_S
     # CAMPAIGN_ACCOUNT_MAX_CONCURRENT_CALLS is set: every hangup frees one of its calls.
     account_capped: bool = False
+    # CAMPAIGN_WEBHOOK_DISABLE_AFTER_S, for /metrics' time left before a failing endpoint is
+    # disabled.
+    webhook_disable_after_s: float = 432_000.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WebConfig:
@@ -96,6 +100,7 @@ class WebConfig:
             metrics_token=metrics_token.get_secret_value() if metrics_token is not None else None,
             metrics_refresh_s=settings.metrics_refresh_s,
             account_capped=settings.account_max_concurrent_calls > 0,
+            webhook_disable_after_s=settings.webhook_disable_after_s,
         )
 
 
@@ -108,9 +113,17 @@ class StatusReader:
     asked at every scrape).
     """
 
-    def __init__(self, pool: asyncpg.Pool, metrics: Metrics, refresh_s: float) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        metrics: Metrics,
+        refresh_s: float,
+        *,
+        webhook_disable_after_s: float = 432_000.0,
+    ) -> None:
         self._pool = pool
         self._metrics = metrics
+        self._webhook_disable_after_s = webhook_disable_after_s
         self._refresh_s = refresh_s
         self._read_at: float | None = None
         self._progress_read: asyncio.Task[None] | None = None
@@ -130,7 +143,9 @@ class StatusReader:
         try:
             async with asyncio.timeout(PROGRESS_READ_TIMEOUT_S):
                 rows = await queries.progress_all(self._pool)
+                health = await webhook_queries.webhook_health(self._pool)
             self._metrics.set_progress(rows)
+            self._metrics.set_webhook_health(health, self._webhook_disable_after_s)
         except db.DATABASE_ERRORS as error:  # TimeoutError is an OSError
             logger.warning(
                 "/metrics: cannot read the contact counts (%s); serving the last ones",
@@ -310,7 +325,12 @@ def create_app(
     through `status_pool`, which must not be `pool`: see the module's docstring), and the HTTP
     API `api` (campaign/api/, on a pool of its own) under /api/v1/ when given."""
     app = web.Application(client_max_size=CALLBACK_MAX_BYTES)
-    app[STATUS_KEY] = StatusReader(status_pool, metrics, config.metrics_refresh_s)
+    app[STATUS_KEY] = StatusReader(
+        status_pool,
+        metrics,
+        config.metrics_refresh_s,
+        webhook_disable_after_s=config.webhook_disable_after_s,
+    )
     app[METRICS_KEY] = metrics
     app[RECORDER_KEY] = CallbackRecorder(pool, metrics, account_capped=config.account_capped)
     app[CONFIG_KEY] = config

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from campaign.models import EndpointHealth
 from campaign.queries.base import Executor, sql
 
 
@@ -100,11 +101,27 @@ async def claim_webhook_deliveries(
     return [WebhookEvent(**dict(record)) for record in records]
 
 
+@dataclass(frozen=True, slots=True)
+class FailingEndpoint:
+    """An endpoint that failed a whole claim: since when it has failed without a success, for
+    how long (on the database's clock), and whether that record disabled it."""
+
+    endpoint_id: int
+    failing_since: datetime
+    failing_s: float
+    disabled: bool
+
+
 async def record_webhook_attempts(
-    executor: Executor, results: Sequence[AttemptResult], *, worker_id: str
-) -> None:
-    """Record the attempts of one claim in one statement."""
-    await executor.execute(
+    executor: Executor,
+    results: Sequence[AttemptResult],
+    *,
+    worker_id: str,
+    disable_after_s: float,
+) -> list[FailingEndpoint]:
+    """Record the attempts of one claim, and their endpoint's health, in one statement; the
+    endpoints that failed the whole claim (disabled when failing `disable_after_s`, 0: never)."""
+    records = await executor.fetch(
         sql("record_webhook_attempts"),
         [result.delivery_id for result in results],
         [result.status for result in results],
@@ -112,7 +129,15 @@ async def record_webhook_attempts(
         [result.error for result in results],
         [result.delay_s for result in results],
         worker_id,
+        disable_after_s,
     )
+    return [FailingEndpoint(**dict(record)) for record in records]
+
+
+async def webhook_health(executor: Executor) -> list[EndpointHealth]:
+    """Every endpoint's health, for /metrics."""
+    records = await executor.fetch(sql("webhook_health"))
+    return [EndpointHealth(**dict(record)) for record in records]
 
 
 async def disable_webhook_endpoint(executor: Executor, endpoint_id: int, reason: str) -> None:

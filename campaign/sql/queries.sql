@@ -396,8 +396,8 @@ SELECT recover_expired_leases();
 -- Whether any running campaign (of $1, or all when NULL) still has contacts to dial: in a
 -- worker's hands (a lease of a worker that died counts until it runs out and is recovered),
 -- pending (due with their calling window open, or due later), or waiting for a hangup it may
--- redial ($2: for how long at most). Contacts due now whose window is closed are not work for
--- now.
+-- redial or, with --track-calls, any hangup ($2: for how long at most). Contacts due now whose
+-- window is closed are not work for now.
 SELECT EXISTS (
     SELECT 1 FROM campaigns k
     WHERE k.status = 'running'
@@ -914,20 +914,60 @@ FROM claim_webhook_deliveries($1, $2, $3, $4);
 -- record_webhook_attempts --
 -- The attempts of one claim, element i of each array for delivery i: its new status
 -- ('delivered', 'pending': tried again $5[i] seconds from now, 'failed'), the HTTP status and
--- the error. Only the deliverer that holds a delivery ($6) records it.
-UPDATE webhook_deliveries d
-SET status = r.status,
-    next_attempt_at = CASE WHEN r.status = 'pending'
-                           THEN now() + make_interval(secs => r.delay_s)
-                           ELSE d.next_attempt_at END,
-    last_status = r.http_status,
-    last_error = r.error,
-    delivered_at = CASE WHEN r.status = 'delivered' THEN now() END,
-    worker_id = NULL,
-    lease_expires_at = NULL
-FROM unnest($1::bigint[], $2::text[], $3::smallint[], $4::text[], $5::float8[])
-     AS r(id, status, http_status, error, delay_s)
-WHERE d.id = r.id AND d.worker_id = $6 AND d.status = 'pending';
+-- the error. Only the deliverer that holds a delivery ($6) records it. Then the endpoint's
+-- health: a success clears failing_since (last_success_at is kept to the minute, so that a
+-- healthy endpoint's row is not written at every batch); a failure starts it, and disables an
+-- endpoint that has failed without a success for $7 seconds (0: never). Each endpoint that
+-- failed the whole claim: since when it fails, for how long, and whether this disabled it.
+WITH recorded AS (
+    UPDATE webhook_deliveries d
+    SET status = r.status,
+        next_attempt_at = CASE WHEN r.status = 'pending'
+                               THEN now() + make_interval(secs => r.delay_s)
+                               ELSE d.next_attempt_at END,
+        last_status = r.http_status,
+        last_error = r.error,
+        delivered_at = CASE WHEN r.status = 'delivered' THEN now() END,
+        worker_id = NULL,
+        lease_expires_at = NULL
+    FROM unnest($1::bigint[], $2::text[], $3::smallint[], $4::text[], $5::float8[])
+         AS r(id, status, http_status, error, delay_s)
+    WHERE d.id = r.id AND d.worker_id = $6 AND d.status = 'pending'
+    RETURNING d.endpoint_id, r.status = 'delivered' AS delivered
+), outcome AS (
+    SELECT e.id, bool_or(r.delivered) AS delivered,
+           NOT bool_or(r.delivered) AND e.disabled_at IS NULL AND $7::float8 > 0
+               AND e.failing_since <= now() - make_interval(secs => $7::float8) AS disable,
+           e.failing_since
+    FROM recorded r
+    JOIN webhook_endpoints e ON e.id = r.endpoint_id
+    GROUP BY e.id
+), health AS (
+    UPDATE webhook_endpoints e
+    SET last_success_at = CASE WHEN o.delivered THEN now() ELSE e.last_success_at END,
+        failing_since = CASE WHEN o.delivered THEN NULL ELSE coalesce(e.failing_since, now()) END,
+        disabled_at = CASE WHEN o.disable THEN now() ELSE e.disabled_at END,
+        disabled_reason = CASE
+            WHEN o.disable THEN format('every delivery has failed since %s, longer than '
+                                       'CAMPAIGN_WEBHOOK_DISABLE_AFTER_S (%s s)',
+                                       to_char(e.failing_since AT TIME ZONE 'UTC',
+                                               'YYYY-MM-DD HH24:MI:SS "UTC"'),
+                                       $7::float8)
+            ELSE e.disabled_reason END
+    FROM outcome o
+    WHERE e.id = o.id
+      AND CASE WHEN o.delivered
+               THEN e.failing_since IS NOT NULL OR e.last_success_at IS NULL
+                    OR e.last_success_at < now() - interval '1 minute'
+               ELSE e.failing_since IS NULL OR o.disable END
+    RETURNING e.id
+)
+SELECT o.id AS endpoint_id, coalesce(o.failing_since, now()) AS failing_since,
+       extract(epoch FROM now() - coalesce(o.failing_since, now()))::float8 AS failing_s,
+       o.disable AS disabled
+FROM outcome o
+WHERE NOT o.delivered
+ORDER BY o.id;
 
 -- disable_webhook_endpoint --
 UPDATE webhook_endpoints SET disabled_at = now(), disabled_reason = $2
@@ -947,7 +987,8 @@ LIMIT $2;
 
 -- redeliver_webhook_deliveries --
 -- Deliver again the deliveries $1 (those of them not in a deliverer's hands), their schedule
--- from the start; an endpoint disabled by a 410 is enabled again (someone acted).
+-- from the start; an endpoint disabled (a 410, days of failures) is enabled again, its failing
+-- period started afresh (someone acted).
 WITH again AS (
     UPDATE webhook_deliveries d
     SET status = 'pending', attempts = 0, next_attempt_at = now(), delivered_at = NULL,
@@ -956,10 +997,23 @@ WITH again AS (
       AND (d.status <> 'pending' OR d.lease_expires_at IS NULL OR d.lease_expires_at <= now())
     RETURNING d.id, d.endpoint_id
 ), enabled AS (
-    UPDATE webhook_endpoints e SET disabled_at = NULL, disabled_reason = NULL
+    UPDATE webhook_endpoints e SET disabled_at = NULL, disabled_reason = NULL, failing_since = NULL
     WHERE e.id IN (SELECT endpoint_id FROM again) AND e.disabled_at IS NOT NULL
 )
 SELECT id FROM again ORDER BY id;
+
+-- webhook_health --
+-- Each endpoint's health for /metrics: disabled or not, for how long it has failed without a
+-- success (NULL: it has not), and its deliveries pending and failed (through the outbox's
+-- partial indexes).
+SELECT e.id AS endpoint_id, e.disabled_at IS NOT NULL AS disabled,
+       extract(epoch FROM now() - e.failing_since)::float8 AS failing_s,
+       (SELECT count(*) FROM webhook_deliveries d
+        WHERE d.endpoint_id = e.id AND d.status = 'pending') AS pending,
+       (SELECT count(*) FROM webhook_deliveries d
+        WHERE d.endpoint_id = e.id AND d.status = 'failed') AS failed
+FROM webhook_endpoints e
+ORDER BY e.id;
 
 -- failed_webhook_deliveries_since --
 -- The failed deliveries of events that happened at or after $1.

@@ -1991,28 +1991,28 @@ $$;
 
 -- 8. Completion ------------------------------------------------------------------------------------
 
--- Whether a call of the campaign that it may redial still waits (up to p_callback_wait_s) for
--- its hangup.
-CREATE FUNCTION campaign_awaits_hangups(p_campaign_id bigint, p_callback_wait_s double precision)
+-- Whether a call of the campaign still waits (up to p_callback_wait_s) for its hangup: one it
+-- may redial, or any call of a campaign that tracks its calls (so that it completes, and
+-- campaign.completed is written, only once their outcomes are in).
+CREATE FUNCTION campaign_awaits_hangups(p_campaign_id bigint,
+                                        p_callback_wait_s double precision)
 RETURNS boolean
 LANGUAGE sql STABLE AS $$
-    -- Whether a call of the campaign that it may redial still waits (up to p_callback_wait_s)
-    -- for its hangup.
     SELECT EXISTS (
         SELECT 1
         FROM campaigns k
         JOIN contacts t ON t.campaign_id = k.id
         WHERE k.id = p_campaign_id
-          AND cardinality(k.redial_on) > 0
+          AND (k.track_calls OR (cardinality(k.redial_on) > 0 AND t.attempts < k.max_attempts))
           AND t.status IN ('fired', 'queued')
-          AND t.attempts < k.max_attempts
           AND (t.call_status IS NULL OR t.call_status IN ('ringing', 'in-progress'))
           AND t.updated_at > now() - make_interval(secs => p_callback_wait_s)
     )
 $$;
 
 -- Whether a campaign has contacts that may still be dialled: pending (whether their window is
--- open or not), claimed or sending, or fired/queued and waiting for a hangup it redials.
+-- open or not), claimed or sending, or fired/queued and waiting for their hangup
+-- (campaign_awaits_hangups).
 CREATE FUNCTION campaign_has_work(p_campaign_id bigint, p_callback_wait_s double precision)
 RETURNS boolean
 LANGUAGE sql STABLE AS $$
@@ -2338,14 +2338,20 @@ CREATE INDEX api_load_rejects_load ON api_load_rejects (load_id, line_number);
 -- a change into a settled status, and then look the campaign up in webhook_campaigns.
 
 -- Where events go: one row per URL, with the secret they are signed with (`whsec_` and base64;
--- CAMPAIGN_WEBHOOK_SECRET, when set, signs instead). 410 Gone disables an endpoint.
+-- CAMPAIGN_WEBHOOK_SECRET, when set, signs instead). 410 Gone disables an endpoint, and so do
+-- failures without a success for days.
 CREATE TABLE webhook_endpoints (
     id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     url              text NOT NULL UNIQUE CHECK (url ~ '^https?://'),
     secret           text NOT NULL CHECK (secret LIKE 'whsec\_%'),
     created_at       timestamptz NOT NULL DEFAULT now(),
     disabled_at      timestamptz,
-    disabled_reason  text
+    disabled_reason  text,
+    -- Its health: when a delivery last succeeded (to the minute), and since when every attempt
+    -- has failed (NULL while it succeeds). Failing without a success for
+    -- CAMPAIGN_WEBHOOK_DISABLE_AFTER_S disables it at its next failed attempt.
+    last_success_at  timestamptz,
+    failing_since    timestamptz
 );
 
 -- The endpoint a campaign's events go to (NULL: none, and no events are written).

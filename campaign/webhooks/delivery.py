@@ -11,8 +11,10 @@ contact is pending (schema.sql, claim_webhook_deliveries).
 
 A 2xx within the timeout is delivered; anything else is tried again on the schedule of delays
 (CAMPAIGN_WEBHOOK_RETRY_DELAYS, with jitter; a longer Retry-After on 429 and 503 is honoured),
-then failed. 410 Gone disables the endpoint. An endpoint that failed a whole batch is tried
-again at the next poll, not at once. Secrets never reach a log line or a repr.
+then failed. 410 Gone disables the endpoint, and so does failing without a success for
+CAMPAIGN_WEBHOOK_DISABLE_AFTER_S (5 days; the log warns from a fifth of it on, and /metrics
+shows how long each endpoint has failed). An endpoint that failed a whole batch is tried again
+at the next poll, not at once. Secrets never reach a log line or a repr.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from aiohttp.resolver import DefaultResolver
 from campaign import db
 from campaign.config import Settings, webhook_secret_key
 from campaign.queries import webhooks as queries
-from campaign.queries.webhooks import AttemptResult, WebhookEndpoint, WebhookEvent
+from campaign.queries.webhooks import AttemptResult, FailingEndpoint, WebhookEndpoint, WebhookEvent
 from campaign.webhooks.signing import message_id, signed_headers
 from campaign.webhooks.urls import refusal
 
@@ -52,6 +54,11 @@ JITTER = 0.1
 SEQUENCE_PER_CAMPAIGN = 10_000
 # Endpoints drained at once by one deliverer.
 MAX_ENDPOINTS_AT_ONCE = 64
+# An endpoint failing without a success is warned of once it has failed this share of
+# CAMPAIGN_WEBHOOK_DISABLE_AFTER_S (a day of the default five), at most once per
+# WARN_EVERY_S per endpoint and deliverer.
+WARN_SHARE = 0.2
+WARN_EVERY_S = 3600.0
 
 
 def default_deliverer_id() -> str:
@@ -71,6 +78,8 @@ class DelivererConfig:
     timeout_s: float = 15.0
     poll_interval_s: float = 0.5
     batch_size: int = 100
+    # Failing without a success for this long disables an endpoint (0: never).
+    disable_after_s: float = 432_000.0
 
     @property
     def lease_s(self) -> float:
@@ -88,6 +97,7 @@ class DelivererConfig:
             timeout_s=settings.webhook_timeout_s,
             poll_interval_s=settings.webhook_poll_interval_s,
             batch_size=settings.webhook_batch_size,
+            disable_after_s=settings.webhook_disable_after_s,
         )
 
 
@@ -147,6 +157,8 @@ class Deliverer:
         self._config = config
         self._chance = chance or random.Random()
         self._stopping = False
+        # When each failing endpoint was last warned of (the loop's clock).
+        self._warned_at: dict[int, float] = {}
 
     @property
     def config(self) -> DelivererConfig:
@@ -217,10 +229,11 @@ class Deliverer:
                 outcomes = await asyncio.gather(
                     *(self._attempt(endpoint, key, event) for event in batch)
                 )
-                await queries.record_webhook_attempts(
+                failing = await queries.record_webhook_attempts(
                     self._pool,
                     [result for result, _gone in outcomes],
                     worker_id=self._config.worker_id,
+                    disable_after_s=self._config.disable_after_s,
                 )
             except (asyncpg.PostgresError, OSError) as error:
                 logger.warning("webhooks: endpoint %d: %s", endpoint.id, error)
@@ -239,11 +252,46 @@ class Deliverer:
                 return made
             results = [result for result, _gone in outcomes]
             self._log_failures(endpoint, results)
+            if any(self._warn_failing(endpoint, health) for health in failing):
+                return made  # disabled
             if not any(result.status == "delivered" for result in results):
                 # An endpoint that takes nothing waits for the next poll: a refusing one must
                 # not spin through its backlog on the CPU the dialing shares.
                 return made
         return made
+
+    def _warn_failing(self, endpoint: WebhookEndpoint, health: FailingEndpoint) -> bool:
+        """Log that an endpoint failing without a success was disabled (True), or will be."""
+        disable_after_s = self._config.disable_after_s
+        since = health.failing_since.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        if health.disabled:
+            logger.warning(
+                "webhooks: endpoint %d (%s) is disabled: every delivery has failed since %s, "
+                "longer than CAMPAIGN_WEBHOOK_DISABLE_AFTER_S (%g s); fix the receiver, then "
+                "`campaign webhook redeliver --failed --since T` enables it again",
+                endpoint.id,
+                _shown(endpoint.url),
+                since,
+                disable_after_s,
+            )
+            return True
+        if disable_after_s <= 0 or health.failing_s < WARN_SHARE * disable_after_s:
+            return False
+        now = asyncio.get_running_loop().time()
+        warned = self._warned_at.get(endpoint.id)
+        if warned is not None and now - warned < WARN_EVERY_S:
+            return False
+        self._warned_at[endpoint.id] = now
+        logger.warning(
+            "webhooks: endpoint %d (%s) has failed every delivery since %s (%.1f h); it will be "
+            "disabled in %.1f h unless one succeeds (CAMPAIGN_WEBHOOK_DISABLE_AFTER_S)",
+            endpoint.id,
+            _shown(endpoint.url),
+            since,
+            health.failing_s / 3600,
+            max(disable_after_s - health.failing_s, 0.0) / 3600,
+        )
+        return False
 
     def _log_failures(self, endpoint: WebhookEndpoint, results: Sequence[AttemptResult]) -> None:
         failed = [result for result in results if result.status == "failed"]

@@ -19,10 +19,12 @@ from webhook_fixtures import always, deliverer, endpoint_secret, receiver
 from worker_fixtures import FROM, claimed, numbers, wait_for, worker_config
 
 from campaign import queries
+from campaign.metrics import Metrics
 from campaign.models import CampaignSpec, CampaignStatus
 from campaign.plivo import PlivoClient
 from campaign.queries import webhooks as webhook_queries
 from campaign.voice import VoiceContent
+from campaign.web import StatusReader
 from campaign.worker import Worker
 
 
@@ -136,10 +138,41 @@ async def test_each_settled_contact_yields_one_verified_event_in_order(
     )
     assert [status for _sequence, status in statuses] == ["running", "completed"]
     completed = next(event for event in events if event["type"] == "campaign.completed")
-    # Without redials, a campaign completes once every contact is dialled; the hangups of its
-    # tracked calls (and their contact.settled) may come after.
     assert completed["data"]["counts"]["total"] == 6
     assert completed["data"]["counts"]["pending"] == 0
+    assert completed["data"]["counts"]["answered"] == 6
+    assert await campaign_status(pool, campaign_id) == "completed"
+
+
+async def test_a_tracked_campaign_completes_after_its_last_hangup(
+    pool: asyncpg.Pool, status_pool: asyncpg.Pool
+) -> None:
+    """With --track-calls, a campaign whose calls are all placed but still talking is not
+    completed: it completes once their hangups are in, so campaign.completed comes after every
+    contact.settled (in sequence and in arrival) and its counts hold every call's outcome.
+    Before, it completed as soon as the last call was placed."""
+    destinations = numbers(4)
+    async with (
+        receiver() as hooks,
+        rig(pool, status_pool, talk_s=1.5) as plivo,
+    ):
+        campaign_id = await add_campaign(
+            pool, destinations, hooks.url, track_calls_at=plivo.app_url
+        )
+
+        async def completed_event_arrived() -> bool:
+            return any(r.event["type"] == "campaign.completed" for r in hooks.accepted())
+
+        await dial_and_deliver(pool, plivo.simulator.base_url, completed_event_arrived)
+    arrival = [request.event for request in hooks.accepted()]
+    kinds = [event["type"] for event in arrival]
+    assert kinds.count("contact.settled") == 4
+    assert kinds[-1] == "campaign.completed"
+    completed = arrival[-1]
+    settled = [event for event in arrival if event["type"] == "contact.settled"]
+    assert max(e["data"]["sequence"] for e in settled) < completed["data"]["sequence"]
+    assert all(event["data"]["outcome"] == "answered" for event in settled)
+    assert completed["data"]["counts"]["answered"] == 4
     assert await campaign_status(pool, campaign_id) == "completed"
 
 
@@ -345,6 +378,127 @@ async def test_retries_follow_the_schedule_on_the_database_clock(
     assert row is not None
     assert tuple(row) == ("failed", 4, 500)
     assert len(hooks.requests) == 4
+
+
+async def endpoint_health(pool: asyncpg.Pool) -> asyncpg.Record:
+    row = await pool.fetchrow(
+        "SELECT id, disabled_at, disabled_reason, last_success_at, failing_since,"
+        " extract(epoch FROM now() - failing_since) AS failing_s FROM webhook_endpoints"
+    )
+    assert row is not None
+    return row
+
+
+async def test_an_endpoint_failing_for_days_is_warned_of_then_disabled(
+    clocked_pool: asyncpg.Pool, clock: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An endpoint whose every attempt fails is, on the database's clock: silent for its first
+    day; from a fifth of CAMPAIGN_WEBHOOK_DISABLE_AFTER_S (a day of five) on, warned of in the
+    log and shown by /metrics with the time left; still enabled just before five days; disabled
+    by its first failed attempt after them (log, reason, /metrics), and sent nothing more."""
+    pool = clocked_pool
+    five_days = 5 * 86_400.0
+    caplog.set_level(logging.WARNING, logger="campaign.webhooks.delivery")
+    metrics = Metrics()
+    reader = StatusReader(pool, metrics, 0.0, webhook_disable_after_s=five_days)
+
+    async def gauge(name: str, endpoint: int) -> float | None:
+        await reader.refresh_progress()
+        return metrics.registry.get_sample_value(name, {"endpoint": str(endpoint)})
+
+    def warnings() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+    async with (
+        receiver(always(500)) as hooks,
+        deliverer(
+            pool, retry_delays_s=(0.0,) + (3600.0,) * 10, disable_after_s=five_days
+        ) as sender,
+    ):
+        await add_campaign(pool, [], hooks.url)
+        assert await sender.deliver_once() == 1
+        health = await endpoint_health(pool)
+        endpoint = health["id"]
+        assert health["failing_since"] == await clock.now()
+        assert health["last_success_at"] is None
+        assert await gauge("campaign_webhook_endpoint_failing_seconds", endpoint) == 0.0
+        assert await gauge("campaign_webhook_endpoint_disabled_in_seconds", endpoint) == five_days
+        assert not any("disabled in" in message for message in warnings())
+
+        await clock.advance(86_401)
+        assert await sender.deliver_once() == 1
+        assert any(
+            "has failed every delivery since" in m and "disabled in 96.0 h" in m for m in warnings()
+        )
+        failing = await gauge("campaign_webhook_endpoint_failing_seconds", endpoint)
+        assert failing is not None
+        assert 86_400 < failing < 86_410
+        left = await gauge("campaign_webhook_endpoint_disabled_in_seconds", endpoint)
+        assert left is not None
+        assert 4 * 86_400 - 10 < left < 4 * 86_400
+
+        await clock.advance(4 * 86_400 - 501)  # 100 s before five days
+        assert await sender.deliver_once() == 1
+        assert (await endpoint_health(pool))["disabled_at"] is None
+
+        await clock.advance(4000)  # the next attempt (an hour ± 10 % later)
+        assert await sender.deliver_once() == 1
+        health = await endpoint_health(pool)
+        assert health["disabled_at"] == await clock.now()
+        assert "CAMPAIGN_WEBHOOK_DISABLE_AFTER_S" in health["disabled_reason"]
+        assert any(f"endpoint {endpoint} " in m and "is disabled" in m for m in warnings())
+        assert await gauge("campaign_webhook_endpoint_disabled", endpoint) == 1.0
+        assert await gauge("campaign_webhook_endpoint_disabled_in_seconds", endpoint) is None
+
+        await clock.advance(7200)
+        assert await sender.deliver_once() == 0
+    assert len(hooks.requests) == 4
+    assert "whsec_" not in caplog.text
+
+
+async def test_a_success_or_a_redelivery_starts_the_failing_period_afresh(
+    clocked_pool: asyncpg.Pool, clock: Any
+) -> None:
+    """Only failures without a success disable: a delivery that succeeds clears the endpoint's
+    failing period (an endpoint failing an hour in all, but never an hour since its last
+    success, stays enabled), and a redelivery that enables a disabled endpoint starts its
+    period afresh (its next failure does not disable it again at once)."""
+    pool = clocked_pool
+    async with (
+        receiver(always(500)) as hooks,
+        deliverer(
+            pool, retry_delays_s=(0.0, 3500.0) + (600.0,) * 20, disable_after_s=3600.0
+        ) as sender,
+    ):
+        campaign_id = await add_campaign(pool, [], hooks.url)
+        assert await sender.deliver_once() == 1  # the running event fails
+        await clock.advance(3000)
+        hooks.responder = always(200)
+        await pool.execute("UPDATE campaigns SET status = 'paused' WHERE id = $1", campaign_id)
+        assert await sender.deliver_once() == 1  # the paused event is delivered
+        health = await endpoint_health(pool)
+        assert health["failing_since"] is None
+        assert health["last_success_at"] == await clock.now()
+
+        hooks.responder = always(500)
+        await clock.advance(900)
+        assert await sender.deliver_once() == 1  # the running event again: failing anew
+        await clock.advance(3000)
+        assert await sender.deliver_once() == 1
+        assert (await endpoint_health(pool))["disabled_at"] is None
+        await clock.advance(700)
+        assert await sender.deliver_once() == 1
+        assert (await endpoint_health(pool))["disabled_at"] is not None
+
+        pending = await pool.fetchval("SELECT id FROM webhook_deliveries WHERE status = 'pending'")
+        assert await webhook_queries.redeliver_webhook_deliveries(pool, [pending]) == [pending]
+        health = await endpoint_health(pool)
+        assert health["disabled_at"] is None
+        assert health["failing_since"] is None
+        assert await sender.deliver_once() == 1
+        health = await endpoint_health(pool)
+        assert health["disabled_at"] is None
+        assert health["failing_since"] == await clock.now()
 
 
 async def test_a_private_address_is_never_contacted_unless_allowed(pool: asyncpg.Pool) -> None:
