@@ -107,7 +107,8 @@ async def test_redial_counts_then_redials_the_settled_contacts(
     assert again[2].headers["Idempotent-Replayed"] == "true"
     status, body, _ = await api.call("POST", "/campaigns/r/redial", json={"search": answered})
     assert (status, body["redialled"]) == (200, 1)
-    statuses = dict(await pool.fetch("SELECT destination, status FROM contacts"))
+    rows = await pool.fetch("SELECT destination, status FROM contacts")
+    statuses = {row["destination"]: row["status"] for row in rows}
     assert statuses == {failed: "pending", busy: "pending", answered: "pending", unknown: "unknown"}
 
 
