@@ -4,6 +4,8 @@ contacts then are."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 from pathlib import Path
 
 import asyncpg
@@ -124,3 +126,31 @@ def test_bad_values_name_the_option_and_the_fix(
     assert "is cancelled" in result.stderr
     assert "campaign load" in result.stderr
     assert _statuses(cli_env) == ["failed", "fired", "unknown"]
+
+
+@pytest.mark.usefixtures("loaded")
+def test_on_a_terminal_it_asks_first(campaign_command: list[str], cli_env: dict[str, str]) -> None:
+    """With stdin a terminal and no --yes, it asks; `n` changes nothing (exit 1, aborted), `y`
+    redials."""
+    for answer, code, statuses in (
+        ("n", 1, ["failed", "fired", "unknown"]),
+        ("y", 0, ["pending", "pending", "unknown"]),
+    ):
+        controller, terminal = os.openpty()
+        try:
+            os.write(controller, f"{answer}\n".encode())
+            result = subprocess.run(
+                [*campaign_command, "redial", "r"],
+                env=cli_env,
+                stdin=terminal,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+        finally:
+            os.close(terminal)
+            os.close(controller)
+        assert result.returncode == code, result.stderr
+        assert "Dial 2 contacts again? [y/N]" in result.stdout
+        assert _statuses(cli_env) == statuses
