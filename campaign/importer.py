@@ -109,7 +109,7 @@ class CsvSource:
             for cells in reader:
                 line_number = previous_line + 1
                 previous_line = reader.line_num
-                if not cells or all(not cell.strip() for cell in cells):
+                if not "".join(cells).strip():  # no cells, or only blank ones
                     continue
                 yield SourceRow(line_number, cells)
         except UnicodeDecodeError:

@@ -24,6 +24,7 @@ LAYERS: tuple[frozenset[str], ...] = (
             "formulas",
             "signature",
             "timezones",
+            "fast_numbers",
             "voice",
         }
     ),
