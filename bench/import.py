@@ -42,7 +42,7 @@ import phonenumbers
 import psutil
 
 from campaign import db
-from campaign.destinations import FAST_READER, InvalidDestination, normalise_destination
+from campaign.destinations import InvalidDestination, loader_reader, normalise_destination
 
 AREA_CODES = (201, 212, 213, 305, 312, 415, 503, 617, 646, 702, 713, 818, 917, 972)
 
@@ -109,11 +109,12 @@ def validate_alone(path: Path, region: str | None) -> tuple[float, list[tuple[in
     """Seconds to validate every phone cell with phonenumbers in this process, and the results."""
     with path.open(newline="") as handle:
         values = [row[1] for row in csv.reader(handle)][1:]
+    reader = loader_reader()
     started = time.perf_counter()
     normalised = []
     for line, value in enumerate(values, start=2):
         with contextlib.suppress(InvalidDestination):
-            normalised.append((line, value, normalise_destination(value, region, "US")))
+            normalised.append((line, value, normalise_destination(value, region, "US", reader)))
     return time.perf_counter() - started, normalised
 
 
@@ -247,7 +248,7 @@ async def bench(
     )
     print(
         f"  validation alone        {validation_s:7.2f} s  {rows / validation_s:10,.0f} rows/s   "
-        f"(one process; compiled reader {'on' if FAST_READER.enabled else 'off'})"
+        f"(one process; compiled reader {'on' if loader_reader().enabled else 'off'})"
     )
     print(f"  psql \\copy (normalised) {copy_s:7.2f} s  {rows / copy_s:10,.0f} rows/s")
     print(f"  load / validation alone {load_s / validation_s:7.2f} x")

@@ -11,6 +11,7 @@ Pure and light (phonenumbers only): the loader's worker processes import just th
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -54,9 +55,8 @@ PHONE_HEADERS: tuple[str, ...] = (
 )
 # PostgreSQL text and jsonb cannot hold a NUL character: a row with one is rejected.
 NUL = "\x00"
-# Where a number is read first: the compiled library where it agrees with phonenumbers (see
-# campaign/fast_numbers.py), else nowhere; phonenumbers reads every value it leaves.
-FAST_READER = fast_reader()
+# A reader that leaves every value to phonenumbers (single values: options, the API, tests).
+PHONENUMBERS_ONLY = FastReader(None)
 _SEPARATORS = re.compile(r"[ .\-]")
 SIP_URI = re.compile(r"^sip:[^\s@<>]+@[A-Za-z0-9.\-]+(:[0-9]{1,5})?(;[^\s<>]*)?$", re.IGNORECASE)
 
@@ -90,14 +90,25 @@ def _header_key(cell: str) -> str:
 
 
 def normalise_destination(
-    raw: str, default_region: str | None, caller_region: str | None = None
+    raw: str,
+    default_region: str | None,
+    caller_region: str | None = None,
+    reader: FastReader = PHONENUMBERS_ONLY,
 ) -> str:
     """E.164 with a leading + for a number, `sip:user@host` as is; else InvalidDestination.
 
     Without `default_region`, bare digits are read by the rule of campaign/bare_digits.py for
     a caller ID in `caller_region`; digits that could be two numbers raise AmbiguousNumber.
     """
-    return read_destination(raw, default_region, caller_region, zones=False)[0]
+    return read_destination(raw, default_region, caller_region, zones=False, reader=reader)[0]
+
+
+@functools.cache
+def loader_reader() -> FastReader:
+    """The reader validate_rows reads numbers with: the compiled library where it gives
+    phonenumbers' answers (campaign/fast_numbers.py), when installed. Made on first use, so
+    only the validating processes load it (about 6 MiB each), not the loader's own."""
+    return fast_reader()
 
 
 def read_destination(
@@ -106,7 +117,7 @@ def read_destination(
     caller_region: str | None = None,
     *,
     zones: bool = True,
-    reader: FastReader = FAST_READER,
+    reader: FastReader = PHONENUMBERS_ONLY,
 ) -> tuple[str, tuple[str, ...]]:
     """normalise_destination's destination, with the number's time zones (campaign.timezones;
     none for a SIP URI or a number whose zone phonenumbers does not know, or when not `zones`).
@@ -436,6 +447,7 @@ def validate_rows(
     phone_index = layout.phone_index
     caller_region = region_of(from_number)
     want_zones = zone_rule is not None
+    reader = loader_reader()
     # Per number of cells: the names of the fields, the phone column left out.
     field_names: dict[int, list[str]] = {}
     # Per set of a number's zones: the contact's zones by zone_rule (rows without their own).
@@ -449,7 +461,7 @@ def validate_rows(
             continue
         try:
             destination, number_zones = read_destination(
-                raw, default_region, caller_region, zones=want_zones
+                raw, default_region, caller_region, zones=want_zones, reader=reader
             )
         except AmbiguousNumber as error:
             # Guessing could call a stranger abroad: the whole file waits for the user's word.

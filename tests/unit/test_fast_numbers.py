@@ -12,7 +12,12 @@ import phonenumbers
 import pytest
 from phonenumbers import PhoneNumberFormat
 
-from campaign.destinations import AmbiguousNumber, InvalidDestination, read_destination
+from campaign.destinations import (
+    AmbiguousNumber,
+    InvalidDestination,
+    loader_reader,
+    read_destination,
+)
 from campaign.fast_numbers import DIFFERING_COUNTRY_CODES, FastReader, fast_reader
 
 FAST = fast_reader()
@@ -29,7 +34,10 @@ JUNK = ("", " ", "+", "++1", "abc", "1-800-FLOWERS", "+1 (415) 555-0123 x12", "t
         "1 415 555 2671", "415-555-2671", "+1..415..555..2671", "+(1) 415 555 2671", "+ 1 415",
         "١٤١٥٥٥٥٢٦٧١", "+\uff11\uff14\uff11\uff15\uff15\uff15\uff15\uff12\uff16\uff17\uff11",
         "sip:alice@example.com", "sip:bad", "+1 415<5",
-        "0", "00", "+00", "-", ".", "()", "+1()", "1" * 17, "+" + "1" * 17)  # fmt: skip
+        "0", "00", "+00", "-", ".", "()", "+1()", "1" * 17, "+" + "1" * 17,
+        "+1" + " " * 260 + "4155552671", "+1 415" + "-" * 300 + "555 2671",
+        "(" * 300 + "+14155552671", "+1 ((415)) 555 2671", "+1 415 555 2671.", "+.1 415 555 2671",
+        "+1 0415 555 2671", "+11 415 555 2671", "+001 415 555 2671", "+1+4155552671")  # fmt: skip
 
 
 def _examples() -> Iterator[tuple[str, phonenumbers.PhoneNumber]]:
@@ -187,7 +195,9 @@ def test_fast_reader_leaves_differing_country_codes_and_unusual_syntax_to_phonen
 
 
 def test_without_the_compiled_library_phonenumbers_reads_alone() -> None:
-    """A reader without the compiled library never answers: every value goes to phonenumbers."""
+    """A reader without the compiled library never answers: every value goes to phonenumbers;
+    the loader's rows are read with the compiled library exactly when it is usable."""
+    assert loader_reader().enabled == FAST.enabled
     assert not PURE.enabled
     assert PURE.read("+1 415 555 2671", None) is None
     assert PURE.region_of_valid("+14155552671") is None
