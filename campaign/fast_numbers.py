@@ -1,7 +1,7 @@
 """A compiled reader of phone numbers, used only where it gives phonenumbers' answers.
 
 `rphonenumbers` (an optional extra: `pip install 'campaign[fast]'`) is phonenumbers' API on a
-Rust port of libphonenumber: it reads a number with its type about nine times faster. Its
+Rust port of libphonenumber: it reads a valid number with its type several times faster. Its
 metadata is an older release than the phonenumbers this project is tested with, so it is not
 a drop-in replacement: a number it calls valid may be one phonenumbers does not, and the other
 way round (docs/benchmarks.md, issue 11). The loader therefore asks it first and takes its
