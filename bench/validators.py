@@ -2,21 +2,34 @@
 
     .venv/bin/pip install rphonenumbers
     .venv/bin/python bench/validators.py
+    .venv/bin/python bench/validators.py --by-country       # country codes that differ
+    .venv/bin/python bench/validators.py --metadata-of DIR  # regions whose metadata differs
 
 The loader (campaign/destinations.py `_parsed_number`) may only read numbers with another
 library if it gives phonenumbers' answers. This reads a large and varied corpus (every region's
 example of every type in four formats, mutations of their digits, random digit strings with and
 without a default region, malformed values) with both, as `_parsed_number` would (E.164 and
 type, or the reason a value is refused), and prints the time per value and each difference.
+
+The loader's hybrid (campaign/fast_numbers.py) leaves to phonenumbers every country code in
+`DIFFERING_COUNTRY_CODES`. `--metadata-of DIR` derives that set from the metadata: DIR is the
+`phonenumbers` package folder of the release the candidate ports (for rphonenumbers 0.1.0,
+phonenumbers 9.0.41: `pip download phonenumbers==9.0.41 --no-deps`, then unzip the wheel); it
+lists every region whose metadata file differs from the installed release's, and their country
+codes. `--by-country` checks it by behaviour: random numbers near every example of every
+region (valid and not) read by both libraries, and the country codes where any answer differs.
 """
 
 from __future__ import annotations
 
 import argparse
+import filecmp
 import importlib
 import random
 import time
+from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 
 import phonenumbers
@@ -71,12 +84,92 @@ def corpus(rng: random.Random, randoms: int) -> Iterator[tuple[str, str | None]]
             yield value, default_region
 
 
+def differing_metadata(folder: Path) -> dict[str, int]:
+    """Regions whose metadata file differs between the phonenumbers package in `folder` and the
+    installed one (or is only in one of them), with their country codes."""
+    installed = Path(phonenumbers.__file__).parent / "data"
+    other = folder / "data"
+    names = {path.name for path in installed.glob("region_*.py")} | {
+        path.name for path in other.glob("region_*.py")
+    }
+    regions = {}
+    for name in sorted(names):
+        ours, theirs = installed / name, other / name
+        if ours.exists() and theirs.exists() and filecmp.cmp(ours, theirs, shallow=False):
+            continue
+        region = name.removeprefix("region_").removesuffix(".py")
+        if region.isdigit():
+            regions[region] = int(region)  # a non-geographical entity: named by its code
+        else:
+            regions[region] = phonenumbers.country_code_for_region(region)
+    return regions
+
+
+def by_country(
+    candidate: ModuleType, near: int, rng: random.Random
+) -> tuple[Counter[int], Counter[int]]:
+    """Per country code of the value (phonenumbers' parse), over `near` random numbers (the
+    first digits of an example kept) per example of every region and type, read with and
+    without its region: how many answers differ where the candidate calls the number valid
+    (those the hybrid would take), and how many differ at all (an invalid number's reason
+    included, which the hybrid takes from phonenumbers)."""
+    taken: Counter[int] = Counter()
+    differing: Counter[int] = Counter()
+    for region in REGIONS:
+        for number_type in range(12):
+            example = phonenumbers.example_number_for_type(region, number_type)
+            if example is None:
+                continue
+            e164 = phonenumbers.format_number(example, PhoneNumberFormat.E164)
+            for _ in range(near):
+                keep = rng.randint(2, max(2, len(e164) - 3))
+                value = e164[:keep] + "".join(
+                    rng.choice("0123456789") for _ in range(len(e164) - keep)
+                )
+                for library_region in (None, region):
+                    ours = reading(phonenumbers, value, library_region)
+                    theirs = reading(candidate, value, library_region)
+                    if ours == theirs:
+                        continue
+                    try:
+                        country_code = phonenumbers.parse(value, library_region).country_code
+                    except phonenumbers.NumberParseException:
+                        country_code = 0
+                    differing[country_code or 0] += 1
+                    if isinstance(theirs, tuple):
+                        taken[country_code or 0] += 1
+    return taken, differing
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--library", default="rphonenumbers", help="the candidate's module name")
     parser.add_argument("--random", type=int, default=50_000, help="random values in the corpus")
+    parser.add_argument(
+        "--metadata-of", type=Path, help="a phonenumbers package folder to compare metadata with"
+    )
+    parser.add_argument(
+        "--by-country", action="store_true", help="list the country codes whose answers differ"
+    )
     arguments = parser.parse_args()
+    if arguments.metadata_of is not None:
+        regions = differing_metadata(arguments.metadata_of)
+        print(f"{len(regions)} regions' metadata differ: {' '.join(regions)}")
+        print(f"country codes: {sorted(set(regions.values()))}")
+        return
     candidate = importlib.import_module(arguments.library)
+    if arguments.by_country:
+        taken, per_code = by_country(candidate, 100, random.Random(2026))
+        print(
+            f"country codes where the candidate calls valid what phonenumbers does not read "
+            f"the same: {sorted(taken)}"
+        )
+        print(f"country codes with any difference: {sorted(per_code)}")
+        for country_code, count in sorted(per_code.items()):
+            print(
+                f"  +{country_code}: {count} ({taken[country_code]} called valid by the candidate)"
+            )
+        return
     values = list(corpus(random.Random(2026), arguments.random))
     timings = {}
     answers = {}

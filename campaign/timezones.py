@@ -56,6 +56,22 @@ def zones_of_number(
         return of_prefix
     if number_type is None:
         number_type = phonenumbers.number_type(number)
+    return _zones_by_type(country_code, of_prefix, of_country, number_type)
+
+
+def zones_of_valid(country_code: int, e164: str, number_type: int) -> tuple[str, ...]:
+    """zones_of_number's answer from a valid number's country code, E.164 form and type (as
+    campaign/fast_numbers.py reads them, without a phonenumbers object)."""
+    of_country = _by_prefix(str(country_code))
+    of_prefix = _by_prefix(e164[1:])
+    if of_prefix == of_country:
+        return of_prefix
+    return _zones_by_type(country_code, of_prefix, of_country, number_type)
+
+
+def _zones_by_type(
+    country_code: int, of_prefix: tuple[str, ...], of_country: tuple[str, ...], number_type: int
+) -> tuple[str, ...]:
     if number_type == PhoneNumberType.UNKNOWN:
         return ()
     geographical = phonenumbers.is_number_type_geographical(number_type, country_code)

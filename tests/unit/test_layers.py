@@ -25,6 +25,7 @@ LAYERS: tuple[frozenset[str], ...] = (
             "formulas",
             "signature",
             "timezones",
+            "fast_numbers",
             "voice",
         }
     ),
