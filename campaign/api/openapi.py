@@ -13,13 +13,13 @@ import click
 
 from campaign import __version__
 from campaign.api.answers import PAGE_DEFAULT, PAGE_MAX
-from campaign.api.campaigns import OUTCOMES
 from campaign.api.loads import REFUSED_OPTIONS
 from campaign.api.options import option_key
 from campaign.api.problems import PROBLEM_JSON
 from campaign.api.requests import IDEMPOTENCY_KEY_MAX_CHARS
 from campaign.cli.campaigns import set_pacing as set_command
 from campaign.cli.load import load as load_command
+from campaign.contact_filter import OUTCOMES
 from campaign.models import CONTACT_STATUSES
 
 Schema = dict[str, Any]
