@@ -289,6 +289,15 @@ class LoopWatch:
             self.lag_s = max(0.0, loop.time() - expected)
 
 
+@dataclass(frozen=True, slots=True)
+class DashboardSetup:
+    """What the dashboard is served with: a pool of its own (db.open_dashboard_pool), never the
+    dialing pool, and the settings."""
+
+    pool: asyncpg.Pool
+    settings: Settings
+
+
 METRICS_KEY = web.AppKey("metrics", Metrics)
 RECORDER_KEY = web.AppKey("recorder", CallbackRecorder)
 CONFIG_KEY = web.AppKey("config", WebConfig)
@@ -305,10 +314,12 @@ def create_app(
     *,
     status_pool: asyncpg.Pool,
     api: web.Application | None = None,
+    dashboard: DashboardSetup | None = None,
 ) -> web.Application:
     """The app: callbacks under /plivo/ (recorded through `pool`), /healthz and /metrics (read
-    through `status_pool`, which must not be `pool`: see the module's docstring), and the HTTP
-    API `api` (campaign/api/, on a pool of its own) under /api/v1/ when given."""
+    through `status_pool`, which must not be `pool`: see the module's docstring), the HTTP
+    API `api` (campaign/api/, on a pool of its own) under /api/v1/ when given, and the
+    dashboard (campaign/dashboard/, on a pool of its own: `dashboard`'s) at / when given."""
     app = web.Application(client_max_size=CALLBACK_MAX_BYTES)
     app[STATUS_KEY] = StatusReader(status_pool, metrics, config.metrics_refresh_s)
     app[METRICS_KEY] = metrics
@@ -329,6 +340,10 @@ def create_app(
     app.router.add_get("/metrics", metrics_endpoint)
     if api is not None:
         app.add_subapp(API_PREFIX, api)
+    if dashboard is not None:
+        from campaign.dashboard.app import install
+
+        install(app, dashboard.pool, dashboard.settings)
     return app
 
 
@@ -585,10 +600,12 @@ async def serving(
     *,
     status_pool: asyncpg.Pool,
     api: web.Application | None = None,
+    dashboard: DashboardSetup | None = None,
 ) -> AsyncIterator[str]:
     """Serve the app on host:port (0: a free port) while the block runs; yields its base URL."""
     runner = web.AppRunner(
-        create_app(pool, metrics, config, status_pool=status_pool, api=api), access_log=None
+        create_app(pool, metrics, config, status_pool=status_pool, api=api, dashboard=dashboard),
+        access_log=None,
     )
     await runner.setup()
     try:

@@ -1060,6 +1060,16 @@ WHERE s.token_sha256 = $1 AND k.id = s.api_key_id AND k.revoked_at IS NULL
   AND s.last_seen_at > now() - make_interval(secs => $2)
 RETURNING s.token_sha256, k.id, k.name, k.read_only, k.created_at, k.revoked_at;
 
+-- peek_dashboard_session --
+-- As touch_dashboard_session, without counting as activity (the live stream: a page left open
+-- is not a person at it); and the seconds left before the session goes idle.
+SELECT s.token_sha256, k.id, k.name, k.read_only, k.created_at, k.revoked_at,
+       extract(epoch FROM s.last_seen_at + make_interval(secs => $2) - now())::float8 AS left_s
+FROM dashboard_sessions s
+JOIN api_keys k ON k.id = s.api_key_id
+WHERE s.token_sha256 = $1 AND k.revoked_at IS NULL
+  AND s.last_seen_at > now() - make_interval(secs => $2);
+
 -- end_dashboard_session --
 DELETE FROM dashboard_sessions WHERE token_sha256 = $1;
 
@@ -1177,22 +1187,6 @@ SELECT * FROM (
 ) f
 ORDER BY occurred_at DESC
 LIMIT 10;
-
--- dashboard_contacts_page --
--- Campaign $1's contacts after contact id $2 (keyset: contacts_campaign_id, or
--- contacts_campaign_status_id with one status, read from the cursor on), filtered by statuses
--- $3, outcomes $4, time zone $5, response $6 and text $7 within the destination; $8 at most.
-SELECT contact_id, destination, raw_destination, line_number, status, outcome, attempts,
-       call_status, hangup_cause, time_zones, response, last_error, updated_at
-FROM contact_outcomes
-WHERE campaign_id = $1 AND contact_id > $2
-  AND ($3::text[] IS NULL OR status = ANY ($3::text[]))
-  AND ($4::text[] IS NULL OR outcome = ANY ($4::text[]))
-  AND ($5::text IS NULL OR $5::text = ANY (time_zones))
-  AND ($6::text IS NULL OR response = $6::text)
-  AND ($7::text IS NULL OR strpos(destination, $7::text) > 0 OR strpos(raw_destination, $7::text) > 0)
-ORDER BY contact_id
-LIMIT $8;
 
 -- dashboard_time_zones --
 -- The time zones of campaign $1's contacts (for the contacts filter).
