@@ -17,6 +17,7 @@ LAYERS: tuple[frozenset[str], ...] = (
         {
             "config",
             "models",
+            "contact_filter",
             "callparams",
             "dbclock",
             "callerids",
