@@ -31,7 +31,7 @@ from campaign.plivo import PlivoClient, PlivoClientConfig, new_plivo_session
 from campaign.simulator import Ledger, SimulatorConfig, running_simulator
 from campaign.specs import DEFAULT_CALLING_HOURS, CampaignOptions, calling_hours
 from campaign.voice import VoiceContent
-from campaign.web import DashboardSetup, WebConfig, serving
+from campaign.web import AppInstaller, WebConfig, serving
 from campaign.worker import Worker, WorkerConfig
 
 FIRST_NAMES = (
@@ -296,6 +296,8 @@ class DemoDashboard:
 
     opened: Callable[[str, asyncpg.Pool], Awaitable[None]]
     done: Callable[[DemoResult], Awaitable[None]]
+    # The dashboard's installer (campaign/dashboard/app.py) on the pool it is given.
+    installer: Callable[[asyncpg.Pool, Settings], AppInstaller]
 
 
 async def run_demo(
@@ -329,7 +331,7 @@ async def run_demo(
             LOOPBACK,
             0,
             status_pool=status_pool,
-            dashboard=None if dashboard is None else DashboardSetup(dashboard_pool, settings),
+            dashboard=None if dashboard is None else dashboard.installer(dashboard_pool, settings),
         ) as engine_url,
         running_simulator(account) as simulator,
     ):

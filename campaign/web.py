@@ -289,13 +289,8 @@ class LoopWatch:
             self.lag_s = max(0.0, loop.time() - expected)
 
 
-@dataclass(frozen=True, slots=True)
-class DashboardSetup:
-    """What the dashboard is served with: a pool of its own (db.open_dashboard_pool), never the
-    dialing pool, and the settings."""
-
-    pool: asyncpg.Pool
-    settings: Settings
+# Adds a front end's routes to the app (the dashboard's: campaign/dashboard/app.py installer).
+AppInstaller = Callable[[web.Application], None]
 
 
 METRICS_KEY = web.AppKey("metrics", Metrics)
@@ -314,12 +309,12 @@ def create_app(
     *,
     status_pool: asyncpg.Pool,
     api: web.Application | None = None,
-    dashboard: DashboardSetup | None = None,
+    dashboard: AppInstaller | None = None,
 ) -> web.Application:
     """The app: callbacks under /plivo/ (recorded through `pool`), /healthz and /metrics (read
     through `status_pool`, which must not be `pool`: see the module's docstring), the HTTP
     API `api` (campaign/api/, on a pool of its own) under /api/v1/ when given, and the
-    dashboard (campaign/dashboard/, on a pool of its own: `dashboard`'s) at / when given."""
+    dashboard (campaign/dashboard/, on a pool of its own) at / when its installer is given."""
     app = web.Application(client_max_size=CALLBACK_MAX_BYTES)
     app[STATUS_KEY] = StatusReader(status_pool, metrics, config.metrics_refresh_s)
     app[METRICS_KEY] = metrics
@@ -341,9 +336,7 @@ def create_app(
     if api is not None:
         app.add_subapp(API_PREFIX, api)
     if dashboard is not None:
-        from campaign.dashboard.app import install
-
-        install(app, dashboard.pool, dashboard.settings)
+        dashboard(app)
     return app
 
 
@@ -600,7 +593,7 @@ async def serving(
     *,
     status_pool: asyncpg.Pool,
     api: web.Application | None = None,
-    dashboard: DashboardSetup | None = None,
+    dashboard: AppInstaller | None = None,
 ) -> AsyncIterator[str]:
     """Serve the app on host:port (0: a free port) while the block runs; yields its base URL."""
     runner = web.AppRunner(

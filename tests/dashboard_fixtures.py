@@ -20,10 +20,11 @@ from campaign import db, queries
 from campaign.api.app import create_api_app
 from campaign.api.keys import key_hash, new_key
 from campaign.config import Settings
+from campaign.dashboard.app import installer
 from campaign.dashboard.hub import Hub
 from campaign.dashboard.views import DASHBOARD_KEY
 from campaign.metrics import Metrics
-from campaign.web import DashboardSetup, WebConfig, create_app
+from campaign.web import WebConfig, create_app
 
 CSRF_FIELD = re.compile(r'<input type="hidden" name="csrf" value="([^"]+)">')
 NEW_CAMPAIGN = {"from": "+14155550100", "answer-url": "https://example.com/answer.xml"}
@@ -123,7 +124,7 @@ async def running_dashboard(
             WebConfig(public_url=settings.public_url, auth_tokens=(AUTH_TOKEN,)),
             status_pool=status_pool,
             api=create_api_app(api_pool, settings),
-            dashboard=DashboardSetup(dashboard_pool, settings),
+            dashboard=installer(dashboard_pool, settings),
         )
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()

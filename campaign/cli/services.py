@@ -123,6 +123,7 @@ def _demo_dashboard(campaign_name: str) -> DemoDashboard:
     """`demo --dashboard`: an API key made for the demo (revoked when it ends), the URL printed
     before dialing, the summary printed after, then serving until Ctrl-C."""
     from campaign.api.keys import key_hash, new_key
+    from campaign.dashboard.app import installer
     from campaign.demo import DemoDashboard
 
     key = new_key()
@@ -144,7 +145,7 @@ def _demo_dashboard(campaign_name: str) -> DemoDashboard:
         finally:
             await queries.revoke_api_key(held[0], key_name)
 
-    return DemoDashboard(opened, done)
+    return DemoDashboard(opened, done, installer)
 
 
 def _print_demo(result: DemoResult, campaign_name: str) -> None:
@@ -213,7 +214,8 @@ async def _maybe_serving(
     if settings.http_port is None:
         yield
         return
-    from campaign.web import DashboardSetup, WebConfig, serving
+    from campaign.dashboard.app import installer
+    from campaign.web import WebConfig, serving
 
     _require_token_for_callbacks(settings)
     config = WebConfig.from_settings(settings)
@@ -229,7 +231,7 @@ async def _maybe_serving(
             settings.http_port,
             status_pool=status_pool,
             api=_api(api_pool, settings),
-            dashboard=DashboardSetup(dashboard_pool, settings),
+            dashboard=installer(dashboard_pool, settings),
         ),
     ):
         yield
@@ -249,8 +251,9 @@ async def serve(host: str | None, port: int | None) -> None:
     Callbacks are checked against PLIVO_AUTH_TOKEN and CAMPAIGN_PUBLIC_URL (the URL Plivo
     calls, as it signs it). Runs until SIGTERM or Ctrl-C.
     """
+    from campaign.dashboard.app import installer
     from campaign.metrics import Metrics
-    from campaign.web import DashboardSetup, WebConfig, serving
+    from campaign.web import WebConfig, serving
     from campaign.webhooks.delivery import delivering
 
     settings = settings_from_environment()
@@ -270,7 +273,7 @@ async def serve(host: str | None, port: int | None) -> None:
             port or settings.http_port or DEFAULT_HTTP_PORT,
             status_pool=status_pool,
             api=_api(api_pool, settings),
-            dashboard=DashboardSetup(dashboard_pool, settings),
+            dashboard=installer(dashboard_pool, settings),
         ) as url,
     ):
         click.echo(

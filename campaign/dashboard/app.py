@@ -3,7 +3,7 @@ autoescaping, the static files, the security headers, the snapshot hub."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
@@ -59,6 +59,15 @@ def _number(value: object) -> str:
 async def _headers(request: web.Request, response: web.StreamResponse) -> None:
     if not request.path.startswith(PLIVO_PREFIX):
         response.headers.update(SECURITY_HEADERS)
+
+
+def installer(pool: asyncpg.Pool, settings: Settings) -> Callable[[web.Application], None]:
+    """What create_app(dashboard=…) takes: serves the dashboard through `pool` (its own)."""
+
+    def install_on(app: web.Application) -> None:
+        install(app, pool, settings)
+
+    return install_on
 
 
 def install(app: web.Application, pool: asyncpg.Pool, settings: Settings) -> None:
