@@ -148,6 +148,16 @@ class Settings(BaseSettings):
     # a fifth of it on (a day of the five).
     webhook_disable_after_s: float = Field(default=432_000.0, ge=0.0, le=31_536_000.0)
 
+    # The dashboard (campaign/dashboard/, served at /). A session ends after this long without
+    # a request (on the database's clock). Logins from one address are refused (429) after
+    # this many failures within CAMPAIGN_DASHBOARD_LOGIN_WINDOW_S. Live pages get a snapshot at
+    # most every CAMPAIGN_DASHBOARD_REFRESH_S (sooner: never; later: only when nothing changed).
+    dashboard_idle_s: float = Field(default=1800.0, ge=1.0, le=604_800.0)
+    dashboard_login_failures: int = Field(default=5, ge=1, le=1000)
+    dashboard_login_window_s: float = Field(default=900.0, ge=1.0, le=86_400.0)
+    dashboard_refresh_s: float = Field(default=1.0, ge=0.1, le=60.0)
+    dashboard_poll_s: float = Field(default=2.0, ge=0.1, le=600.0)
+
     @field_validator("public_url")
     @classmethod
     def _public_url(cls, value: str | None) -> str | None:
