@@ -35,7 +35,11 @@ CREATE INDEX dashboard_login_failures_address ON dashboard_login_failures (addre
 -- The contacts pages: keyset paging by id within a campaign, and within one status, reads an
 -- index range from the cursor on, whatever the depth.
 CREATE INDEX contacts_campaign_id ON contacts (campaign_id, id);
-CREATE INDEX contacts_campaign_status_id ON contacts (campaign_id, status, id);
+-- The index of a campaign's contacts by status gains id as its last key column (call_status,
+-- which the counts of campaign_progress read from the index alone, is carried along): one index
+-- serves both, and writing a contact costs no more index entries than before but one.
+DROP INDEX contacts_campaign_status;
+CREATE INDEX contacts_campaign_status ON contacts (campaign_id, status, id) INCLUDE (call_status);
 -- A contact's timeline lists its webhook deliveries, whatever their status.
 CREATE INDEX webhook_deliveries_contact_any ON webhook_deliveries (contact_id, id)
     WHERE contact_id IS NOT NULL;
@@ -75,8 +79,8 @@ SELECT
            GROUP BY r.meaning) m) AS responses
 FROM campaigns c
 CROSS JOIN LATERAL (
-    -- Counted from the contacts grouped by (status, call_status), which the index
-    -- contacts_campaign_status yields in order: the filters below then add up a few dozen groups
+    -- Counted from the contacts grouped by (status, call_status), read from the index
+    -- contacts_campaign_status alone: the filters below then add up a few dozen groups
     -- instead of testing every contact (a million contacts: ~80 ms instead of ~330 ms).
     SELECT
         coalesce(sum(g.n), 0)::bigint                                      AS total,

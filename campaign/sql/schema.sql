@@ -188,17 +188,17 @@ CREATE TABLE contacts (
 -- time: the claim reads only the sets whose window is open, so closed ones are never scanned.
 CREATE INDEX contacts_due ON contacts (campaign_id, time_zones, next_attempt_at, id)
     WHERE status = 'pending';
--- campaign_progress counts by status and call status from the index alone.
-CREATE INDEX contacts_campaign_status ON contacts (campaign_id, status, call_status);
+-- campaign_progress counts by status and call status from the index alone; the dashboard's
+-- contacts pages of one status page through it by id.
+CREATE INDEX contacts_campaign_status ON contacts (campaign_id, status, id) INCLUDE (call_status);
 -- Expired leases are found without reading settled contacts.
 CREATE INDEX contacts_leased ON contacts (lease_expires_at) WHERE status IN ('claimed', 'sending');
 -- Calls a campaign may still redial, waiting for their hangup (campaign_has_work).
 CREATE INDEX contacts_awaiting_hangup ON contacts (campaign_id, updated_at)
     WHERE status IN ('fired', 'queued') AND (call_status IS NULL OR call_status IN ('ringing', 'in-progress'));
--- The dashboard's contacts pages: keyset paging by id within a campaign, and within one status,
--- reads an index range from the cursor on, whatever the depth.
+-- The dashboard's contacts pages: keyset paging by id within a campaign reads an index range
+-- from the cursor on, whatever the depth.
 CREATE INDEX contacts_campaign_id ON contacts (campaign_id, id);
-CREATE INDEX contacts_campaign_status_id ON contacts (campaign_id, status, id);
 
 
 -- 2. Requests and call events ---------------------------------------------------------------------
@@ -2086,8 +2086,8 @@ SELECT
            GROUP BY r.meaning) m) AS responses
 FROM campaigns c
 CROSS JOIN LATERAL (
-    -- Counted from the contacts grouped by (status, call_status), which the index
-    -- contacts_campaign_status yields in order: the filters below then add up a few dozen groups
+    -- Counted from the contacts grouped by (status, call_status), read from the index
+    -- contacts_campaign_status alone: the filters below then add up a few dozen groups
     -- instead of testing every contact (a million contacts: ~80 ms instead of ~330 ms).
     SELECT
         coalesce(sum(g.n), 0)::bigint                                      AS total,
