@@ -125,7 +125,7 @@ async def _read_upload(
                         )
                 settings_bytes = bytes(read)
             elif part.name == "file" and spool is None:
-                upload_name = _display_name(part.filename)
+                upload_name = display_name(part.filename)
                 spool = folder / "upload.csv"
                 with spool.open("wb") as out:
                     while chunk := await part.read_chunk(SPOOL_CHUNK_BYTES):
@@ -155,7 +155,7 @@ async def _read_upload(
     return settings, spool, upload_name, digest
 
 
-def _display_name(filename: str | None) -> str:
+def display_name(filename: str | None) -> str:
     """The uploaded file's name for messages (its last path part), or `file`."""
     name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
     name = "".join(c for c in name if c.isprintable())[:200]

@@ -23,7 +23,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 from campaign import control, queries
 from campaign.api.answers import decode_cursor, encode_cursor
 from campaign.api.campaigns import cancel_queued
-from campaign.api.loads import SPOOL_CHUNK_BYTES, _display_name, load_upload
+from campaign.api.keys import key_hash
+from campaign.api.loads import SPOOL_CHUNK_BYTES, display_name, load_upload
 from campaign.api.options import parse_options
 from campaign.api.problems import Problem
 from campaign.cli.campaigns import set_pacing as set_command
@@ -254,8 +255,6 @@ async def login(request: web.Request) -> web.StreamResponse:
     key = _field(form, "key").strip()
     found = None
     if key and len(key) <= 200:
-        from campaign.api.keys import key_hash
-
         digest = key_hash(key)
         found = await queries.api_key_by_hash(state.pool, digest)
         if found is not None and not hmac.compare_digest(found[1], digest):
@@ -681,7 +680,7 @@ async def _read_new_form(
                     return _forbidden("missing or wrong CSRF token")
                 checked = True
             elif part.name == "file" and spool is None:
-                upload_name = _display_name(part.filename)
+                upload_name = display_name(part.filename)
                 spool = folder / "upload.csv"
                 with spool.open("wb") as out:
                     while chunk := await part.read_chunk(SPOOL_CHUNK_BYTES):
