@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import re
 import shutil
 import signal
 import urllib.parse
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import aiohttp
 import asyncpg
 import pytest
+from cli_fixtures import LOAD_OPTIONS, run_cli
 from worker_fixtures import free_port
 
 from campaign import queries
@@ -264,3 +267,59 @@ async ([path, fields]) => {
   return response.status;
 }
 """
+
+
+async def load_campaign(
+    campaign_command: list[str], env: dict[str, str], folder: Path, name: str, count: int
+) -> None:
+    """A new running campaign `name` of `count` US numbers, loaded by `campaign load`."""
+    path = folder / "contacts.csv"
+    path.write_text("phone,name\n" + "".join(f"+1415556{i:04d},person {i}\n" for i in range(count)))
+    code, _out, err = await run_cli(
+        campaign_command, env, "load", str(path), "--name", name, *LOAD_OPTIONS
+    )
+    assert code == 0, err
+
+
+async def campaign_status(database_url: str, name: str) -> str:
+    """The campaign's status as the database holds it."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        status: str = await connection.fetchval(
+            "SELECT status FROM campaigns WHERE name = $1", name
+        )
+    finally:
+        await connection.close()
+    return status
+
+
+async def number_in(page: Page, selector: str) -> int:
+    """The number an element shows (`1,234` reads 1234)."""
+    text = await page.locator(selector).first.text_content() or ""
+    digits = re.sub(r"\D", "", text)
+    assert digits, f"{selector} shows no number: {text!r}"
+    return int(digits)
+
+
+# The settings of a campaign started from the upload form, by `campaign load`'s option names.
+UPLOAD_SETTINGS = {
+    "from": "+14155550100",
+    "answer-url": "https://example.com/answer.xml",
+    "calling-hours": "any",
+}
+
+
+async def upload_campaign(page: Page, base_url: str, name: str, csv_text: str) -> int:
+    """Start campaign `name` through the form at /new, as a user does; the answer's status."""
+    from playwright.async_api import FilePayload
+
+    await page.goto(base_url + "/new")
+    await page.fill("form#upload-form input[name=name]", name)
+    await page.fill("form#upload-form textarea[name=settings]", json.dumps(UPLOAD_SETTINGS))
+    csv_file = FilePayload(name="contacts.csv", mimeType="text/csv", buffer=csv_text.encode())
+    await page.set_input_files("form#upload-form input[type=file][name=file]", files=[csv_file])
+    async with page.expect_navigation() as navigation:
+        await page.click("form#upload-form [type=submit]")
+    response = await navigation.value
+    assert response is not None
+    return response.status
