@@ -35,7 +35,8 @@ from campaign import db, queries
 from campaign.api.keys import key_hash, new_key
 from campaign.config import Settings
 from campaign.demo import demo_campaign, demo_message, demo_simulator_config, write_sample_csv
-from campaign.importer import CsvSource, LoadOptions, Rejected, load_csv
+from campaign.destinations import Rejected
+from campaign.importer import CsvSource, LoadOptions, load_csv
 from campaign.models import Schedule
 from campaign.simulator import running_simulator
 from campaign.specs import calling_hours
