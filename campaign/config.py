@@ -144,6 +144,16 @@ class Settings(BaseSettings):
     webhook_poll_interval_s: float = Field(default=0.5, ge=0.01, le=60.0)
     webhook_batch_size: int = Field(default=100, ge=1, le=1000)
 
+    # The dashboard (campaign/dashboard/, served at /). A session ends after this long without
+    # a request (on the database's clock). Logins from one address are refused (429) after
+    # this many failures within CAMPAIGN_DASHBOARD_LOGIN_WINDOW_S. Live pages get a snapshot at
+    # most every CAMPAIGN_DASHBOARD_REFRESH_S (sooner: never; later: only when nothing changed).
+    dashboard_idle_s: float = Field(default=1800.0, ge=1.0, le=604_800.0)
+    dashboard_login_failures: int = Field(default=5, ge=1, le=1000)
+    dashboard_login_window_s: float = Field(default=900.0, ge=1.0, le=86_400.0)
+    dashboard_refresh_s: float = Field(default=1.0, ge=0.1, le=60.0)
+    dashboard_poll_s: float = Field(default=2.0, ge=0.1, le=600.0)
+
     @field_validator("public_url")
     @classmethod
     def _public_url(cls, value: str | None) -> str | None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from campaign import queries
 from campaign.models import Campaign, CampaignStatus
+from campaign.queries.dashboard import notify_campaign_changed
 from campaign.ratelimit import change_pacing
 from campaign.specs import PacingChange
 
@@ -54,6 +55,7 @@ async def set_status(
         campaign = existing
     if new_status == CampaignStatus.RUNNING:
         await queries.notify_work(connection, campaign.id)
+    await notify_campaign_changed(connection, campaign.id)
     return campaign
 
 
@@ -76,6 +78,7 @@ async def set_pacing(connection: queries.Connection, name: str, change: PacingCh
         )
     if campaign.status == CampaignStatus.RUNNING:
         await queries.notify_work(connection, campaign.id)
+    await notify_campaign_changed(connection, campaign.id)
     return campaign
 
 

@@ -8,6 +8,7 @@ import io
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import asyncpg
 from aiohttp import web
 
 from campaign import control, queries
@@ -28,6 +29,7 @@ from campaign.api.requests import (
     request_digest,
 )
 from campaign.cli.campaigns import set_pacing as set_command
+from campaign.config import Settings
 from campaign.export import (
     ExportError,
     OutputError,
@@ -215,13 +217,18 @@ async def cancel(request: web.Request) -> web.Response:
 
 
 async def _cancel_queued(request: web.Request, campaign: Campaign) -> dict[str, int]:
-    """`--cancel-queued`: wait for the requests in flight, then cancel what Plivo holds queued."""
+    return await cancel_queued(request.app[API_POOL], request.app[API_SETTINGS], campaign)
+
+
+async def cancel_queued(
+    pool: asyncpg.Pool, settings: Settings, campaign: Campaign
+) -> dict[str, int]:
+    """`--cancel-queued`: wait for the requests in flight, then cancel what Plivo holds queued
+    (for the API and the dashboard)."""
     from campaign.cancellation import cancel_queued_calls, wait_for_requests_in_flight
     from campaign.cli.campaigns import IN_FLIGHT_MARGIN_S
     from campaign.plivo import PlivoClient, PlivoClientConfig, new_plivo_session
 
-    pool = request.app[API_POOL]
-    settings = request.app[API_SETTINGS]
     left = await wait_for_requests_in_flight(
         pool, campaign, timeout_s=settings.plivo_timeout_s + IN_FLIGHT_MARGIN_S
     )

@@ -17,11 +17,12 @@ import hashlib
 import io
 import json
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
 
+import asyncpg
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
@@ -33,6 +34,7 @@ from campaign.api.problems import FieldError, Problem, validation
 from campaign.api.requests import API_POOL, API_SETTINGS, idempotent, request_digest
 from campaign.cli.load import load as load_command
 from campaign.cli.load import load_plan
+from campaign.config import Settings
 from campaign.destinations import LoadError, Rejected
 from campaign.formulas import neutralise, neutralise_phone
 from campaign.importer import CsvSource, load_csv
@@ -160,61 +162,89 @@ def _display_name(filename: str | None) -> str:
     return name or "file"
 
 
+async def load_upload(
+    pool: asyncpg.Pool,
+    app_settings: Settings,
+    folder: Path,
+    spool: Path,
+    upload_name: str,
+    settings: dict[str, Any],
+    existing: str | None,
+) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """The load of a spooled CSV with `settings` (`campaign load`'s options by name), checked
+    now (a 422 Problem for a bad option or settings); the returned function runs it and gives
+    the summary with the first rejected rows (all kept in api_load_rejects), or a 422 Problem
+    when the file cannot be loaded. The API and the dashboard load through this one path."""
+    fixed = [] if existing is None else [f"--campaign={existing}"]
+    params = parse_options(
+        load_command,
+        settings,
+        refused=REFUSED_OPTIONS,
+        arguments=[str(spool)],
+        fixed=fixed,
+    )
+    try:
+        target, options = load_plan(params, app_settings.public_url)
+    except SpecError as error:
+        raise spec_problem(error) from None
+    if isinstance(target, CampaignSpec):
+        try:
+            target = await campaign_endpoint(
+                target,
+                app_settings,
+                given=params.get("webhook_url") is not None,
+            )
+        except WebhookUrlRefused as error:
+            raise validation("webhook-url", str(error)) from None
+    # One validating thread: the API shares its process with the callbacks it serves.
+    options = dataclasses.replace(options, jobs=1)
+    planned = target
+
+    async def run() -> dict[str, Any]:
+        with (folder / "rejects.csv").open("w+", encoding="utf-8", newline="") as handle:
+            spool_rejects = RejectsSpool(handle)
+            source = CsvSource(spool)
+            try:
+                summary = await load_csv(pool, source, planned, options, spool_rejects)
+            except LoadError as error:
+                message = str(error).replace(str(spool), upload_name)
+                errors = [
+                    FieldError(f"line {row['line']}", row["reason"]) for row in spool_rejects.inline
+                ]
+                raise Problem(422, "validation", message, errors) from None
+            finally:
+                source.close()
+            result: dict[str, Any] = summary.as_json()
+            async with pool.acquire() as connection, connection.transaction():
+                load_id = await queries.create_api_load(connection, summary.campaign.id, result)
+                await queries.copy_api_load_rejects(connection, load_id, spool_rejects.rows())
+        result["load_id"] = load_id
+        result["rejected_rows"] = spool_rejects.inline
+        result["rejects_url"] = f"/api/v1/loads/{load_id}/rejects"
+        result["campaign_url"] = f"/api/v1/campaigns/{quote(summary.campaign.name, safe='')}"
+        return result
+
+    return run
+
+
 async def _load(request: web.Request, existing: str | None) -> web.Response:
     with tempfile.TemporaryDirectory(prefix="campaign-api-") as directory:
         folder = Path(directory)
         settings, spool, upload_name, digest = await _read_upload(
             request, folder, settings_required=existing is None
         )
-        fixed = [] if existing is None else [f"--campaign={existing}"]
-        params = parse_options(
-            load_command,
+        run = await load_upload(
+            request.app[API_POOL],
+            request.app[API_SETTINGS],
+            folder,
+            spool,
+            upload_name,
             settings,
-            refused=REFUSED_OPTIONS,
-            arguments=[str(spool)],
-            fixed=fixed,
+            existing,
         )
-        try:
-            target, options = load_plan(params, request.app[API_SETTINGS].public_url)
-        except SpecError as error:
-            raise spec_problem(error) from None
-        if isinstance(target, CampaignSpec):
-            try:
-                target = await campaign_endpoint(
-                    target,
-                    request.app[API_SETTINGS],
-                    given=params.get("webhook_url") is not None,
-                )
-            except WebhookUrlRefused as error:
-                raise validation("webhook-url", str(error)) from None
-        # One validating thread: the API shares its process with the callbacks it serves.
-        options = dataclasses.replace(options, jobs=1)
 
         async def answer() -> web.Response:
-            pool = request.app[API_POOL]
-            with (folder / "rejects.csv").open("w+", encoding="utf-8", newline="") as handle:
-                spool_rejects = RejectsSpool(handle)
-                source = CsvSource(spool)
-                try:
-                    summary = await load_csv(pool, source, target, options, spool_rejects)
-                except LoadError as error:
-                    message = str(error).replace(str(spool), upload_name)
-                    errors = [
-                        FieldError(f"line {row['line']}", row["reason"])
-                        for row in spool_rejects.inline
-                    ]
-                    raise Problem(422, "validation", message, errors) from None
-                finally:
-                    source.close()
-                result: dict[str, Any] = summary.as_json()
-                async with pool.acquire() as connection, connection.transaction():
-                    load_id = await queries.create_api_load(connection, summary.campaign.id, result)
-                    await queries.copy_api_load_rejects(connection, load_id, spool_rejects.rows())
-            result["load_id"] = load_id
-            result["rejected_rows"] = spool_rejects.inline
-            result["rejects_url"] = f"/api/v1/loads/{load_id}/rejects"
-            result["campaign_url"] = f"/api/v1/campaigns/{quote(summary.campaign.name, safe='')}"
-            return json_answer(result, status=201 if existing is None else 200)
+            return json_answer(await run(), status=201 if existing is None else 200)
 
         return await idempotent(request, digest, answer)
 

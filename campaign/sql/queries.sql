@@ -964,3 +964,176 @@ SELECT id FROM again ORDER BY id;
 -- failed_webhook_deliveries_since --
 -- The failed deliveries of events that happened at or after $1.
 SELECT id FROM webhook_deliveries WHERE status = 'failed' AND occurred_at >= $1 ORDER BY id;
+
+-- === The dashboard (campaign/dashboard/) =======================================================
+
+-- create_dashboard_session --
+-- A session for key $2, its token's hash $1; idle sessions ($3 seconds) are forgotten meanwhile.
+WITH forgotten AS (
+    DELETE FROM dashboard_sessions WHERE last_seen_at <= now() - make_interval(secs => $3)
+)
+INSERT INTO dashboard_sessions (token_sha256, api_key_id) VALUES ($1, $2);
+
+-- touch_dashboard_session --
+-- The live session of token hash $1 (not idle $2 seconds, its key not revoked), seen now.
+UPDATE dashboard_sessions s SET last_seen_at = now()
+FROM api_keys k
+WHERE s.token_sha256 = $1 AND k.id = s.api_key_id AND k.revoked_at IS NULL
+  AND s.last_seen_at > now() - make_interval(secs => $2)
+RETURNING s.token_sha256, k.id, k.name, k.read_only, k.created_at, k.revoked_at;
+
+-- end_dashboard_session --
+DELETE FROM dashboard_sessions WHERE token_sha256 = $1;
+
+-- login_failures --
+-- Failed logins from address $1 in the last $2 seconds, and when the oldest of them leaves the
+-- window (seconds from now).
+SELECT count(*) AS failures,
+       coalesce(extract(epoch FROM min(at) + make_interval(secs => $2) - now()), 0)::float8
+           AS retry_after_s
+FROM dashboard_login_failures
+WHERE address = $1 AND at > now() - make_interval(secs => $2);
+
+-- record_login_failure --
+-- A failed login from address $1; that address's failures older than the window ($2 s) go.
+WITH forgotten AS (
+    DELETE FROM dashboard_login_failures
+    WHERE address = $1 AND at <= now() - make_interval(secs => $2)
+)
+INSERT INTO dashboard_login_failures (address) VALUES ($1);
+
+-- write_dashboard_audit --
+INSERT INTO dashboard_audit (key_name, action, campaign, detail) VALUES ($1, $2, $3, $4);
+
+-- dashboard_audit --
+-- The latest $1 actions, newest first.
+SELECT id, at, key_name, action, campaign, detail FROM dashboard_audit ORDER BY id DESC LIMIT $1;
+
+-- dashboard_rates --
+-- Each campaign's calls placed in the last $1 seconds (dial_requests_campaign: an index range).
+SELECT k.id AS campaign_id,
+       (SELECT coalesce(sum(cardinality(d.destinations)), 0)
+        FROM dial_requests d
+        WHERE d.campaign_id = k.id AND d.counted
+          AND d.sent_at > now() - make_interval(secs => $1) AND d.sent_at <= now())::bigint
+           AS calls
+FROM campaigns k;
+
+-- dashboard_calls_per_minute --
+-- Campaign $1's calls placed per minute over the last hour (0: the minute now).
+SELECT floor(extract(epoch FROM now() - d.sent_at) / 60)::integer AS minutes_ago,
+       sum(cardinality(d.destinations))::bigint AS calls
+FROM dial_requests d
+WHERE d.campaign_id = $1 AND d.counted
+  AND d.sent_at > now() - interval '1 hour' AND d.sent_at <= now()
+GROUP BY 1;
+
+-- dashboard_plivo_latency --
+-- Campaign $1's Make-a-call requests answered in the last 5 minutes: how many, how fast.
+SELECT count(*) AS requests,
+       avg(d.latency_ms)::float8 AS mean_ms,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY d.latency_ms)::float8 AS p95_ms
+FROM dial_requests d
+WHERE d.campaign_id = $1 AND d.sent_at > now() - interval '5 minutes'
+  AND d.latency_ms IS NOT NULL;
+
+-- dashboard_plivo_errors --
+-- Campaign $1's latest 10 requests of the last hour that failed, with their reason (bounded to
+-- the hour so that a campaign without errors costs an index range, not its whole history).
+SELECT d.id, d.sent_at, d.outcome, d.http_status,
+       coalesce(d.error, d.plivo_message, d.outcome) AS reason,
+       cardinality(d.destinations) AS calls
+FROM dial_requests d
+WHERE d.campaign_id = $1 AND d.sent_at > now() - interval '1 hour'
+  AND (d.error IS NOT NULL OR d.outcome IN ('not_sent', 'account_problem', 'rejected', 'unknown'))
+ORDER BY d.sent_at DESC, d.id DESC
+LIMIT 10;
+
+-- dashboard_waiting_windows --
+-- Campaign $1's pending contacts due now whose calling window is closed, per set of time zones,
+-- with when that set's window next opens (the candidate moments of calling_window, per set).
+SELECT z.time_zones, w.n AS waiting,
+       (SELECT min(c.at)
+        FROM (SELECT (d.day + r.start) AT TIME ZONE u.zone AS at
+              FROM unnest(z.time_zones) AS u(zone)
+              CROSS JOIN LATERAL generate_series(
+                  ((now() AT TIME ZONE u.zone)::date - 1)::timestamp,
+                  ((now() AT TIME ZONE u.zone)::date + 15)::timestamp,
+                  interval '1 day') AS d(day)
+              CROSS JOIN LATERAL (
+                  SELECT lower(h) AS start
+                  FROM unnest(coalesce(k.calling_hours, '{[00:00,24:00)}'::timemultirange)) AS h
+                  UNION
+                  SELECT time '00:00'
+              ) r
+              UNION
+              SELECT greatest(now(), k.start_at)) c
+        WHERE c.at >= now() AND (k.end_at IS NULL OR c.at < k.end_at)
+          AND zone_set_open(k, z.time_zones, c.at)) AS next_opening
+FROM campaigns k
+JOIN campaign_time_zones z ON z.campaign_id = k.id
+CROSS JOIN LATERAL (
+    SELECT count(*) AS n FROM contacts t
+    WHERE t.campaign_id = k.id AND t.time_zones = z.time_zones
+      AND t.status = 'pending' AND t.next_attempt_at <= now()
+) w
+WHERE k.id = $1 AND NOT zone_set_open(k, z.time_zones, now()) AND w.n > 0
+ORDER BY w.n DESC;
+
+-- dashboard_failing_webhooks --
+-- Campaign $1's webhook deliveries that failed, or failed an attempt and wait for the next, the
+-- latest 10 (each from a partial index: failed ones, pending ones).
+SELECT * FROM (
+    (SELECT d.id, d.type, d.contact_id, d.status, d.attempts, d.last_status, d.last_error,
+            d.next_attempt_at, d.occurred_at, e.url
+     FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
+     WHERE d.status = 'failed' AND d.campaign_id = $1
+     ORDER BY d.occurred_at DESC LIMIT 10)
+    UNION ALL
+    (SELECT d.id, d.type, d.contact_id, d.status, d.attempts, d.last_status, d.last_error,
+            d.next_attempt_at, d.occurred_at, e.url
+     FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
+     WHERE d.status = 'pending' AND d.attempts > 0 AND d.last_error IS NOT NULL
+       AND d.campaign_id = $1
+     ORDER BY d.occurred_at DESC LIMIT 10)
+) f
+ORDER BY occurred_at DESC
+LIMIT 10;
+
+-- dashboard_contacts_page --
+-- Campaign $1's contacts after contact id $2 (keyset: contacts_campaign_id, or
+-- contacts_campaign_status_id with one status, read from the cursor on), filtered by statuses
+-- $3, outcomes $4, time zone $5, response $6 and text $7 within the destination; $8 at most.
+SELECT contact_id, destination, raw_destination, line_number, status, outcome, attempts,
+       call_status, hangup_cause, time_zones, response, last_error, updated_at
+FROM contact_outcomes
+WHERE campaign_id = $1 AND contact_id > $2
+  AND ($3::text[] IS NULL OR status = ANY ($3::text[]))
+  AND ($4::text[] IS NULL OR outcome = ANY ($4::text[]))
+  AND ($5::text IS NULL OR $5::text = ANY (time_zones))
+  AND ($6::text IS NULL OR response = $6::text)
+  AND ($7::text IS NULL OR strpos(destination, $7::text) > 0 OR strpos(raw_destination, $7::text) > 0)
+ORDER BY contact_id
+LIMIT $8;
+
+-- dashboard_time_zones --
+-- The time zones of campaign $1's contacts (for the contacts filter).
+SELECT DISTINCT u.zone
+FROM campaign_time_zones z CROSS JOIN LATERAL unnest(z.time_zones) AS u(zone)
+WHERE z.campaign_id = $1
+ORDER BY u.zone;
+
+-- dashboard_contact_responses --
+SELECT attempt, digits, meaning, received_at, call_uuid
+FROM responses WHERE campaign_id = $1 AND contact_id = $2 ORDER BY attempt;
+
+-- dashboard_contact_deliveries --
+SELECT d.id, d.type, d.status, d.attempts, d.last_status, d.last_error, d.occurred_at,
+       d.delivered_at, e.url
+FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
+WHERE d.contact_id = $2 AND d.campaign_id = $1
+ORDER BY d.id;
+
+-- notify_campaign_changed --
+-- Wakes the dashboards watching campaign $1: a person paused, resumed, cancelled or re-paced it.
+SELECT pg_notify('campaign_changed', $1::bigint::text);

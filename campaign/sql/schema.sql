@@ -195,6 +195,10 @@ CREATE INDEX contacts_leased ON contacts (lease_expires_at) WHERE status IN ('cl
 -- Calls a campaign may still redial, waiting for their hangup (campaign_has_work).
 CREATE INDEX contacts_awaiting_hangup ON contacts (campaign_id, updated_at)
     WHERE status IN ('fired', 'queued') AND (call_status IS NULL OR call_status IN ('ringing', 'in-progress'));
+-- The dashboard's contacts pages: keyset paging by id within a campaign, and within one status,
+-- reads an index range from the cursor on, whatever the depth.
+CREATE INDEX contacts_campaign_id ON contacts (campaign_id, id);
+CREATE INDEX contacts_campaign_status_id ON contacts (campaign_id, status, id);
 
 
 -- 2. Requests and call events ---------------------------------------------------------------------
@@ -2397,6 +2401,9 @@ CREATE INDEX webhook_deliveries_unsequenced ON webhook_deliveries (campaign_id, 
 -- `campaign webhook list --failed`, `redeliver --failed --since`.
 CREATE INDEX webhook_deliveries_failed ON webhook_deliveries (occurred_at)
     WHERE status = 'failed';
+-- A contact's timeline (the dashboard) lists its webhook deliveries, whatever their status.
+CREATE INDEX webhook_deliveries_contact_any ON webhook_deliveries (contact_id, id)
+    WHERE contact_id IS NOT NULL;
 
 -- The last sequence number given per campaign.
 CREATE TABLE webhook_sequences (
@@ -2668,3 +2675,36 @@ LANGUAGE sql AS $$
     WHERE d.id = c.id
     RETURNING d.*;
 $$;
+
+
+-- 13. The dashboard (/) ---------------------------------------------------------------------------
+
+-- A dashboard session: only the SHA-256 of the cookie's token is kept (the token is 32 random
+-- bytes). It ends at logout, when its key is revoked, or after CAMPAIGN_DASHBOARD_IDLE_S without
+-- a request (last_seen_at, on the database's clock).
+CREATE TABLE dashboard_sessions (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    token_sha256  bytea NOT NULL UNIQUE CHECK (length(token_sha256) = 32),
+    api_key_id    bigint NOT NULL REFERENCES api_keys (id) ON DELETE CASCADE,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    last_seen_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX dashboard_sessions_last_seen ON dashboard_sessions (last_seen_at);
+
+-- Every action taken on the dashboard: who (the key's name), what, on which campaign, when.
+CREATE TABLE dashboard_audit (
+    id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at        timestamptz NOT NULL DEFAULT now(),
+    key_name  text NOT NULL,
+    action    text NOT NULL,
+    campaign  text,
+    detail    jsonb NOT NULL DEFAULT '{}'
+);
+
+-- Failed logins, by the address they came from: too many in a window and that address is
+-- refused (429) until the window has slid past them.
+CREATE TABLE dashboard_login_failures (
+    address  text NOT NULL,
+    at       timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX dashboard_login_failures_address ON dashboard_login_failures (address, at);
