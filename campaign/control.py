@@ -1,12 +1,13 @@
-"""What `campaign pause | resume | cancel | set | status` do to a stored campaign, for the CLI and
-the HTTP API alike (one copy of each rule): errors a user can cause are `ControlError`, whose
-message is the line the CLI prints."""
+"""What `campaign pause | resume | cancel | set | status | redial` do to a stored campaign, for
+the CLI, the HTTP API and the dashboard alike (one copy of each rule): errors a user can cause
+are `ControlError`, whose message is the line the CLI prints."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from campaign import queries
+from campaign.contact_filter import ContactFilter, FilterError
 from campaign.models import Campaign, CampaignStatus
 from campaign.queries.dashboard import notify_campaign_changed
 from campaign.ratelimit import change_pacing
@@ -80,6 +81,72 @@ async def set_pacing(connection: queries.Connection, name: str, change: PacingCh
         await queries.notify_work(connection, campaign.id)
     await notify_campaign_changed(connection, campaign.id)
     return campaign
+
+
+async def _redial_campaign(
+    connection: queries.Connection, name: str, flt: ContactFilter, *, lock: bool
+) -> tuple[Campaign, queries.RedialCounts]:
+    """The campaign a redial acts on and its counts, or ControlError (no such campaign, a bad
+    filter, a cancelled or ended campaign)."""
+    try:
+        flt.checked()
+    except FilterError as error:
+        raise ControlError(error.message, option=error.field) from error
+    campaign = await queries.campaign_by_name(connection, name, for_update=lock)
+    if campaign is None:
+        raise no_campaign(name)
+    if campaign.status == CampaignStatus.CANCELLED:
+        raise ControlError(
+            f"campaign {name!r} is cancelled and is never dialled again; load the contacts "
+            "into a new campaign (`campaign load`) to call them"
+        )
+    counts = await queries.redial_counts(connection, campaign.id, flt)
+    if counts.ended:
+        raise ControlError(
+            f"campaign {name!r} ended at its end_at ({campaign.schedule.end_at}); nothing of it is "
+            "dialled after that: load the contacts into a new campaign (`campaign load`)"
+        )
+    return campaign, counts
+
+
+async def redial_counts(
+    connection: queries.Connection, name: str, flt: ContactFilter
+) -> queries.RedialCounts:
+    """How many of campaign `name`'s contacts the filter matches, and how many of them a redial
+    would dial again now (or ControlError, as `redial` would raise)."""
+    _, counts = await _redial_campaign(connection, name, flt, lock=False)
+    return counts
+
+
+async def redial_count(connection: queries.Connection, name: str, flt: ContactFilter) -> int:
+    """How many contacts `redial` would set to dial again now."""
+    return (await redial_counts(connection, name, flt)).redialable
+
+
+async def redial(connection: queries.Connection, name: str, flt: ContactFilter) -> int:
+    """Dial again the contacts of campaign `name` that the filter matches and that are settled:
+    failed, or fired/queued with their call ended (fired, when the campaign does not track its
+    calls), and on none of its suppression lists now. Never a contact in a worker's hands,
+    pending, queued at Plivo without a hangup, of unknown fate (`campaign reconcile` settles
+    those), cancelled, suppressed or expired. Each becomes pending, due now; its history stays,
+    and its next attempt is allowed even past max_attempts (the claim never counts attempts:
+    only the automatic redials and the retries of unsent requests stop at max_attempts, so a
+    contact that had used all its attempts gets exactly one more, and one that had not keeps
+    the rest of its budget). A completed campaign runs again; the workers are woken. Returns how
+    many were set to dial again. The caller holds the transaction: the campaign's row is locked
+    first (as by a cancel and by the completion), then the contacts in id order."""
+    campaign, counts = await _redial_campaign(connection, name, flt, lock=True)
+    if counts.redialable == 0:
+        return 0
+    redialled = await queries.redial_contacts(connection, campaign.id, flt)
+    if redialled == 0:
+        return 0
+    if campaign.status == CampaignStatus.COMPLETED:
+        # Through the status machinery, so that campaign.status_changed fires (its trigger).
+        await set_status(connection, name, CampaignStatus.RUNNING, (CampaignStatus.COMPLETED,))
+    elif campaign.status == CampaignStatus.RUNNING:
+        await queries.notify_work(connection, campaign.id)
+    return redialled
 
 
 async def status_json(

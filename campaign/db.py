@@ -380,6 +380,16 @@ def open_api_pool(settings: Settings) -> contextlib.AbstractAsyncContextManager[
     return _side_pool(settings, API_POOL_CONNECTIONS)
 
 
+# The dashboard's pages, actions and snapshots (one per interval however many pages watch), and
+# while anyone watches one connection LISTENing for the hub.
+DASHBOARD_POOL_CONNECTIONS = 5
+
+
+def open_dashboard_pool(settings: Settings) -> contextlib.AbstractAsyncContextManager[asyncpg.Pool]:
+    """The dashboard's pool (campaign/dashboard/), apart from the dialing pool."""
+    return _side_pool(settings, DASHBOARD_POOL_CONNECTIONS)
+
+
 def open_webhook_pool(settings: Settings) -> contextlib.AbstractAsyncContextManager[asyncpg.Pool]:
     """Delivering webhooks (campaign/webhooks): no receiver, however slow, holds a dialing
     connection."""

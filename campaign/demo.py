@@ -13,11 +13,12 @@ import csv
 import random
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from pathlib import Path
 
+import asyncpg
 import phonenumbers
 from pydantic import SecretStr
 
@@ -30,7 +31,7 @@ from campaign.plivo import PlivoClient, PlivoClientConfig, new_plivo_session
 from campaign.simulator import Ledger, SimulatorConfig, running_simulator
 from campaign.specs import DEFAULT_CALLING_HOURS, CampaignOptions, calling_hours
 from campaign.voice import VoiceContent
-from campaign.web import WebConfig, serving
+from campaign.web import AppInstaller, WebConfig, serving
 from campaign.worker import Worker, WorkerConfig
 
 FIRST_NAMES = (
@@ -287,12 +288,25 @@ def example_callee(ledger: Ledger, gather: Mapping[str, str]) -> Heard | None:
     return min(candidates, key=rank, default=None)
 
 
+@dataclass(frozen=True)
+class DemoDashboard:
+    """`campaign demo --dashboard`: told the dashboard's URL and the demo's connection pool
+    before dialing (`opened`), and given the result once done (`done`), while the dashboard
+    still serves: the demo ends when `done` returns."""
+
+    opened: Callable[[str, asyncpg.Pool], Awaitable[None]]
+    done: Callable[[DemoResult], Awaitable[None]]
+    # The dashboard's installer (campaign/dashboard/app.py) on the pool it is given.
+    installer: Callable[[asyncpg.Pool, Settings], AppInstaller]
+
+
 async def run_demo(
     settings: Settings,
     source: CsvSource,
     campaign_name: str,
     observer: LoadObserver,
     schedule: Schedule | None = None,
+    dashboard: DemoDashboard | None = None,
 ) -> DemoResult:
     """Load `source` into a new campaign and dial it, drained, through an in-process simulator,
     with the engine's web app (answers, keypresses, callbacks) on a loopback port.
@@ -309,9 +323,20 @@ async def run_demo(
     async with (
         db.open_pool(settings, min_connections=settings.worker_concurrency + 4) as pool,
         db.open_status_pool(settings) as status_pool,
-        serving(pool, Metrics(), web_config, LOOPBACK, 0, status_pool=status_pool) as engine_url,
+        db.open_dashboard_pool(settings) as dashboard_pool,
+        serving(
+            pool,
+            Metrics(),
+            web_config,
+            LOOPBACK,
+            0,
+            status_pool=status_pool,
+            dashboard=None if dashboard is None else dashboard.installer(dashboard_pool, settings),
+        ) as engine_url,
         running_simulator(account) as simulator,
     ):
+        if dashboard is not None:
+            await dashboard.opened(engine_url, pool)
         demo_settings = settings.model_copy(
             update={
                 "plivo_auth_id": account.auth_id,
@@ -340,22 +365,25 @@ async def run_demo(
         per_second = ledger.calls_per_second()
         example = example_callee(ledger, spec.content.gather)
         dialled = len(ledger.dial_counts())
-    assert progress is not None  # the campaign was created above
-    assert window is not None
-    return DemoResult(
-        load=summary,
-        progress=progress,
-        window=window,
-        dialled=dialled,
-        calls=sum(per_second.values()),
-        max_calls_per_second=max(per_second.values(), default=0),
-        calls_per_second=DEMO_CALLS_PER_SECOND,
-        elapsed_s=time.monotonic() - started,
-        content=spec.content,
-        redials=redials,
-        opt_outs=tuple(opt_outs),
-        example=example,
-    )
+        assert progress is not None  # the campaign was created above
+        assert window is not None
+        result = DemoResult(
+            load=summary,
+            progress=progress,
+            window=window,
+            dialled=dialled,
+            calls=sum(per_second.values()),
+            max_calls_per_second=max(per_second.values(), default=0),
+            calls_per_second=DEMO_CALLS_PER_SECOND,
+            elapsed_s=time.monotonic() - started,
+            content=spec.content,
+            redials=redials,
+            opt_outs=tuple(opt_outs),
+            example=example,
+        )
+        if dashboard is not None:
+            await dashboard.done(result)
+    return result
 
 
 def describe_answers(result: DemoResult) -> list[str]:

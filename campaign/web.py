@@ -289,6 +289,10 @@ class LoopWatch:
             self.lag_s = max(0.0, loop.time() - expected)
 
 
+# Adds a front end's routes to the app (the dashboard's: campaign/dashboard/app.py installer).
+AppInstaller = Callable[[web.Application], None]
+
+
 METRICS_KEY = web.AppKey("metrics", Metrics)
 RECORDER_KEY = web.AppKey("recorder", CallbackRecorder)
 CONFIG_KEY = web.AppKey("config", WebConfig)
@@ -305,10 +309,12 @@ def create_app(
     *,
     status_pool: asyncpg.Pool,
     api: web.Application | None = None,
+    dashboard: AppInstaller | None = None,
 ) -> web.Application:
     """The app: callbacks under /plivo/ (recorded through `pool`), /healthz and /metrics (read
-    through `status_pool`, which must not be `pool`: see the module's docstring), and the HTTP
-    API `api` (campaign/api/, on a pool of its own) under /api/v1/ when given."""
+    through `status_pool`, which must not be `pool`: see the module's docstring), the HTTP
+    API `api` (campaign/api/, on a pool of its own) under /api/v1/ when given, and the
+    dashboard (campaign/dashboard/, on a pool of its own) at / when its installer is given."""
     app = web.Application(client_max_size=CALLBACK_MAX_BYTES)
     app[STATUS_KEY] = StatusReader(status_pool, metrics, config.metrics_refresh_s)
     app[METRICS_KEY] = metrics
@@ -329,6 +335,8 @@ def create_app(
     app.router.add_get("/metrics", metrics_endpoint)
     if api is not None:
         app.add_subapp(API_PREFIX, api)
+    if dashboard is not None:
+        dashboard(app)
     return app
 
 
@@ -585,10 +593,12 @@ async def serving(
     *,
     status_pool: asyncpg.Pool,
     api: web.Application | None = None,
+    dashboard: AppInstaller | None = None,
 ) -> AsyncIterator[str]:
     """Serve the app on host:port (0: a free port) while the block runs; yields its base URL."""
     runner = web.AppRunner(
-        create_app(pool, metrics, config, status_pool=status_pool, api=api), access_log=None
+        create_app(pool, metrics, config, status_pool=status_pool, api=api, dashboard=dashboard),
+        access_log=None,
     )
     await runner.setup()
     try:

@@ -323,3 +323,16 @@ async def upload_campaign(page: Page, base_url: str, name: str, csv_text: str) -
     response = await navigation.value
     assert response is not None
     return response.status
+
+
+async def wait_for_text(page: Page, selector: str, text: str, timeout_s: float = 5.0) -> None:
+    """Wait until the element shows `text` (the page's live updates may bring it)."""
+
+    async def shown() -> bool:
+        return text in (await page.locator(selector).first.text_content() or "")
+
+    try:
+        await wait_until(shown, timeout_s=timeout_s)
+    except AssertionError:
+        now = await page.locator(selector).first.text_content()
+        raise AssertionError(f"{selector} shows {now!r}, not {text!r}") from None

@@ -42,6 +42,7 @@ def create_api_app(pool: asyncpg.Pool, settings: Settings) -> web.Application:
     router.add_post("/campaigns/{name}/pause", campaigns.pause)
     router.add_post("/campaigns/{name}/resume", campaigns.resume)
     router.add_post("/campaigns/{name}/cancel", campaigns.cancel)
+    router.add_post("/campaigns/{name}/redial", campaigns.redial)
     router.add_post("/campaigns/{name}/pacing", campaigns.set_pacing)
     router.add_get("/campaigns/{name}/contacts", campaigns.contacts)
     router.add_get("/campaigns/{name}/contacts/{contact_id}", campaigns.contact)

@@ -30,6 +30,7 @@ from campaign.api.requests import (
 )
 from campaign.cli.campaigns import set_pacing as set_command
 from campaign.config import Settings
+from campaign.contact_filter import ContactFilter, FilterError
 from campaign.export import (
     ExportError,
     OutputError,
@@ -37,31 +38,10 @@ from campaign.export import (
     export_chunks,
     export_row,
 )
-from campaign.models import CONTACT_STATUSES, Campaign, CampaignStatus
+from campaign.models import Campaign, CampaignStatus
 from campaign.plivo import PlivoError
 from campaign.specs import SpecError, pacing_change
 
-# The words of contact_outcomes.outcome (schema.sql §9), for the `outcome` filter.
-OUTCOMES: tuple[str, ...] = (
-    "pending",
-    "waiting for calling hours",
-    "redial scheduled",
-    "claimed",
-    "sending",
-    "fired",
-    "queued",
-    "in call",
-    "answered",
-    "busy",
-    "no-answer",
-    "failed",
-    "timeout",
-    "cancel",
-    "unknown",
-    "cancelled",
-    "suppressed",
-    "expired",
-)
 NDJSON = "application/x-ndjson"
 EXPORT_CHUNK_ROWS = 2000
 
@@ -265,31 +245,109 @@ async def set_pacing(request: web.Request) -> web.Response:
     return await idempotent(request, request_digest(request, raw), answer)
 
 
+REDIAL_FIELDS = frozenset({"statuses", "outcomes", "time_zone", "response", "search", "dry_run"})
+
+
+def _body_filter(body: dict[str, Any]) -> tuple[ContactFilter, bool]:
+    """The filter and dry_run of a redial's JSON body, or a validation problem."""
+    unknown = sorted(set(body) - REDIAL_FIELDS)
+    if unknown:
+        raise validation(
+            unknown[0], f"no such field; the fields are: {', '.join(sorted(REDIAL_FIELDS))}"
+        )
+    lists: dict[str, tuple[str, ...]] = {}
+    for field in ("statuses", "outcomes"):
+        value = body.get(field, [])
+        if value is None:
+            value = []
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise validation(field, "must be a list of strings")
+        lists[field] = tuple(value)
+    texts: dict[str, str | None] = {}
+    for field in ("time_zone", "response", "search"):
+        value = body.get(field)
+        if value is not None and not isinstance(value, str):
+            raise validation(field, "must be a string or null")
+        texts[field] = value or None
+    dry_run = body.get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        raise validation("dry_run", "must be true or false")
+    flt = ContactFilter(
+        statuses=lists["statuses"],
+        outcomes=lists["outcomes"],
+        time_zone=texts["time_zone"],
+        response=texts["response"],
+        search=texts["search"],
+    )
+    try:
+        return flt.checked(), dry_run
+    except FilterError as error:
+        raise validation(error.field, error.message) from error
+
+
+async def redial(request: web.Request) -> web.Response:
+    """POST /api/v1/campaigns/{name}/redial {statuses, outcomes, time_zone, response, search,
+    dry_run}: as `campaign redial` -> {"matched", "redialable", "redialled"}."""
+    body, raw = await read_json_object(request)
+    name = request.match_info["name"]
+    flt, dry_run = _body_filter(body)
+
+    async def answer() -> web.Response:
+        pool = request.app[API_POOL]
+        async with pool.acquire() as connection, connection.transaction():
+            try:
+                counts = await control.redial_counts(connection, name, flt)
+                redialled = 0 if dry_run else await control.redial(connection, name, flt)
+            except control.ControlError as error:
+                raise _control_problem(error) from None
+        return json_answer(
+            {
+                "matched": counts.matched,
+                "redialable": counts.redialable,
+                "redialled": redialled,
+                "dry_run": dry_run,
+            }
+        )
+
+    return await idempotent(request, request_digest(request, raw), answer)
+
+
 def _contact_json(record: Any) -> dict[str, Any]:
     contact = dict(record)
     contact["id"] = contact.pop("contact_id")
     return contact
 
 
+def _query_filter(query: Any) -> ContactFilter:
+    """The contact filter of a listing's query string: status and outcome (each may repeat),
+    time_zone, response, q (or search)."""
+    search = query.get("q", query.get("search"))
+    flt = ContactFilter(
+        statuses=tuple(query.getall("status", ())),
+        outcomes=tuple(query.getall("outcome", ())),
+        time_zone=query.get("time_zone"),
+        response=query.get("response"),
+        search=search,
+    )
+    try:
+        return flt.checked()
+    except FilterError as error:
+        field = {"statuses": "status", "outcomes": "outcome", "search": "q"}.get(
+            error.field, error.field
+        )
+        raise validation(field, error.message) from error
+
+
 async def contacts(request: web.Request) -> web.Response:
-    """GET /api/v1/campaigns/{name}/contacts?status=&outcome=&limit=&cursor=: a keyset page."""
+    """GET /api/v1/campaigns/{name}/contacts?status=&outcome=&time_zone=&response=&q=&limit=
+    &cursor=: a keyset page of the contacts the filter matches (campaign/contact_filter.py)."""
     query = request.query
-    status = query.get("status")
-    if status is not None and status not in CONTACT_STATUSES:
-        raise validation("status", f"must be one of: {', '.join(CONTACT_STATUSES)}")
-    outcome = query.get("outcome")
-    if outcome is not None and outcome not in OUTCOMES:
-        raise validation("outcome", f"must be one of: {', '.join(OUTCOMES)}")
+    flt = _query_filter(query)
     limit = page_limit(query.get("limit"))
     after_id = decode_cursor(query.get("cursor"))
     campaign = await _campaign(request)
     records = await queries.contacts_page(
-        request.app[API_POOL],
-        campaign.id,
-        after_id,
-        status=status,
-        outcome=outcome,
-        limit=limit,
+        request.app[API_POOL], campaign.id, after_id, flt=flt, limit=limit
     )
     next_cursor = encode_cursor(records[-1]["contact_id"]) if len(records) == limit else None
     return json_answer(

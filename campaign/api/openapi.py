@@ -13,13 +13,13 @@ import click
 
 from campaign import __version__
 from campaign.api.answers import PAGE_DEFAULT, PAGE_MAX
-from campaign.api.campaigns import OUTCOMES
 from campaign.api.loads import REFUSED_OPTIONS
 from campaign.api.options import option_key
 from campaign.api.problems import PROBLEM_JSON
 from campaign.api.requests import IDEMPOTENCY_KEY_MAX_CHARS
 from campaign.cli.campaigns import set_pacing as set_command
 from campaign.cli.load import load as load_command
+from campaign.contact_filter import OUTCOMES
 from campaign.models import CONTACT_STATUSES
 
 Schema = dict[str, Any]
@@ -413,6 +413,31 @@ def openapi_document() -> Schema:
                     writes=True,
                 )
             },
+            "/campaigns/{name}/redial": {
+                "post": _operation(
+                    "Dial again the settled contacts a filter matches (`campaign redial`): "
+                    "failed, or fired/queued once their call ended, on no suppression list; "
+                    "never one in flight or of unknown fate",
+                    {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["matched", "redialable", "redialled", "dry_run"],
+                                "properties": {
+                                    "matched": {"type": "integer", "minimum": 0},
+                                    "redialable": {"type": "integer", "minimum": 0},
+                                    "redialled": {"type": "integer", "minimum": 0},
+                                    "dry_run": {"type": "boolean"},
+                                },
+                            },
+                            "How many matched, could be and were dialled again",
+                        )
+                    },
+                    parameters=[NAME],
+                    body=_json_body(_ref("ContactFilter")),
+                    writes=True,
+                )
+            },
             "/campaigns/{name}/pacing": {
                 "post": _operation(
                     "Change pacing (`campaign set`)",
@@ -432,12 +457,42 @@ def openapi_document() -> Schema:
                         {
                             "name": "status",
                             "in": "query",
-                            "schema": {"type": "string", "enum": list(CONTACT_STATUSES)},
+                            "description": "Any of these statuses (repeat the parameter).",
+                            "style": "form",
+                            "explode": True,
+                            "schema": {
+                                "type": "array",
+                                "items": {"type": "string", "enum": list(CONTACT_STATUSES)},
+                            },
                         },
                         {
                             "name": "outcome",
                             "in": "query",
-                            "schema": {"type": "string", "enum": list(OUTCOMES)},
+                            "description": "Any of these outcomes (repeat the parameter).",
+                            "style": "form",
+                            "explode": True,
+                            "schema": {
+                                "type": "array",
+                                "items": {"type": "string", "enum": list(OUTCOMES)},
+                            },
+                        },
+                        {
+                            "name": "time_zone",
+                            "in": "query",
+                            "description": "An IANA time zone among the contact's zones.",
+                            "schema": {"type": "string"},
+                        },
+                        {
+                            "name": "response",
+                            "in": "query",
+                            "description": "What the latest keypress meant (--gather).",
+                            "schema": {"type": "string"},
+                        },
+                        {
+                            "name": "q",
+                            "in": "query",
+                            "description": "Text the destination contains.",
+                            "schema": {"type": "string"},
                         },
                         *PAGE,
                     ],
@@ -620,6 +675,27 @@ def openapi_document() -> Schema:
                 "ContactDetail": CONTACT_DETAIL,
                 "LoadSettings": _options_schema(load_command, REFUSED_OPTIONS),
                 "PacingSettings": _options_schema(set_command, frozenset()),
+                "ContactFilter": {
+                    "type": "object",
+                    "description": "Which contacts (campaign/contact_filter.py): each field "
+                    "left out or empty matches all; fields combine with AND, the values of a "
+                    "list with OR. dry_run: only count.",
+                    "additionalProperties": False,
+                    "properties": {
+                        "statuses": {
+                            "type": "array",
+                            "items": {"type": "string", "enum": list(CONTACT_STATUSES)},
+                        },
+                        "outcomes": {
+                            "type": "array",
+                            "items": {"type": "string", "enum": list(OUTCOMES)},
+                        },
+                        "time_zone": {"type": ["string", "null"]},
+                        "response": {"type": ["string", "null"]},
+                        "search": {"type": ["string", "null"]},
+                        "dry_run": {"type": "boolean"},
+                    },
+                },
             },
         },
     }

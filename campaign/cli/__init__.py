@@ -22,6 +22,7 @@ for command in (
     campaigns.pause,
     campaigns.resume,
     campaigns.cancel,
+    campaigns.redial,
     campaigns.reconcile_command,
     suppress.suppress,
     apikeys.api_key,

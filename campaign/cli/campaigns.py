@@ -1,4 +1,5 @@
-"""The commands on stored campaigns: status, list, export, pause, resume, cancel, reconcile."""
+"""The commands on stored campaigns: status, list, export, pause, resume, cancel, redial,
+reconcile."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from campaign.cli.app import (
     stop_on_signals,
 )
 from campaign.console import print_progress_table
+from campaign.contact_filter import ContactFilter, FilterError
 from campaign.models import CallingWindow, CampaignStatus, Pacing
 
 RECONCILE_FAILURES_SHOWN = 10
@@ -292,6 +294,90 @@ async def cancel(name: str, cancel_queued: bool) -> None:
             click.echo(
                 f"cancelled {removed} calls queued at Plivo ({gone} had left the queue already)"
             )
+
+
+# The options of `campaign redial`, by the filter's field names.
+REDIAL_OPTIONS = {
+    "statuses": "--status",
+    "outcomes": "--outcome",
+    "time_zone": "--time-zone",
+    "response": "--response",
+    "search": "--search",
+}
+
+
+@click.command()
+@click.argument("name")
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    help="Only contacts in this status (repeatable): failed, fired, queued, ….",
+)
+@click.option(
+    "--outcome",
+    "outcomes",
+    multiple=True,
+    help="Only contacts with this outcome (repeatable): busy, no-answer, answered, ….",
+)
+@click.option("--time-zone", help="Only contacts with this IANA time zone (America/New_York).")
+@click.option("--response", help="Only contacts whose latest keypress meant this (--gather).")
+@click.option("--search", help="Only contacts whose destination contains this text.")
+@click.option("--dry-run", is_flag=True, help="Only count the contacts that would be dialled.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@run_command
+async def redial(
+    name: str,
+    statuses: tuple[str, ...],
+    outcomes: tuple[str, ...],
+    time_zone: str | None,
+    response: str | None,
+    search: str | None,
+    dry_run: bool,
+    yes: bool,
+) -> None:
+    """Dial again the settled contacts of campaign NAME that match the filter.
+
+    Only contacts whose call is over (failed; fired or queued once their call ended) and that
+    are on no suppression list are dialled again: never one in flight, queued at Plivo, or of
+    unknown fate (`campaign reconcile` settles those). Each gets one more attempt, even past
+    --max-attempts; a completed campaign runs again."""
+    flt = ContactFilter(statuses, outcomes, time_zone, response, search)
+    try:
+        flt.checked()
+    except FilterError as error:
+        fail(f"{REDIAL_OPTIONS[error.field]}: {error.message}", EXIT_USAGE)
+    settings = settings_from_environment()
+    async with db.open_pool(settings) as pool:
+        async with pool.acquire() as connection:
+            try:
+                counts = await control.redial_counts(connection, name, flt)
+            except control.ControlError as error:
+                fail(str(error))
+        click.echo(
+            f"campaign {name}: {counts.matched} contacts match the filter; "
+            f"{counts.redialable} of them can be dialled again"
+        )
+        if counts.matched > counts.redialable:
+            click.echo(
+                f"({counts.matched - counts.redialable} are not settled, in flight, of unknown "
+                "fate (`campaign reconcile` settles those), suppressed or expired)"
+            )
+        if dry_run or counts.redialable == 0:
+            return
+        if not yes:
+            if not sys.stdin.isatty():
+                fail(
+                    "not a terminal, so no one can confirm: pass --yes to redial without asking",
+                    EXIT_USAGE,
+                )
+            click.confirm(f"Dial {counts.redialable} contacts again?", abort=True)
+        async with pool.acquire() as connection, connection.transaction():
+            try:
+                redialled = await control.redial(connection, name, flt)
+            except control.ControlError as error:
+                fail(str(error))
+        click.echo(f"campaign {name}: {redialled} contacts set to dial again")
 
 
 @click.command("reconcile")

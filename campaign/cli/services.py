@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 import asyncpg
 import click
@@ -33,6 +34,7 @@ from campaign.models import Schedule
 if TYPE_CHECKING:
     from aiohttp import web
 
+    from campaign.demo import DemoDashboard, DemoResult
     from campaign.metrics import Metrics
     from campaign.worker import WorkerReport
 
@@ -79,8 +81,16 @@ async def migrate() -> None:
     show_default=True,
     help="When calls may be placed, in each callee's local time; `any`: around the clock.",
 )
+@click.option(
+    "--dashboard",
+    is_flag=True,
+    help="Serve the dashboard on a loopback port (its URL and an API key are printed) and keep "
+    "serving it after the demo, until Ctrl-C.",
+)
 @run_command
-async def demo(csv_file: Path | None, rows: int, name: str | None, calling_hours: str) -> None:
+async def demo(
+    csv_file: Path | None, rows: int, name: str | None, calling_hours: str, dashboard: bool
+) -> None:
     """Run a whole campaign on embedded defaults: an appointment reminder with a keypress menu,
     dialled through the simulator, busy calls redialled, and a summary of the answers.
 
@@ -88,7 +98,7 @@ async def demo(csv_file: Path | None, rows: int, name: str | None, calling_hours
     built-in simulator, run inside this command (never your account, even if PLIVO_* are set),
     and the engine serves its answers and callbacks on a loopback port of its own.
     """
-    from campaign.demo import describe_answers, run_demo, write_sample_csv
+    from campaign.demo import run_demo, write_sample_csv
 
     schedule = Schedule(calling_hours=specs.calling_hours(calling_hours))
     settings = settings_from_environment()
@@ -98,12 +108,49 @@ async def demo(csv_file: Path | None, rows: int, name: str | None, calling_hours
         csv_file = settings.data_dir / "demo" / f"{campaign_name}.csv"
         write_sample_csv(csv_file, rows)
         click.echo(f"wrote {rows} sample rows to {csv_file}")
+    hook = _demo_dashboard(campaign_name) if dashboard else None
     source = CsvSource(csv_file)
     try:
         with LoadReporter(source.size_bytes, None) as reporter:
-            result = await run_demo(settings, source, campaign_name, reporter, schedule)
+            result = await run_demo(settings, source, campaign_name, reporter, schedule, hook)
     finally:
         source.close()
+    if hook is None:
+        _print_demo(result, campaign_name)
+
+
+def _demo_dashboard(campaign_name: str) -> DemoDashboard:
+    """`demo --dashboard`: an API key made for the demo (revoked when it ends), the URL printed
+    before dialing, the summary printed after, then serving until Ctrl-C."""
+    from campaign.api.keys import key_hash, new_key
+    from campaign.dashboard.app import installer
+    from campaign.demo import DemoDashboard
+
+    key = new_key()
+    key_name = f"demo-{campaign_name}"[:100]
+    held: list[asyncpg.Pool] = []
+
+    async def opened(url: str, pool: asyncpg.Pool) -> None:
+        await queries.create_api_key(pool, key_name, key_hash(key), read_only=False)
+        held.append(pool)
+        click.echo(f"dashboard: {url}/campaigns/{quote(campaign_name, safe='')}")
+        click.echo(f"log in with the API key {key} (key {key_name}, revoked when the demo ends)")
+
+    async def done(result: DemoResult) -> None:
+        _print_demo(result, campaign_name)
+        stop = stop_on_signals()
+        click.echo("the dashboard keeps serving the demo's campaign; Ctrl-C to stop")
+        try:
+            await stop.wait()
+        finally:
+            await queries.revoke_api_key(held[0], key_name)
+
+    return DemoDashboard(opened, done, installer)
+
+
+def _print_demo(result: DemoResult, campaign_name: str) -> None:
+    from campaign.demo import describe_answers
+
     summary = result.load
     click.echo(
         f"campaign {campaign_name} (id {summary.campaign.id}): rows read {summary.rows_read}, "
@@ -167,6 +214,7 @@ async def _maybe_serving(
     if settings.http_port is None:
         yield
         return
+    from campaign.dashboard.app import installer
     from campaign.web import WebConfig, serving
 
     _require_token_for_callbacks(settings)
@@ -174,6 +222,7 @@ async def _maybe_serving(
     async with (
         db.open_status_pool(settings) as status_pool,
         db.open_api_pool(settings) as api_pool,
+        db.open_dashboard_pool(settings) as dashboard_pool,
         serving(
             pool,
             metrics,
@@ -182,6 +231,7 @@ async def _maybe_serving(
             settings.http_port,
             status_pool=status_pool,
             api=_api(api_pool, settings),
+            dashboard=installer(dashboard_pool, settings),
         ),
     ):
         yield
@@ -201,6 +251,7 @@ async def serve(host: str | None, port: int | None) -> None:
     Callbacks are checked against PLIVO_AUTH_TOKEN and CAMPAIGN_PUBLIC_URL (the URL Plivo
     calls, as it signs it). Runs until SIGTERM or Ctrl-C.
     """
+    from campaign.dashboard.app import installer
     from campaign.metrics import Metrics
     from campaign.web import WebConfig, serving
     from campaign.webhooks.delivery import delivering
@@ -212,6 +263,7 @@ async def serve(host: str | None, port: int | None) -> None:
         db.open_pool(settings, min_connections=12) as pool,
         db.open_status_pool(settings) as status_pool,
         db.open_api_pool(settings) as api_pool,
+        db.open_dashboard_pool(settings) as dashboard_pool,
         delivering(settings),
         serving(
             pool,
@@ -221,11 +273,16 @@ async def serve(host: str | None, port: int | None) -> None:
             port or settings.http_port or DEFAULT_HTTP_PORT,
             status_pool=status_pool,
             api=_api(api_pool, settings),
+            dashboard=installer(dashboard_pool, settings),
         ) as url,
     ):
         click.echo(
             f"serving callbacks, /healthz, /metrics and the API (/api/v1/) on {url};"
             " delivering webhooks"
+        )
+        click.echo(
+            f"dashboard: {settings.public_url or url}/ (log in with an API key: "
+            "`campaign api-key create NAME`)"
         )
         await stop.wait()
 

@@ -53,6 +53,11 @@ class Hub:
         # How many snapshots were computed (tests and the bench count them).
         self.computations = 0
 
+    @property
+    def watching(self) -> int:
+        """How many pages watch something now."""
+        return sum(len(watch.listeners) for watch in self._watches.values())
+
     @contextlib.asynccontextmanager
     async def watch(self, key: str | None) -> AsyncIterator[asyncio.Queue[Snapshot]]:
         """A queue that gets each new snapshot of `key` (the latest only, if it falls behind)."""

@@ -21,7 +21,7 @@ import asyncpg
 from aiohttp import web
 
 from campaign.queries.api import ApiKey
-from campaign.queries.dashboard import touch_dashboard_session
+from campaign.queries.dashboard import peek_dashboard_session, touch_dashboard_session
 
 COOKIE_NAME = "campaign_session"
 FLASH_COOKIE = "campaign_flash"
@@ -69,18 +69,39 @@ def csrf_matches(session_token: str, given: str | None) -> bool:
     return hmac.compare_digest(csrf_token(session_token).encode(), given.encode())
 
 
+def _cookie_token(request: web.Request) -> str | None:
+    token = request.cookies.get(COOKIE_NAME)
+    if not token or len(token) > 200 or not token.isascii():
+        return None
+    return token
+
+
 async def session_of(
     request: web.Request, pool: asyncpg.Pool, idle_s: float
 ) -> tuple[Session, str] | None:
     """The live session of the request's cookie (seen now), with the cookie's token; else None."""
-    token = request.cookies.get(COOKIE_NAME)
-    if not token or len(token) > 200 or not token.isascii():
+    token = _cookie_token(request)
+    if token is None:
         return None
     digest = token_hash(token)
     found = await touch_dashboard_session(pool, digest, idle_s=idle_s)
     if found is None or not hmac.compare_digest(found[1], digest):
         return None
     return Session(found[0], digest, csrf_token(token)), token
+
+
+async def peek_session(
+    request: web.Request, pool: asyncpg.Pool, idle_s: float
+) -> tuple[Session, float] | None:
+    """The live session of the request's cookie, not touched, and its seconds left; else None."""
+    token = _cookie_token(request)
+    if token is None:
+        return None
+    digest = token_hash(token)
+    found = await peek_dashboard_session(pool, digest, idle_s=idle_s)
+    if found is None or not hmac.compare_digest(found[1], digest):
+        return None
+    return Session(found[0], digest, csrf_token(token)), found[2]
 
 
 def client_address(request: web.Request) -> str:

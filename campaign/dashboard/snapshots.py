@@ -67,6 +67,19 @@ def _base_rate(campaign: Campaign, calls_last_window: int, settings: Settings) -
     return campaign.calls_per_second or settings.account_cps or None
 
 
+def paused_reason(campaign: Campaign) -> str | None:
+    """Why the campaign is paused (the engine's words), when it is."""
+    return campaign.status_reason if campaign.status == CampaignStatus.PAUSED else None
+
+
+def status_text(campaign: Campaign) -> str:
+    """The status word, and the engine's reason when it paused the campaign."""
+    reason = paused_reason(campaign)
+    if reason:
+        return f"{campaign.status.value} ({reason})"
+    return campaign.status.value
+
+
 def _progress_json(progress: Progress) -> dict[str, Any]:
     counts = dict(progress.counts)
     return {
@@ -104,7 +117,8 @@ async def campaigns_snapshot(pool: asyncpg.Pool, settings: Settings) -> dict[str
         item = _progress_json(row)
         calls = rates.get(row.campaign_id, 0)
         item["name"] = row.campaign
-        item["status_reason"] = campaign.status_reason
+        item["status_reason"] = paused_reason(campaign)
+        item["status_text"] = status_text(campaign)
         item["rate"] = round(calls / RATE_WINDOW_S, 2)
         running = campaign.status == CampaignStatus.RUNNING
         finish = (
@@ -159,7 +173,8 @@ async def campaign_snapshot(
         {
             "name": campaign.name,
             "now": _when(now),
-            "status_reason": campaign.status_reason,
+            "status_reason": paused_reason(campaign),
+            "status_text": status_text(campaign),
             "rate": round(calls_last_minute / RATE_WINDOW_S, 2),
             "eta": _when(finish),
             "calls_per_minute": per_minute,

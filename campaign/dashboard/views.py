@@ -22,13 +22,13 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from campaign import control, queries
 from campaign.api.answers import decode_cursor, encode_cursor
-from campaign.api.campaigns import OUTCOMES, cancel_queued
+from campaign.api.campaigns import cancel_queued
 from campaign.api.loads import SPOOL_CHUNK_BYTES, _display_name, load_upload
 from campaign.api.options import parse_options
 from campaign.api.problems import Problem
 from campaign.cli.campaigns import set_pacing as set_command
 from campaign.config import Settings
-from campaign.contact_filter import ContactFilter
+from campaign.contact_filter import OUTCOMES, ContactFilter
 from campaign.dashboard import security
 from campaign.dashboard.hub import Hub
 from campaign.dashboard.security import Session
@@ -36,8 +36,16 @@ from campaign.dashboard.snapshots import campaign_snapshot, campaigns_snapshot
 from campaign.models import CONTACT_STATUSES, CampaignStatus
 from campaign.plivo import PlivoError
 from campaign.queries import dashboard as dq
+from campaign.queries import webhooks as webhook_queries
+from campaign.queries.suppressions import SuppressedNumber
 from campaign.specs import SpecError, list_name, pacing_change
-from campaign.suppression import RefusedValues, add_to_list, remove_from_list
+from campaign.suppression import (
+    RefusedValues,
+    add_to_list,
+    is_file_argument,
+    reason_text,
+    remove_from_list,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +68,7 @@ class Dashboard:
 
 
 DASHBOARD_KEY = web.AppKey("dashboard", Dashboard)
-FORM_KEY = web.RequestKey("dashboard_form", dict)
+FORM_KEY = web.RequestKey("dashboard_form", dict[str, list[str]])
 
 Handler = Callable[[web.Request, Session], Awaitable[web.StreamResponse]]
 
@@ -76,6 +84,11 @@ def _local_path(target: str | None) -> str:
     if any(ord(char) < 0x20 for char in target):
         return "/"
     return target
+
+
+def see_other(location: str) -> web.Response:
+    """303 to `location` (a path of this site)."""
+    return web.Response(status=303, headers={"Location": location})
 
 
 def _forbidden(text: str) -> web.Response:
@@ -100,12 +113,16 @@ def _field(form: Mapping[str, list[str]], name: str) -> str:
     return values[0]
 
 
-def page(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    """A page: its session, else 303 to /login?next=…"""
+def page(
+    handler: Handler, *, json_answer: bool = False
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """A page: its session, else 303 to /login?next=… (a JSON answer: 401)."""
 
     async def wrapped(request: web.Request) -> web.StreamResponse:
         state = _state(request)
         found = await security.session_of(request, state.pool, state.settings.dashboard_idle_s)
+        if found is None and json_answer:
+            return web.json_response({"error": "log in first"}, status=401)
         if found is None:
             raise web.HTTPSeeOther("/login?" + urlencode({"next": request.rel_url.path_qs}))
         return await handler(request, found[0])
@@ -174,7 +191,7 @@ def render(
 
 def _back(request: web.Request, location: str, message: str) -> web.Response:
     """303 to `location`, which shows `message` once."""
-    response = web.HTTPSeeOther(location)
+    response = see_other(location)
     response.set_cookie(
         security.FLASH_COOKIE,
         quote(message[:500]),
@@ -256,7 +273,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     await dq.create_dashboard_session(
         state.pool, security.token_hash(token), found[0].id, idle_s=settings.dashboard_idle_s
     )
-    response = web.HTTPSeeOther(target)
+    response = see_other(target)
     security.set_session_cookie(
         response, token, secure=security.secure_cookies(settings.public_url)
     )
@@ -273,7 +290,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
     if not _csrf_ok(found[0], _field(form, "csrf")):
         return _forbidden("missing or wrong CSRF token")
     await dq.end_dashboard_session(state.pool, found[0].token_sha256)
-    response = web.HTTPSeeOther("/login")
+    response = see_other("/login")
     response.del_cookie(security.COOKIE_NAME, path="/")
     return response
 
@@ -351,16 +368,8 @@ async def contacts_page(request: web.Request, session: Session) -> web.StreamRes
         after_id = decode_cursor(request.query.get("cursor"))
     except Problem:
         raise web.HTTPBadRequest(text="that cursor is not one of this page's\n") from None
-    rows = await dq.dashboard_contacts_page(
-        state.pool,
-        campaign.id,
-        after_id,
-        statuses=flt.statuses,
-        outcomes=flt.outcomes,
-        time_zone=flt.time_zone,
-        response=flt.response,
-        search=flt.search,
-        limit=CONTACTS_PAGE_ROWS + 1,
+    rows = await queries.contacts_page(
+        state.pool, campaign.id, after_id, flt=flt, limit=CONTACTS_PAGE_ROWS + 1
     )
     next_url = None
     if len(rows) > CONTACTS_PAGE_ROWS:
@@ -413,7 +422,8 @@ async def contact_page(request: web.Request, session: Session) -> web.StreamResp
             {
                 "at": row["sent_at"],
                 "kind": "request",
-                "title": f"attempt {row['attempt']}: request {row['request_outcome'] or 'in flight'}",
+                "title": f"attempt {row['attempt']}: request "
+                + (row["request_outcome"] or "in flight"),
                 "detail": " · ".join(
                     str(part)
                     for part in (
@@ -509,20 +519,21 @@ async def suppression_page(request: web.Request, session: Session) -> web.Stream
     """GET /suppression: the lists and their numbers (the first 500 of each list shown)."""
     state = _state(request)
     lists = await queries.suppression_lists(state.pool)
-    numbers: dict[str, list[asyncpg.Record]] = {}
+    numbers: dict[str, list[SuppressedNumber]] = {}
     async with state.pool.acquire() as connection, connection.transaction(readonly=True):
         for item in lists:
-            shown: list[asyncpg.Record] = []
-            async for chunk in queries.suppressed_number_chunks(connection, item.list, 500):
+            shown: list[SuppressedNumber] = []
+            async for chunk in queries.suppressed_number_chunks(connection, item.name, 500):
                 shown.extend(chunk)
                 break
-            numbers[item.list] = shown
+            numbers[item.name] = shown
     return render(request, "suppression.html", {"lists": lists, "numbers": numbers}, session)
 
 
 async def webhooks_page(request: web.Request, session: Session) -> web.StreamResponse:
     """GET /webhooks: the failed deliveries."""
-    rows = await queries.webhook_deliveries(_state(request).pool, failed_only=True, limit=200)
+    pool = _state(request).pool
+    rows = await webhook_queries.webhook_deliveries(pool, failed_only=True, limit=200)
     return render(request, "webhooks.html", {"rows": rows}, session)
 
 
@@ -559,7 +570,8 @@ async def cancel(request: web.Request, session: Session) -> web.StreamResponse:
     """POST /campaigns/{name}/cancel (cancel_queued=on: also Plivo's queued calls)."""
     state = _state(request)
     name = request.match_info["name"]
-    cancel_queued_calls = _field(request[FORM_KEY], "cancel_queued") in ("on", "true", "1")
+    form: dict[str, list[str]] = request[FORM_KEY]
+    cancel_queued_calls = _field(form, "cancel_queued") in ("on", "true", "1")
     if cancel_queued_calls and not state.settings.has_plivo_credentials:
         return _back(
             request,
@@ -624,7 +636,8 @@ async def redial(request: web.Request, session: Session) -> web.StreamResponse:
     """POST /campaigns/{name}/redial: dial again every contact matching the filter."""
     state = _state(request)
     name = request.match_info["name"]
-    flt = _filter_of(request[FORM_KEY])
+    form: dict[str, list[str]] = request[FORM_KEY]
+    flt = _filter_of(form)
     back = _campaign_url(name) + "/contacts?" + urlencode(_filter_query(flt))
     async with state.pool.acquire() as connection, connection.transaction():
         try:
@@ -744,7 +757,7 @@ async def suppress_add(request: web.Request, session: Session) -> web.StreamResp
     state = _state(request)
     form = request[FORM_KEY]
     try:
-        name = list_name(_field(form, "list").strip())
+        name = list_name("list", _field(form, "list").strip())
     except SpecError as error:
         return _back(request, "/suppression", f"not done: {error}")
     numbers = [
@@ -755,17 +768,15 @@ async def suppress_add(request: web.Request, session: Session) -> web.StreamResp
     ]
     if not numbers:
         return _back(request, "/suppression", "not done: give at least one number")
-    reason = _field(form, "reason").strip() or None
+    if any(is_file_argument(number) for number in numbers):
+        return _back(request, "/suppression", "not done: give numbers, not file names")
     try:
-        summary = (
-            await add_to_list(state.pool, numbers, name, reason, default_region=None)
-            if all(not n.endswith(".csv") for n in numbers)
-            else None
-        )
+        reason = reason_text(_field(form, "reason").strip() or None)
+        summary = await add_to_list(state.pool, numbers, name, reason)
+    except SpecError as error:
+        return _back(request, "/suppression", f"not done: {error}")
     except RefusedValues as error:
         return _back(request, "/suppression", f"not done: {error}")
-    if summary is None:
-        return _back(request, "/suppression", "not done: give numbers, not file names")
     await _audit(state, session, "suppress-add", None, {"list": name, "added": summary.added})
     return _back(request, "/suppression", f"{summary.added:,} numbers added to list {name}")
 
@@ -797,9 +808,9 @@ async def redeliver(request: web.Request, session: Session) -> web.StreamRespons
             return _back(request, "/webhooks", "not done: no such delivery")
         ids = [int(text)]
     else:
-        rows = await queries.webhook_deliveries(state.pool, failed_only=True, limit=10_000)
+        rows = await webhook_queries.webhook_deliveries(state.pool, failed_only=True, limit=10_000)
         ids = [row.id for row in rows]
-    again = await queries.redeliver_webhook_deliveries(state.pool, ids)
+    again = await webhook_queries.redeliver_webhook_deliveries(state.pool, ids)
     await _audit(state, session, "webhook-redeliver", None, {"deliveries": again[:100]})
     return _back(request, "/webhooks", f"{len(again)} deliveries will be sent again")
 
@@ -813,7 +824,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     when the session would expire (it does not keep the session alive: a page left open is not
     a person at it), and the page then asks for a login."""
     state = _state(request)
-    found = await security.session_of(request, state.pool, state.settings.dashboard_idle_s)
+    found = await security.peek_session(request, state.pool, state.settings.dashboard_idle_s)
     if found is None:
         return web.Response(status=401, text="log in first\n")
     key = request.query.get("campaign") or None
@@ -828,8 +839,8 @@ async def events(request: web.Request) -> web.StreamResponse:
     )
     await response.prepare(request)
     loop = asyncio.get_running_loop()
-    ends_at = loop.time() + state.settings.dashboard_idle_s
-    with contextlib.suppress(ConnectionResetError, asyncio.CancelledError):
+    ends_at = loop.time() + found[1]
+    with contextlib.suppress(ConnectionResetError):
         async with state.hub.watch(key) as queue:
             await response.write(b"retry: 2000\n\n")
             while loop.time() < ends_at:
@@ -866,6 +877,6 @@ def routes(app: web.Application) -> None:
     router.add_post("/campaigns/{name}/cancel", action(cancel))
     router.add_post("/campaigns/{name}/pacing", action(set_pacing))
     router.add_post("/campaigns/{name}/redial", action(redial))
-    router.add_get("/campaigns/{name}/redial-count", page(redial_count))
+    router.add_get("/campaigns/{name}/redial-count", page(redial_count, json_answer=True))
     router.add_get("/campaigns/{name}/contacts", page(contacts_page))
     router.add_get("/campaigns/{name}/contacts/{contact_id}", page(contact_page))

@@ -112,6 +112,7 @@ from campaign.queries.reconciling import (
     reconcile_not_found,
     unknown_contacts,
 )
+from campaign.queries.redialing import RedialCounts, redial_contacts, redial_counts
 from campaign.queries.service import (
     QueuedOutsideWindow,
     complete_finished,
@@ -153,6 +154,7 @@ __all__ = [
     "OptOut",
     "QueuedContact",
     "QueuedOutsideWindow",
+    "RedialCounts",
     "Redials",
     "Slot",
     "StagedAdded",
@@ -225,6 +227,8 @@ __all__ = [
     "record_machine_action",
     "record_reply",
     "recover_expired_leases",
+    "redial_contacts",
+    "redial_counts",
     "redials",
     "reject_staged_time_zones",
     "release_claims",

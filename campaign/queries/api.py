@@ -9,6 +9,7 @@ from datetime import datetime
 
 import asyncpg
 
+from campaign.contact_filter import ContactFilter
 from campaign.queries.base import Connection, Executor, sql
 
 
@@ -145,13 +146,12 @@ async def contacts_page(
     campaign_id: int,
     after_id: int,
     *,
-    status: str | None,
-    outcome: str | None,
+    flt: ContactFilter,
     limit: int,
 ) -> list[asyncpg.Record]:
-    """Up to `limit` contacts after id `after_id`, by id, filtered by status and outcome."""
+    """Up to `limit` contacts after id `after_id`, by id, those the filter matches."""
     return list(
-        await executor.fetch(sql("contacts_page"), campaign_id, after_id, status, outcome, limit)
+        await executor.fetch(sql("contacts_page"), campaign_id, after_id, *flt.query_args(), limit)
     )
 
 

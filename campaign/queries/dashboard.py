@@ -3,7 +3,6 @@ the calls chart, Plivo's latency and errors, calling windows, failing webhooks, 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -26,6 +25,16 @@ async def touch_dashboard_session(
     hash (to compare in constant time). None: no such session, idle too long, or key revoked."""
     record = await executor.fetchrow(sql("touch_dashboard_session"), token_sha256, idle_s)
     return None if record is None else (ApiKey.from_record(record), record["token_sha256"])
+
+
+async def peek_dashboard_session(
+    executor: Executor, token_sha256: bytes, *, idle_s: float
+) -> tuple[ApiKey, bytes, float] | None:
+    """As touch_dashboard_session without touching it; and the seconds it has left."""
+    record = await executor.fetchrow(sql("peek_dashboard_session"), token_sha256, idle_s)
+    if record is None:
+        return None
+    return ApiKey.from_record(record), record["token_sha256"], float(record["left_s"])
 
 
 async def end_dashboard_session(executor: Executor, token_sha256: bytes) -> None:
@@ -85,34 +94,6 @@ async def dashboard_waiting_windows(executor: Executor, campaign_id: int) -> lis
 
 async def dashboard_failing_webhooks(executor: Executor, campaign_id: int) -> list[asyncpg.Record]:
     return list(await executor.fetch(sql("dashboard_failing_webhooks"), campaign_id))
-
-
-async def dashboard_contacts_page(
-    executor: Executor,
-    campaign_id: int,
-    after_id: int,
-    *,
-    statuses: Sequence[str] | None,
-    outcomes: Sequence[str] | None,
-    time_zone: str | None,
-    response: str | None,
-    search: str | None,
-    limit: int,
-) -> list[asyncpg.Record]:
-    """Up to `limit` contacts after id `after_id`, by id, matching every filter given."""
-    return list(
-        await executor.fetch(
-            sql("dashboard_contacts_page"),
-            campaign_id,
-            after_id,
-            None if not statuses else list(statuses),
-            None if not outcomes else list(outcomes),
-            time_zone,
-            response,
-            search,
-            limit,
-        )
-    )
 
 
 async def dashboard_time_zones(executor: Executor, campaign_id: int) -> list[str]:

@@ -844,16 +844,94 @@ SELECT EXISTS (SELECT FROM api_loads WHERE id = $1);
 
 -- contacts_page --
 -- Campaign $1's contacts after contact id $2 (keyset: a page never shifts when contacts change
--- status or new ones are loaded), with status $3 and outcome $4 when not NULL, $5 at most.
+-- status or new ones are loaded), $8 at most, filtered (campaign/contact_filter.py; NULL: any):
+-- status one of $3, outcome one of $4, time zone $5 among its zones, latest keypress meaning $6,
+-- destination containing $7 (strpos: a literal substring, no pattern characters). The same
+-- predicates as redial_counts and redial_contacts, so a listing shows what a redial acts on.
 SELECT contact_id, destination, raw_destination, line_number, fields, status, outcome, attempts,
        call_status, hangup_cause, duration_s, answered_at, ended_at, machine, request_uuid,
        call_uuid, caller_id, response, last_error, updated_at
 FROM contact_outcomes
 WHERE campaign_id = $1 AND contact_id > $2
-  AND ($3::text IS NULL OR status = $3)
-  AND ($4::text IS NULL OR outcome = $4)
+  AND ($3::text[] IS NULL OR status = ANY ($3::text[]))
+  AND ($4::text[] IS NULL OR outcome = ANY ($4::text[]))
+  AND ($5::text IS NULL OR $5::text = ANY (time_zones))
+  AND ($6::text IS NULL OR response = $6::text)
+  AND ($7::text IS NULL OR strpos(destination, $7::text) > 0)
 ORDER BY contact_id
-LIMIT $5;
+LIMIT $8;
+
+-- redial_counts --
+-- `campaign redial`: of campaign $1's contacts matching the filter $2..$6 (as in contacts_page),
+-- how many there are and how many may be dialled again now: settled and not in flight (failed;
+-- fired or queued once a hangup told their call's end; fired, in a campaign that does not track
+-- its calls, whose end is never known), and on none of the campaign's suppression lists now.
+-- Never pending, claimed or sending (in a worker's hands or due already), queued with no hangup
+-- (Plivo may still dial it), unknown (it may have been called: `campaign reconcile` settles it),
+-- cancelled, suppressed or expired. `ended`: the campaign's end_at has passed.
+SELECT count(*) AS matched,
+       count(*) FILTER (
+           WHERE (o.status = 'failed'
+                  OR (o.status IN ('fired', 'queued')
+                      AND o.call_status IN ('completed', 'busy', 'no-answer', 'failed', 'timeout',
+                                            'cancel'))
+                  OR (o.status = 'fired' AND NOT k.track_calls))
+             AND NOT EXISTS (SELECT 1 FROM suppressions s
+                             WHERE s.list = ANY (k.suppression_lists)
+                               AND s.destination = o.destination)
+       ) AS redialable,
+       coalesce(bool_or(k.end_at <= now()), false) AS ended
+FROM contact_outcomes o
+JOIN campaigns k ON k.id = o.campaign_id
+WHERE o.campaign_id = $1
+  AND ($2::text[] IS NULL OR o.status = ANY ($2::text[]))
+  AND ($3::text[] IS NULL OR o.outcome = ANY ($3::text[]))
+  AND ($4::text IS NULL OR $4::text = ANY (o.time_zones))
+  AND ($5::text IS NULL OR o.response = $5::text)
+  AND ($6::text IS NULL OR strpos(o.destination, $6::text) > 0);
+
+-- redial_contacts --
+-- Set the redialable contacts of campaign $1 matching the filter $2..$6 (as redial_counts)
+-- pending, due now (the database's clock); their attempts, requests, call events and responses
+-- are kept, and the claim's rules (calling hours, caps, suppression since the load) apply as to
+-- any due contact. The caller holds the campaign's row lock (FOR UPDATE, as a cancel and the
+-- completion take it, before any contact), so no callback can redial or settle them meanwhile;
+-- the contacts are then locked in id order, and each one's status is checked again on its
+-- newest version (a reply or a sweep that changed it since the snapshot leaves it out). The
+-- claim only takes pending contacts (SKIP LOCKED), so it sees these once this commits.
+WITH matching AS (
+    SELECT o.contact_id
+    FROM contact_outcomes o
+    JOIN campaigns k ON k.id = o.campaign_id
+    WHERE o.campaign_id = $1
+      AND ($2::text[] IS NULL OR o.status = ANY ($2::text[]))
+      AND ($3::text[] IS NULL OR o.outcome = ANY ($3::text[]))
+      AND ($4::text IS NULL OR $4::text = ANY (o.time_zones))
+      AND ($5::text IS NULL OR o.response = $5::text)
+      AND ($6::text IS NULL OR strpos(o.destination, $6::text) > 0)
+), locked AS (
+    SELECT c.id, c.status
+    FROM contacts c
+    JOIN campaigns k ON k.id = c.campaign_id
+    WHERE c.campaign_id = $1 AND c.id IN (SELECT m.contact_id FROM matching m)
+      AND (c.status = 'failed'
+           OR (c.status IN ('fired', 'queued')
+               AND c.call_status IN ('completed', 'busy', 'no-answer', 'failed', 'timeout',
+                                     'cancel'))
+           OR (c.status = 'fired' AND NOT k.track_calls))
+      AND NOT EXISTS (SELECT 1 FROM suppressions s
+                      WHERE s.list = ANY (k.suppression_lists) AND s.destination = c.destination)
+    ORDER BY c.id
+    FOR UPDATE OF c
+), redialled AS (
+    UPDATE contacts c
+    SET status = 'pending', next_attempt_at = now(), worker_id = NULL, lease_expires_at = NULL,
+        last_error = 'redialled on request (it was ' || l.status || ')', updated_at = now()
+    FROM locked l
+    WHERE c.id = l.id
+    RETURNING c.id
+)
+SELECT count(*) FROM redialled;
 
 -- contact_outcome --
 SELECT contact_id, destination, raw_destination, line_number, fields, status, outcome, attempts,
@@ -982,6 +1060,16 @@ WHERE s.token_sha256 = $1 AND k.id = s.api_key_id AND k.revoked_at IS NULL
   AND s.last_seen_at > now() - make_interval(secs => $2)
 RETURNING s.token_sha256, k.id, k.name, k.read_only, k.created_at, k.revoked_at;
 
+-- peek_dashboard_session --
+-- As touch_dashboard_session, without counting as activity (the live stream: a page left open
+-- is not a person at it); and the seconds left before the session goes idle.
+SELECT s.token_sha256, k.id, k.name, k.read_only, k.created_at, k.revoked_at,
+       extract(epoch FROM s.last_seen_at + make_interval(secs => $2) - now())::float8 AS left_s
+FROM dashboard_sessions s
+JOIN api_keys k ON k.id = s.api_key_id
+WHERE s.token_sha256 = $1 AND k.revoked_at IS NULL
+  AND s.last_seen_at > now() - make_interval(secs => $2);
+
 -- end_dashboard_session --
 DELETE FROM dashboard_sessions WHERE token_sha256 = $1;
 
@@ -1099,22 +1187,6 @@ SELECT * FROM (
 ) f
 ORDER BY occurred_at DESC
 LIMIT 10;
-
--- dashboard_contacts_page --
--- Campaign $1's contacts after contact id $2 (keyset: contacts_campaign_id, or
--- contacts_campaign_status_id with one status, read from the cursor on), filtered by statuses
--- $3, outcomes $4, time zone $5, response $6 and text $7 within the destination; $8 at most.
-SELECT contact_id, destination, raw_destination, line_number, status, outcome, attempts,
-       call_status, hangup_cause, time_zones, response, last_error, updated_at
-FROM contact_outcomes
-WHERE campaign_id = $1 AND contact_id > $2
-  AND ($3::text[] IS NULL OR status = ANY ($3::text[]))
-  AND ($4::text[] IS NULL OR outcome = ANY ($4::text[]))
-  AND ($5::text IS NULL OR $5::text = ANY (time_zones))
-  AND ($6::text IS NULL OR response = $6::text)
-  AND ($7::text IS NULL OR strpos(destination, $7::text) > 0 OR strpos(raw_destination, $7::text) > 0)
-ORDER BY contact_id
-LIMIT $8;
 
 -- dashboard_time_zones --
 -- The time zones of campaign $1's contacts (for the contacts filter).

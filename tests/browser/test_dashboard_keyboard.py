@@ -12,6 +12,7 @@ from browser_fixtures import (
     campaign_status,
     load_campaign,
     log_in,
+    wait_for_text,
 )
 
 if TYPE_CHECKING:
@@ -53,5 +54,6 @@ async def test_pause_with_the_keyboard_only(
     async with page.expect_navigation():
         await tab_to(page, "confirm-yes")
         await page.keyboard.press("Enter")
-    assert "paused" in (await page.text_content("[data-testid=status]") or "")
+    assert "paused" in (await page.text_content("[data-testid=flash]") or "")
+    await wait_for_text(page, "[data-testid=status]", "paused")
     assert await campaign_status(database_url, "keys") == "paused"

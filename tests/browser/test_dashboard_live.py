@@ -19,6 +19,7 @@ from browser_fixtures import (
     load_campaign,
     log_in,
     number_in,
+    wait_for_text,
     wait_until,
 )
 from cli_fixtures import start_worker, worker_env
@@ -116,7 +117,7 @@ async def test_pause_button_stops_the_worker_within_a_second(
     assert response.ok
     assert urllib.parse.urlsplit(page.url).path == "/campaigns/live"
     assert await page.locator("[data-testid=flash]").is_visible()
-    assert "paused" in (await page.text_content("[data-testid=status]") or "")
+    await wait_for_text(page, "[data-testid=status]", "paused")
     assert await campaign_status(database_url, "live") == "paused"
 
     await asyncio.sleep(max(0.0, confirmed_at + 2.0 - time.time()))

@@ -40,6 +40,7 @@ def test_every_command_is_registered() -> None:
         "pause",
         "resume",
         "cancel",
+        "redial",
         "reconcile",
         "migrate",
         "worker",

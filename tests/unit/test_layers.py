@@ -17,6 +17,7 @@ LAYERS: tuple[frozenset[str], ...] = (
         {
             "config",
             "models",
+            "contact_filter",
             "callparams",
             "dbclock",
             "callerids",
@@ -49,8 +50,9 @@ LAYERS: tuple[frozenset[str], ...] = (
     ),
     frozenset({"web", "live", "console", "simulator"}),
     frozenset({"demo"}),
-    # The two front ends: the HTTP API parses options with the CLI's own click declarations.
-    frozenset({"cli", "api", "__main__"}),
+    # The front ends: the HTTP API parses options with the CLI's own click declarations; the
+    # dashboard loads through the API's load path; the CLI serves the dashboard.
+    frozenset({"cli", "api", "dashboard", "__main__"}),
 )
 LAYER_OF = {name: index for index, names in enumerate(LAYERS) for name in names}
 
