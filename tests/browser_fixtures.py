@@ -118,8 +118,9 @@ class BrowserPage:
 
 
 @pytest.fixture
-async def browser_page(browser: Browser) -> AsyncIterator[BrowserPage]:
-    """A page in a fresh context, 1280 px wide; its dialogs are recorded and dismissed."""
+async def browser_page(browser: Browser, dashboard: Dashboard) -> AsyncIterator[BrowserPage]:
+    """A page in a fresh context, 1280 px wide; its dialogs are recorded and dismissed. It is
+    closed before the dashboard's server stops (an open page holds a live /events stream)."""
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(ACTION_TIMEOUT_MS)
     await context.add_init_script(RECORD_CSP_VIOLATIONS)
