@@ -648,6 +648,16 @@ async def redial(request: web.Request, session: Session) -> web.StreamResponse:
     return _back(request, back, f"{count:,} contacts of {name} will be dialled again")
 
 
+async def _read_field(part: BodyPartReader, limit: int) -> bytes:
+    """A form field's bytes, `limit` at most (a 413 past that, never read whole first)."""
+    data = bytearray()
+    while chunk := await part.read_chunk(SPOOL_CHUNK_BYTES):
+        data.extend(chunk)
+        if len(data) > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(data))
+    return bytes(data)
+
+
 async def _read_new_form(
     request: web.Request, session: Session, folder: Path
 ) -> tuple[dict[str, str], Path | None, str] | web.Response:
@@ -666,7 +676,7 @@ async def _read_new_form(
                 raise web.HTTPBadRequest(text="nested multipart parts are not taken\n")
             if not checked:
                 if part.name != "csrf" or not _csrf_ok(
-                    session, (await part.read(decode=True))[:200].decode(errors="replace")
+                    session, (await _read_field(part, 200)).decode(errors="replace")
                 ):
                     return _forbidden("missing or wrong CSRF token")
                 checked = True
@@ -677,11 +687,7 @@ async def _read_new_form(
                     while chunk := await part.read_chunk(SPOOL_CHUNK_BYTES):
                         out.write(chunk)
             elif part.name is not None:
-                data = await part.read(decode=True)
-                if len(data) > SETTINGS_MAX_BYTES:
-                    raise web.HTTPRequestEntityTooLarge(
-                        max_size=SETTINGS_MAX_BYTES, actual_size=len(data)
-                    )
+                data = await _read_field(part, SETTINGS_MAX_BYTES)
                 fields[part.name] = data.decode(errors="replace")
     except (ValueError, AssertionError, UnicodeDecodeError, HttpProcessingError):
         raise web.HTTPBadRequest(text="the form cannot be read\n") from None

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
+import urllib.request
 from html import escape
 
 import asyncpg
 import pytest
+from api_fixtures import serve_process
 from clock_fixtures import Clock
 from dashboard_fixtures import Browser, Dashboard, numbers_csv, running_dashboard
 from yarl import URL
@@ -516,3 +519,17 @@ async def test_a_change_wakes_the_stream_before_the_poll(
             )
         assert '"status":"running"' in snapshots[0]
         assert '"status":"paused"' in snapshots[1]
+
+
+def test_campaign_serve_prints_and_serves_the_dashboard(
+    campaign_command: list[str], cli_env: dict[str, str]
+) -> None:
+    """`campaign serve` prints the dashboard's URL, and serves its login page there."""
+    with serve_process(campaign_command, cli_env) as (base, process):
+        with urllib.request.urlopen(base + "/login", timeout=5) as response:
+            page = response.read().decode()
+            assert 'id="login-form"' in page
+            assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+        process.send_signal(signal.SIGTERM)
+        out, _ = process.communicate(timeout=20)
+    assert f"dashboard: {base}/" in out
