@@ -352,7 +352,9 @@ WEBHOOK_POOL_CONNECTIONS = 4
 
 
 @contextlib.asynccontextmanager
-async def _side_pool(settings: Settings, connections: int) -> AsyncIterator[asyncpg.Pool]:
+async def _side_pool(
+    settings: Settings, connections: int, server_settings: dict[str, str] | None = None
+) -> AsyncIterator[asyncpg.Pool]:
     """A small pool of its own, apart from the pool a worker dials and records with, so that
     what uses it can never hold a connection a claim or a reply needs. Opened after
     `open_pool` (which started and migrated an embedded server); it connects lazily, so a
@@ -360,7 +362,11 @@ async def _side_pool(settings: Settings, connections: int) -> AsyncIterator[asyn
     url, _embedded = await resolve_database_url(settings)
     try:
         pool = await asyncpg.create_pool(
-            url, min_size=0, max_size=connections, init=_init_connection
+            url,
+            min_size=0,
+            max_size=connections,
+            init=_init_connection,
+            server_settings=server_settings,
         )
     except (OSError, asyncpg.PostgresError) as error:
         raise DatabaseError(f"cannot connect to {describe_url(url)}: {error}") from None
@@ -386,8 +392,10 @@ DASHBOARD_POOL_CONNECTIONS = 5
 
 
 def open_dashboard_pool(settings: Settings) -> contextlib.AbstractAsyncContextManager[asyncpg.Pool]:
-    """The dashboard's pool (campaign/dashboard/), apart from the dialing pool."""
-    return _side_pool(settings, DASHBOARD_POOL_CONNECTIONS)
+    """The dashboard's pool (campaign/dashboard/), apart from the dialing pool. Without JIT:
+    the campaign page's statements are estimated costly (the calling-window search's
+    generate_series) though they run in milliseconds, and compiling them took half a second."""
+    return _side_pool(settings, DASHBOARD_POOL_CONNECTIONS, {"jit": "off"})
 
 
 def open_webhook_pool(settings: Settings) -> contextlib.AbstractAsyncContextManager[asyncpg.Pool]:
