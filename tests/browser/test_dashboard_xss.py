@@ -63,8 +63,13 @@ async def test_payloads_are_shown_as_text_and_run_nothing(
 
     # The campaign page, by its link in the list (the name holds / and <>, so the link must be
     # built by the page, escaped).
-    async with page.expect_navigation():
+    async with page.expect_navigation() as navigation:
         await row.locator("a").first.click()
+    response = await navigation.value
+    assert response is not None
+    policy = await response.header_value("Content-Security-Policy") or ""
+    assert "script-src 'self'" in policy
+    assert "unsafe-inline" not in policy
     await assert_inert(browser_page, "campaign page")
     assert await shown_texts(browser_page, "h1") == [payload]
     assert await page.title() != ""
