@@ -144,7 +144,8 @@ async def main_async(arguments: argparse.Namespace) -> None:
             "CAMPAIGN_ACCOUNT_CPS": format(arguments.cps, "g"),
             "CAMPAIGN_LOG_LEVEL": "warning",
         }
-        worker_environment = {**environment, "CAMPAIGN_HTTP_PORT": "0"}
+        # The worker serves no HTTP of its own: `campaign serve` has the port.
+        worker_environment = {k: v for k, v in environment.items() if k != "CAMPAIGN_HTTP_PORT"}
         async with (
             process(["serve"], environment, ready_url=engine_url + "/healthz"),
             process(["worker"], worker_environment),
