@@ -10,6 +10,7 @@ waiting for one. Redials, caps and other campaigns sharing the account are not f
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -101,14 +102,16 @@ def _when(moment: datetime | None) -> str | None:
 
 async def campaigns_snapshot(pool: asyncpg.Pool, settings: Settings) -> dict[str, Any]:
     """Every campaign with its progress, rate now and ETA (the campaigns page)."""
-    async with pool.acquire() as connection:
-        now: datetime = await connection.fetchval("SELECT now()")
-        rows = await queries.progress_all(connection)
-        rates = await dq.dashboard_rates(connection, RATE_WINDOW_S)
-        campaigns = {
-            c.id: c
-            for c in await queries.campaigns_by_id(connection, [r.campaign_id for r in rows])
-        }
+
+    async def rates_now() -> tuple[datetime, dict[int, int]]:
+        async with pool.acquire() as connection:
+            now: datetime = await connection.fetchval("SELECT now()")
+            return now, await dq.dashboard_rates(connection, RATE_WINDOW_S)
+
+    rows, (now, rates) = await asyncio.gather(queries.progress_all(pool), rates_now())
+    campaigns = {
+        c.id: c for c in await queries.campaigns_by_id(pool, [r.campaign_id for r in rows])
+    }
     items = []
     for row in rows:
         campaign = campaigns.get(row.campaign_id)
@@ -136,20 +139,28 @@ async def campaign_snapshot(
 ) -> dict[str, Any] | None:
     """One campaign, live (the campaign page); None if there is no such campaign."""
     account_cap = settings.account_max_concurrent_calls or None
-    async with pool.acquire() as connection:
-        campaign = await queries.campaign_by_name(connection, name)
-        if campaign is None:
-            return None
-        now: datetime = await connection.fetchval("SELECT now()")
-        progress = await queries.progress(connection, name)
-        if progress is None:
-            return None
-        per_minute = await dq.dashboard_calls_per_minute(connection, campaign.id)
-        pacing = await queries.pacing(connection, name, account_max_concurrent_calls=account_cap)
-        latency = await dq.dashboard_plivo_latency(connection, campaign.id)
-        errors = await dq.dashboard_plivo_errors(connection, campaign.id)
-        waiting = await dq.dashboard_waiting_windows(connection, campaign.id)
-        webhooks = await dq.dashboard_failing_webhooks(connection, campaign.id)
+    campaign = await queries.campaign_by_name(pool, name)
+    if campaign is None:
+        return None
+
+    async def rest() -> tuple[Any, ...]:
+        async with pool.acquire() as connection:
+            return (
+                await connection.fetchval("SELECT now()"),
+                await dq.dashboard_calls_per_minute(connection, campaign.id),
+                await queries.pacing(connection, name, account_max_concurrent_calls=account_cap),
+                await dq.dashboard_plivo_latency(connection, campaign.id),
+                await dq.dashboard_plivo_errors(connection, campaign.id),
+                await dq.dashboard_failing_webhooks(connection, campaign.id),
+            )
+
+    # The counts (the one read that grows with the campaign: an index-only scan of its
+    # contacts) and the calling windows run beside the rest, each on a connection of its own.
+    progress, waiting, (now, per_minute, pacing, latency, errors, webhooks) = await asyncio.gather(
+        queries.progress(pool, name), dq.dashboard_waiting_windows(pool, campaign.id), rest()
+    )
+    if progress is None:
+        return None
     snapshot = _progress_json(progress)
     calls_last_minute = per_minute[-1]
     openings = [row["next_opening"] for row in waiting if row["next_opening"] is not None]

@@ -1159,13 +1159,18 @@ SELECT z.time_zones, w.n AS waiting,
         WHERE c.at >= now() AND (k.end_at IS NULL OR c.at < k.end_at)
           AND zone_set_open(k, z.time_zones, c.at)) AS next_opening
 FROM campaigns k
-JOIN campaign_time_zones z ON z.campaign_id = k.id
+-- The closed sets first (OFFSET 0 keeps the planner from counting the open ones too).
+CROSS JOIN LATERAL (
+    SELECT c.time_zones FROM campaign_time_zones c
+    WHERE c.campaign_id = k.id AND NOT zone_set_open(k, c.time_zones, now())
+    OFFSET 0
+) z
 CROSS JOIN LATERAL (
     SELECT count(*) AS n FROM contacts t
     WHERE t.campaign_id = k.id AND t.time_zones = z.time_zones
       AND t.status = 'pending' AND t.next_attempt_at <= now()
 ) w
-WHERE k.id = $1 AND NOT zone_set_open(k, z.time_zones, now()) AND w.n > 0
+WHERE k.id = $1 AND w.n > 0
 ORDER BY w.n DESC;
 
 -- dashboard_failing_webhooks --
