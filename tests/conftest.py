@@ -15,6 +15,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from browser_fixtures import browser, browser_page, dashboard  # noqa: F401  # tests/browser/
 from clock_fixtures import clock, clocked_pool  # noqa: F401  # fixtures for every test
 
 from campaign import db
