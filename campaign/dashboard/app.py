@@ -25,7 +25,7 @@ from campaign.dashboard.views import DASHBOARD_KEY, Dashboard, routes
 PLIVO_PREFIX = "/plivo/"
 STATUS_ICONS = {
     "running": "▶",
-    "paused": "⏸",
+    "paused": "‖",
     "cancelled": "✕",
     "completed": "✓",
     "draft": "✎",
@@ -97,8 +97,13 @@ def install(app: web.Application, pool: asyncpg.Pool, settings: Settings) -> Non
     app.router.add_static("/static/", static, name="static")
     app.on_response_prepare.append(_headers)
 
+    async def end_streams(app: web.Application) -> None:
+        # Before the runner waits for handlers: an open page's /events would hold it 60 s.
+        await hub.close()
+
     async def close_hub(app: web.Application) -> AsyncIterator[None]:
         yield
         await hub.close()
 
+    app.on_shutdown.append(end_streams)
     app.cleanup_ctx.append(close_hub)

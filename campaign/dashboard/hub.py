@@ -6,6 +6,11 @@ then waits at least `refresh_s` (the debounce) and at most `poll_s` (the fallbac
 is notified) before the next. A NOTIFY on campaign_work, campaign_room or campaign_changed
 (a load, a resume, a hangup freeing a slot, an action on the dashboard or the CLI) ends the
 wait early; 100 pages cost the database what one costs.
+
+A page that joins while a change is pending (woken, not yet computed) waits for the next
+snapshot rather than get the last one, which is older than the page itself (a pause's page
+would otherwise show "running" again for a moment). When the server stops, every stream gets
+CLOSED and ends (the app's on_shutdown), so an open page never holds a SIGTERM.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final, Literal
 
 import asyncpg
 
@@ -25,12 +30,15 @@ logger = logging.getLogger(__name__)
 
 CHANNELS = ("campaign_work", "campaign_room", "campaign_changed")
 Snapshot = dict[str, Any] | None
+# What a page's queue gets when the server stops: its stream ends.
+CLOSED: Final = "closed"
+Item = Snapshot | Literal["closed"]
 Compute = Callable[[str | None], Awaitable[Snapshot]]
 
 
 @dataclass
 class _Watch:
-    listeners: set[asyncio.Queue[Snapshot]] = field(default_factory=set)
+    listeners: set[asyncio.Queue[Item]] = field(default_factory=set)
     woken: asyncio.Event = field(default_factory=asyncio.Event)
     last: Snapshot = None
     computed: bool = False
@@ -52,6 +60,7 @@ class Hub:
         self._listening: asyncio.Task[None] | None = None
         # How many snapshots were computed (tests and the bench count them).
         self.computations = 0
+        self._closed = False
 
     @property
     def watching(self) -> int:
@@ -59,14 +68,19 @@ class Hub:
         return sum(len(watch.listeners) for watch in self._watches.values())
 
     @contextlib.asynccontextmanager
-    async def watch(self, key: str | None) -> AsyncIterator[asyncio.Queue[Snapshot]]:
-        """A queue that gets each new snapshot of `key` (the latest only, if it falls behind)."""
+    async def watch(self, key: str | None) -> AsyncIterator[asyncio.Queue[Item]]:
+        """A queue that gets each new snapshot of `key` (the latest only, if it falls behind),
+        and CLOSED when the server stops."""
+        queue: asyncio.Queue[Item] = asyncio.Queue(maxsize=1)
+        if self._closed:
+            queue.put_nowait(CLOSED)
+            yield queue
+            return
         watch = self._watches.get(key)
         if watch is None:
             watch = self._watches[key] = _Watch()
             watch.task = asyncio.create_task(self._run(key, watch))
-        queue: asyncio.Queue[Snapshot] = asyncio.Queue(maxsize=1)
-        if watch.computed:
+        if watch.computed and not watch.woken.is_set():
             queue.put_nowait(watch.last)
         watch.listeners.add(queue)
         if self._listening is None:
@@ -88,9 +102,15 @@ class Hub:
             watch.woken.set()
 
     async def close(self) -> None:
+        """Stop computing and end every page's stream (CLOSED); later pages get CLOSED too."""
+        self._closed = True
         for watch in list(self._watches.values()):
             if watch.task is not None:
                 watch.task.cancel()
+            for queue in watch.listeners:
+                if queue.full():
+                    queue.get_nowait()
+                queue.put_nowait(CLOSED)
         self._watches.clear()
         await self._stop_listening()
 

@@ -31,7 +31,7 @@ from campaign.cli.campaigns import set_pacing as set_command
 from campaign.config import Settings
 from campaign.contact_filter import OUTCOMES, ContactFilter
 from campaign.dashboard import security
-from campaign.dashboard.hub import Hub
+from campaign.dashboard.hub import CLOSED, Hub
 from campaign.dashboard.security import Session
 from campaign.dashboard.snapshots import campaign_snapshot, campaigns_snapshot
 from campaign.models import CONTACT_STATUSES, CampaignStatus
@@ -156,7 +156,11 @@ def action(
             if not _csrf_ok(session, _field(form, "csrf")):
                 return _forbidden("missing or wrong CSRF token")
             request[FORM_KEY] = form
-        return await handler(request, session)
+        response = await handler(request, session)
+        # Its change is committed: every live page computes again (at once in this process;
+        # others learn of it by NOTIFY), and a page opened now waits for that snapshot.
+        state.hub.wake()
+        return response
 
     return wrapped
 
@@ -855,6 +859,8 @@ async def events(request: web.Request) -> web.StreamResponse:
                 except TimeoutError:
                     await response.write(b": keep-alive\n\n")
                     continue
+                if snapshot == CLOSED:
+                    break  # the server stops
                 data = json.dumps(snapshot, separators=(",", ":"), default=str)
                 await response.write(f"event: snapshot\ndata: {data}\n\n".encode())
     return response

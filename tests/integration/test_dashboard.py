@@ -4,11 +4,14 @@ read-only keys, every action through the control code with its audit row, escapi
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import signal
 import urllib.request
 from html import escape
+from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 from api_fixtures import serve_process
@@ -497,6 +500,62 @@ async def test_two_pages_share_each_snapshot(
         stopped_at = running.hub.computations
         await asyncio.sleep(1.0)
         assert running.hub.computations == stopped_at
+
+
+async def first_snapshot(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
+    """The first snapshot event of the stream at `url`."""
+    async with session.get(url) as response:
+        assert response.status == 200
+        event = None
+        async for raw in response.content:
+            line = raw.decode().rstrip("\n")
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: ") and event == "snapshot":
+                found: dict[str, Any] = json.loads(line[6:])
+                return found
+    raise AssertionError("the stream ended without a snapshot")
+
+
+async def test_a_page_opened_after_an_action_never_shows_the_state_before_it(
+    pool: asyncpg.Pool, status_pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """While another page keeps a campaign's snapshots coming, a pause on the dashboard and
+    the campaign page opened after it: that page's first snapshot already says paused (before,
+    it got the hub's last snapshot, from before the pause, and showed "running" again)."""
+    paced = settings.model_copy(update={"dashboard_refresh_s": 0.5, "dashboard_poll_s": 30.0})
+    async with running_dashboard(pool, status_pool, paced) as running:
+        watcher = await running.browser(running.key)
+        actor = await running.browser(running.key)
+        await loaded(actor, "calls")
+        stream = await watcher.session.get(running.url + "/events?campaign=calls")
+        await stream.content.readuntil(b"event: snapshot")
+        status, text, _ = await actor.action("/campaigns/calls/pause")
+        assert status == 303, text
+        snapshot = await first_snapshot(actor.session, running.url + "/events?campaign=calls")
+        stream.release()
+    assert snapshot["status"] == "paused"
+
+
+async def test_an_open_page_does_not_hold_the_server_when_it_stops(
+    pool: asyncpg.Pool, status_pool: asyncpg.Pool, settings: Settings
+) -> None:
+    """Stopping the server (what SIGTERM does: the runner's cleanup) while a page's /events
+    stream is open ends the stream at once, and the server stops within seconds; before,
+    aiohttp waited its 60 s for the stream's handler."""
+    loop = asyncio.get_running_loop()
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+        async with running_dashboard(pool, status_pool, settings) as running:
+            page = Browser(running.url, session)
+            await page.login(running.key)
+            await loaded(page, "calls")
+            stream = await session.get(running.url + "/events?campaign=calls")
+            await stream.content.readuntil(b"event: snapshot")
+            stopping_at = loop.time()
+        stopped_s = loop.time() - stopping_at
+        await asyncio.wait_for(stream.content.read(), 5)  # the stream has ended
+        stream.release()
+    assert stopped_s < 5
 
 
 async def test_a_change_wakes_the_stream_before_the_poll(

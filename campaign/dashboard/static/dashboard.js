@@ -4,7 +4,7 @@
 (function () {
   "use strict";
 
-  var ICONS = { running: "\u25b6", paused: "\u23f8", cancelled: "\u2715", completed: "\u2713", draft: "\u270e" };
+  var ICONS = { running: "\u25b6", paused: "\u2016", cancelled: "\u2715", completed: "\u2713", draft: "\u270e" };
   var SVG = "http://www.w3.org/2000/svg";
 
   // --- Confirmation: a form with data-confirm asks in <dialog id="confirm"> first. ---------
