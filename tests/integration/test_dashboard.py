@@ -9,7 +9,6 @@ import re
 import signal
 import urllib.request
 from html import escape
-from typing import Any
 
 import aiohttp
 import asyncpg
@@ -502,21 +501,6 @@ async def test_two_pages_share_each_snapshot(
         assert running.hub.computations == stopped_at
 
 
-async def first_snapshot(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
-    """The first snapshot event of the stream at `url`."""
-    async with session.get(url) as response:
-        assert response.status == 200
-        event = None
-        async for raw in response.content:
-            line = raw.decode().rstrip("\n")
-            if line.startswith("event: "):
-                event = line[7:]
-            elif line.startswith("data: ") and event == "snapshot":
-                found: dict[str, Any] = json.loads(line[6:])
-                return found
-    raise AssertionError("the stream ended without a snapshot")
-
-
 async def test_a_page_opened_after_an_action_never_shows_the_state_before_it(
     pool: asyncpg.Pool, status_pool: asyncpg.Pool, settings: Settings
 ) -> None:
@@ -532,7 +516,7 @@ async def test_a_page_opened_after_an_action_never_shows_the_state_before_it(
         await stream.content.readuntil(b"event: snapshot")
         status, text, _ = await actor.action("/campaigns/calls/pause")
         assert status == 303, text
-        snapshot = await first_snapshot(actor.session, running.url + "/events?campaign=calls")
+        snapshot = json.loads((await read_snapshots(actor, "/events?campaign=calls", 1))[0])
         stream.release()
     assert snapshot["status"] == "paused"
 
