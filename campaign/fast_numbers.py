@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import re
 from types import ModuleType
+from typing import Any
 
 import phonenumbers
 
@@ -95,6 +96,21 @@ class FastReader:
             self._regions_read[default_region] = allowed
         return allowed
 
+    def _valid(self, value: str, region: str | None) -> tuple[Any, int, int] | None:
+        """The parsed number, its country code and type, when the compiled library reads it
+        as valid outside the differing country codes; else None."""
+        try:
+            number = self._parse(value, region)
+        except self._error:
+            return None
+        country_code: int = number.country_code
+        if country_code in DIFFERING_COUNTRY_CODES:
+            return None
+        number_type = int(self._number_type(number))
+        if number_type == _UNKNOWN_TYPE:
+            return None
+        return number, country_code, number_type
+
     def read(self, value: str, default_region: str | None) -> tuple[int, str, int] | None:
         """(country code, E.164, number type) of a valid number, as phonenumbers would give
         them; None when the answer must come from phonenumbers."""
@@ -102,16 +118,10 @@ class FastReader:
             return None
         if PLAIN_NUMBER.fullmatch(value) is None:
             return None
-        try:
-            number = self._parse(value, default_region)
-        except self._error:
+        read = self._valid(value, default_region)
+        if read is None:
             return None
-        country_code: int = number.country_code
-        if country_code in DIFFERING_COUNTRY_CODES:
-            return None
-        number_type = int(self._number_type(number))
-        if number_type == _UNKNOWN_TYPE:
-            return None
+        number, country_code, number_type = read
         return country_code, self._format(number, _E164), number_type
 
     def region_of_valid(self, e164: str) -> tuple[int, str, str, int] | None:
@@ -119,16 +129,10 @@ class FastReader:
         phonenumbers would give them; None when the answer must come from phonenumbers."""
         if self._library is None:
             return None
-        try:
-            number = self._parse(e164, None)
-        except self._error:
+        read = self._valid(e164, None)
+        if read is None:
             return None
-        country_code: int = number.country_code
-        if country_code in DIFFERING_COUNTRY_CODES:
-            return None
-        number_type = int(self._number_type(number))
-        if number_type == _UNKNOWN_TYPE:
-            return None
+        number, country_code, number_type = read
         region: str | None = self._region_code_for_number(number)
         if region is None:
             return None

@@ -1193,25 +1193,9 @@ LIMIT 10;
 
 -- dashboard_waiting_windows --
 -- Campaign $1's pending contacts due now whose calling window is closed, per set of time zones,
--- with when that set's window next opens (the candidate moments of calling_window, per set).
+-- with when that set's window next opens.
 SELECT z.time_zones, w.n AS waiting,
-       (SELECT min(c.at)
-        FROM (SELECT (d.day + r.start) AT TIME ZONE u.zone AS at
-              FROM unnest(z.time_zones) AS u(zone)
-              CROSS JOIN LATERAL generate_series(
-                  ((now() AT TIME ZONE u.zone)::date - 1)::timestamp,
-                  ((now() AT TIME ZONE u.zone)::date + 15)::timestamp,
-                  interval '1 day') AS d(day)
-              CROSS JOIN LATERAL (
-                  SELECT lower(h) AS start
-                  FROM unnest(coalesce(k.calling_hours, '{[00:00,24:00)}'::timemultirange)) AS h
-                  UNION
-                  SELECT time '00:00'
-              ) r
-              UNION
-              SELECT greatest(now(), k.start_at)) c
-        WHERE c.at >= now() AND (k.end_at IS NULL OR c.at < k.end_at)
-          AND zone_set_open(k, z.time_zones, c.at)) AS next_opening
+       next_window_opening(k, z.time_zones, now()) AS next_opening
 FROM campaigns k
 -- The closed sets first (OFFSET 0 keeps the planner from counting the open ones too).
 CROSS JOIN LATERAL (
