@@ -34,7 +34,7 @@ import asyncpg
 import psutil
 
 from campaign import db, queries
-from campaign.importer import STAGED_ROWS_PER_INSERT
+from campaign.importer import ROWS_PER_COPY
 from campaign.ratelimit import SHARED_SLOT_SLACK_S
 
 # Prime, above any contact count: g * PERMUTATION_MULTIPLIER % it is a permutation. The multiplier
@@ -45,8 +45,8 @@ from campaign.ratelimit import SHARED_SLOT_SLACK_S
 # fell on one page each: the claim of the open 1 % measured 0.77 of all-open for that alone.
 PERMUTATION_MODULUS = 99_999_989
 PERMUTATION_MULTIPLIER = 2_654_435_761
-# Rows per move from a load's staging table into contacts (grouped by zones within each).
-LOAD_CHUNK_ROWS = STAGED_ROWS_PER_INSERT
+# Rows per COPY of a load into contacts (grouped by zones within each).
+LOAD_CHUNK_ROWS = ROWS_PER_COPY
 # Zones tried for "day" and "night" now, whatever the hour the benchmark runs at.
 CANDIDATE_ZONES = (
     "Pacific/Honolulu",
@@ -105,7 +105,7 @@ async def make_campaign(
         name,
     )
     open_every = round(1 / open_share)
-    # As `campaign load` writes them: STAGED_ROWS_PER_INSERT rows at a time, each move's rows
+    # As `campaign load` writes them: ROWS_PER_COPY rows at a time, each COPY's rows
     # grouped by their set of zones (so a set's contacts share heap pages, as the claim reads).
     for first in range(1, contacts + 1, LOAD_CHUNK_ROWS):
         await connection.execute(

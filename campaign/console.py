@@ -67,10 +67,14 @@ class LoadReporter:
             self._rejects_file.close()
 
     def rejected(self, row: Rejected) -> None:
-        # Printed plainly (no markup): the raw value is the user's data.
-        self._console.print(
-            f"line {row.line_number}: {row.raw_value!r} rejected: {row.reason}", markup=False
-        )
+        line = f"line {row.line_number}: {row.raw_value!r} rejected: {row.reason}"
+        if self._progress is None:
+            # Not a terminal: written as it is (rich took 150 µs a line, a load's 10,000
+            # rejected rows 1.5 s of the loader's one process).
+            self._console.file.write(line + "\n")
+        else:
+            # Above the progress bar, plainly (no markup): the raw value is the user's data.
+            self._console.print(line, markup=False)
         if self._write_reject is not None:
             self._write_reject(row)
 

@@ -24,14 +24,15 @@ import asyncpg
 from campaign import queries
 from campaign.callerids import CallerIdMode
 from campaign.destinations import (
-    ContactRecord,
+    CopyRecord,
     CsvLayout,
     LoadError,
     Rejected,
     SourceRow,
     ZoneRule,
+    copy_text,
     time_zone_column,
-    validate_rows,
+    validate_rows_for_copy,
 )
 from campaign.formulas import neutralise, neutralise_phone
 from campaign.models import Campaign, CampaignSpec, CampaignStatus
@@ -40,13 +41,14 @@ from campaign.timezones import ZoneNames
 # Rows per chunk a validating process reads: small enough that the loader and its processes
 # stay under 150 MB together (1M rows: 131 MB with 2,500, 153 MB with 5,000).
 CHUNK_ROWS = 2500
-# Validated rows wait in the staging table (in the database, not here) until this many are
-# there: each move stores its rows grouped by their sets of time zones, so that the claim reads
-# few heap pages for the contacts of an open set. Bigger moves group better (docs/benchmarks.md:
-# the claim of the open 1 % of 1M contacts ran at 0.92 of an all-open campaign's with 50,000,
-# 0.84 with 5,000) but stall the validating processes while they run (a 1M-row load: 21,700
-# rows/s with 50,000, about 26,000 with 5,000).
-STAGED_ROWS_PER_INSERT = 5_000
+# Validated rows are COPYed into `contacts` this many at a time (at least), grouped by their sets
+# of time zones and in line order within each, so that the claim, which walks one open set at a
+# time, reads few heap pages (docs/benchmarks.md: the claim of the open 1 % of 1M contacts ran at
+# 0.92 of an all-open campaign's with groups of 50,000 rows, 0.84 with 5,000).
+ROWS_PER_COPY = 10_000
+# How many times a COPY is tried again after a concurrent load into the same campaign committed
+# one of its numbers first (each try looks the numbers up again).
+COPY_TRIES = 10
 # Files at least this big are validated in worker processes: below it, starting them costs more
 # than it saves.
 PARALLEL_MIN_BYTES = 2_000_000
@@ -112,7 +114,7 @@ class CsvSource:
                 previous_line = reader.line_num
                 if not "".join(cells).strip():  # no cells, or only blank ones
                     continue
-                yield SourceRow(line_number, cells)
+                yield line_number, cells
         except UnicodeDecodeError:
             raise LoadError(
                 f"{self.path}: line {previous_line + 1} is not UTF-8 text; save the file as "
@@ -224,6 +226,41 @@ def _never_open_reason(campaign: Campaign, zones: tuple[str, ...]) -> str:
     )
 
 
+def _zones_of(record: CopyRecord) -> list[str]:
+    return record[3]
+
+
+def _copy_data(
+    campaign_id: int, records: list[CopyRecord], found: queries.NewContactsLookUp
+) -> tuple[bytes, int, int]:
+    """The rows to COPY for `records` (each number once; CONTACT_COLUMNS in COPY's text
+    format), less those the campaign has; with how many rows, and how many suppressed."""
+    present = found.present
+    suppressed = found.suppressed
+    groups = found.caller_id_groups
+    head = f"{campaign_id}\t"
+    version = found.suppressions_version
+    pending = f"\tpending\t\\N\t{version}\t\\N\n"
+    lines: list[str] = []
+    suppressed_rows = 0
+    for index, (_line, _raw, destination, _zones, columns) in enumerate(records):
+        if destination in present:
+            continue
+        listed = suppressed.get(destination) if suppressed else None
+        group = None if groups is None else groups[index]
+        if listed is None and group is None:
+            lines.append(head + columns + pending)
+            continue
+        if listed is None:
+            status, error = "pending", "\\N"
+        else:
+            status, error = "suppressed", copy_text(f"suppressed: on list {listed}")
+            suppressed_rows += 1
+        group_text = "\\N" if group is None else copy_text(group)
+        lines.append(f"{head}{columns}\t{status}\t{error}\t{version}\t{group_text}\n")
+    return "".join(lines).encode(), len(lines), suppressed_rows
+
+
 def _placeholder_columns(
     campaign: Campaign, layout: CsvLayout, source: str
 ) -> tuple[tuple[int, str], ...]:
@@ -270,6 +307,139 @@ async def _open_target(connection: queries.Connection, target: CampaignSpec | st
     return campaign
 
 
+Validated = tuple[list[CopyRecord], list[Rejected]]
+
+
+class _ContactWriter:
+    """Stores a load's validated rows in its campaign's contacts, at least ROWS_PER_COPY at a
+    time: those whose window never opens rejected, the first row of each number kept (the others
+    counted as duplicates, as are numbers the campaign has already), a number on one of its
+    suppression lists stored `suppressed`."""
+
+    def __init__(
+        self,
+        connection: queries.Connection,
+        campaign: Campaign,
+        source: CsvSource,
+        strict: bool,
+        observer: LoadObserver,
+        summary: LoadSummary,
+    ) -> None:
+        self._connection = connection
+        self._campaign = campaign
+        self._source = source
+        self._strict = strict
+        self._observer = observer
+        self._summary = summary
+        self._local_presence = campaign.caller_id_mode == CallerIdMode.LOCAL
+        # Sets of zones whose window was found to open (or not) for this campaign.
+        self._opens: dict[tuple[str, ...], bool] = {}
+        self._batch: list[CopyRecord] = []
+        # The COPY under way (at most one: the connection does one thing at a time).
+        self._copying: asyncio.Future[tuple[int, int, int]] | None = None
+
+    async def add(self, records: list[CopyRecord]) -> None:
+        """Store `records` (the next in line order), or keep them for the next COPY."""
+        self._batch.extend(records)
+        if len(self._batch) >= ROWS_PER_COPY:
+            await self._store()
+
+    async def finish(self) -> None:
+        """Store the rows kept, and wait until every COPY is done."""
+        await self._store()
+        await self._copied()
+
+    async def abandon(self) -> None:
+        """Stop the COPY under way, if any (the load failed)."""
+        if self._copying is not None:
+            self._copying.cancel()
+            with contextlib.suppress(BaseException):
+                await self._copying
+            self._copying = None
+
+    async def _store(self) -> None:
+        """Start the COPY of the rows kept, once the one before it is done: this coroutine
+        goes back to the file and the validating processes while PostgreSQL stores them."""
+        records, self._batch = self._batch, []
+        # The connection is free, and the look-up will see the rows of every COPY before.
+        await self._copied()
+        if not records:
+            return
+        if self._campaign.schedule.has_local_rules:
+            records = await self._without_never_open(records)
+        seen: set[str] = set()
+        kept: list[CopyRecord] = []
+        for record in records:
+            if record[2] not in seen:
+                seen.add(record[2])
+                kept.append(record)
+        # Stable: in line order within each set of zones.
+        kept.sort(key=_zones_of)
+        self._summary.duplicates += len(records) - len(kept)
+        self._copying = asyncio.ensure_future(self._copy(kept))
+
+    async def _copied(self) -> None:
+        """Wait for the COPY under way, if any, and count what it stored."""
+        if self._copying is None:
+            return
+        copying, self._copying = self._copying, None
+        stored, suppressed, duplicates = await copying
+        self._summary.loaded += stored
+        self._summary.suppressed += suppressed
+        self._summary.duplicates += duplicates
+
+    async def _copy(self, records: list[CopyRecord]) -> tuple[int, int, int]:
+        """COPY those of `records` (each number once) the campaign has not; how many were
+        stored, how many of them suppressed, and how many the campaign had already."""
+        destinations = [record[2] for record in records]
+        for _try in range(COPY_TRIES):
+            found = await queries.look_up_new_contacts(
+                self._connection,
+                self._campaign.id,
+                destinations,
+                self._campaign.suppression_lists,
+                local_presence=self._local_presence,
+            )
+            data, stored, suppressed = _copy_data(self._campaign.id, records, found)
+            try:
+                async with self._connection.transaction():
+                    await queries.copy_contacts(self._connection, data)
+            except asyncpg.UniqueViolationError:
+                continue  # another load into the campaign committed one of them first
+            return stored, suppressed, len(records) - stored
+        raise LoadError(
+            f"{self._source.path}: other loads into campaign {self._campaign.name!r} kept "
+            "adding the same numbers at the same time; nothing was loaded: load the file again"
+        )
+
+    async def _without_never_open(self, records: list[CopyRecord]) -> list[CopyRecord]:
+        """`records` less those whose zones' window never opens (rejected)."""
+        kept = []
+        opens = self._opens
+        for record in records:
+            zones = tuple(record[3])
+            if opens.get(zones) or await self._opening(zones):
+                kept.append(record)
+                continue
+            reason = _never_open_reason(self._campaign, zones)
+            if self._strict:
+                raise LoadError(
+                    f"{self._source.path}: line {record[0]}: {reason}; nothing was loaded "
+                    "(--strict)"
+                )
+            self._observer.rejected(Rejected(record[0], record[1], reason))
+            self._summary.rejected += 1
+        return kept
+
+    async def _opening(self, zones: tuple[str, ...]) -> bool:
+        """Whether the window of these zones ever opens for the campaign: all within the calling
+        hours at once, within 15 days of the start and before the end."""
+        if zones not in self._opens:
+            first = await queries.first_window_opening(self._connection, self._campaign.id, zones)
+            self._opens[zones] = first is not None
+        return self._opens[zones]
+
+
 async def load_csv(
     pool: asyncpg.Pool,
     source: CsvSource,
@@ -282,7 +452,7 @@ async def load_csv(
     first = next(records, None)
     if first is None:
         raise LoadError(f"{source.path}: the file has no rows; nothing was loaded")
-    layout = CsvLayout.detect(first.cells, options.column, str(source.path))
+    layout = CsvLayout.detect(first[1], options.column, str(source.path))
     zone_column = time_zone_column(layout.header, options.timezone_column, str(source.path))
 
     def rows() -> Iterator[SourceRow]:
@@ -310,65 +480,18 @@ async def load_csv(
         caller_ids = frozenset(
             number for number, _calls in await queries.caller_ids(connection, campaign.id)
         )
-        await queries.create_load_staging(connection)
         loop = asyncio.get_running_loop()
+        writer = _ContactWriter(connection, campaign, source, options.strict, observer, summary)
         with (
             validation_executor(source.size_bytes, options.jobs) as executor,
             concurrent.futures.ThreadPoolExecutor(max_workers=1) as file_reader,
         ):
-            in_flight: deque[asyncio.Future[tuple[list[ContactRecord], list[Rejected]]]] = deque()
+            in_flight: deque[asyncio.Future[Validated]] = deque()
             ahead = max(2, getattr(executor, "_max_workers", 1) * 2)
-            staged = 0
-
-            # Sets of zones whose window was found to open (or not) for this campaign.
-            opens: dict[tuple[str, ...], bool] = {}
-
-            async def reject_never_open() -> int:
-                """Take out of the load the staged rows whose zones' window never opens: all
-                within the calling hours at once never, within 15 days of the start or before
-                the end. How many."""
-                if not campaign.schedule.has_local_rules:
-                    return 0
-                taken = 0
-                for zones in await queries.staged_time_zone_sets(connection):
-                    if zones not in opens:
-                        opening = await queries.first_window_opening(connection, campaign.id, zones)
-                        opens[zones] = opening is not None
-                    if opens[zones]:
-                        continue
-                    reason = _never_open_reason(campaign, zones)
-                    for line_number, raw in await queries.reject_staged_time_zones(
-                        connection, zones
-                    ):
-                        if options.strict:
-                            raise LoadError(
-                                f"{source.path}: line {line_number}: {reason}; nothing was "
-                                "loaded (--strict)"
-                            )
-                        observer.rejected(Rejected(line_number, raw, reason))
-                        taken += 1
-                summary.rejected += taken
-                return taken
-
-            async def move_staged() -> None:
-                nonlocal staged
-                if not staged:
-                    return
-                staged -= await reject_never_open()
-                inserted, suppressed = await queries.insert_staged_contacts(
-                    connection,
-                    campaign.id,
-                    campaign.suppression_lists,
-                    local_presence=campaign.caller_id_mode == CallerIdMode.LOCAL,
-                )
-                summary.loaded += inserted
-                summary.suppressed += suppressed
-                summary.duplicates += staged - inserted
-                staged = 0
 
             file_chunks = chunks(rows(), CHUNK_ROWS)
             # The next chunk is read from the file in a thread while this coroutine waits for
-            # PostgreSQL (a COPY, a move): the database's one backend is the load's slowest
+            # PostgreSQL (a look-up, a COPY): the database's one backend is the load's slowest
             # part, so it should not wait for the CSV as well (docs/benchmarks.md).
             reading: asyncio.Future[list[SourceRow] | None] = loop.run_in_executor(
                 file_reader, next, file_chunks, None
@@ -384,7 +507,7 @@ async def load_csv(
                 in_flight.append(
                     loop.run_in_executor(
                         executor,
-                        validate_rows,
+                        validate_rows_for_copy,
                         chunk,
                         layout,
                         options.default_region,
@@ -413,14 +536,11 @@ async def load_csv(
                             f"{source.path}: line {rejected[0].line_number}: "
                             f"{rejected[0].reason}; nothing was loaded (--strict)"
                         )
-                    if valid:
-                        await connection.copy_records_to_table("load_staging", records=valid)
-                        staged += len(valid)
-                    if staged >= STAGED_ROWS_PER_INSERT:
-                        await move_staged()
+                    await writer.add(valid)
                     observer.progressed(source.bytes_read)
-                await move_staged()
+                await writer.finish()
             finally:
+                await writer.abandon()
                 for future in in_flight:
                     future.cancel()
                 # The reading thread must be done with the file before it closes.

@@ -131,10 +131,10 @@ def check_rows(
     return check_values(
         [
             (
-                f"{source} line {row.line_number}",
-                row.cells[phone_index] if phone_index < len(row.cells) else "",
+                f"{source} line {line_number}",
+                cells[phone_index] if phone_index < len(cells) else "",
             )
-            for row in rows
+            for line_number, cells in rows
         ],
         default_region,
     )
@@ -194,7 +194,7 @@ class _Adding:
             first = next(records, None)
             if first is None:
                 raise LoadError(f"{path}: the file has no rows; nothing was added")
-            layout = CsvLayout.detect(first.cells, column, str(path))
+            layout = CsvLayout.detect(first[1], column, str(path))
             rows = chain([first] if layout.header is None else [], records)
             read_before = self.read
             await self._take_chunks(

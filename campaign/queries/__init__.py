@@ -85,11 +85,11 @@ from campaign.queries.cancelling import (
 )
 from campaign.queries.exporting import contact_outcome_chunks, export_field_names
 from campaign.queries.loading import (
-    create_load_staging,
+    CONTACT_COLUMNS,
+    NewContactsLookUp,
+    copy_contacts,
     first_window_opening,
-    insert_staged_contacts,
-    reject_staged_time_zones,
-    staged_time_zone_sets,
+    look_up_new_contacts,
     time_zone_names,
 )
 from campaign.queries.ratelimits import (
@@ -140,6 +140,7 @@ from campaign.queries.suppressions import (
 )
 
 __all__ = [
+    "CONTACT_COLUMNS",
     "AnswerContact",
     "ApiKey",
     "Claim",
@@ -150,6 +151,7 @@ __all__ = [
     "FailureRecorded",
     "FoundContact",
     "IdempotencyRecord",
+    "NewContactsLookUp",
     "NotFoundSettled",
     "OptOut",
     "QueuedContact",
@@ -185,11 +187,11 @@ __all__ = [
     "contact_outcome_chunks",
     "contacts_page",
     "copy_api_load_rejects",
+    "copy_contacts",
     "count_calls_in_flight",
     "create_api_key",
     "create_api_load",
     "create_campaign",
-    "create_load_staging",
     "create_suppression_staging",
     "delete_suppressions",
     "dialable_campaigns",
@@ -199,7 +201,6 @@ __all__ = [
     "first_window_opening",
     "forget_expired_idempotency_keys",
     "idempotency_record",
-    "insert_staged_contacts",
     "insert_staged_suppressions",
     "known_call_uuids",
     "known_request_uuids",
@@ -207,6 +208,7 @@ __all__ = [
     "lock_campaign_status",
     "lock_campaigns_of_contacts",
     "lock_finished_campaigns",
+    "look_up_new_contacts",
     "mark_cancelled_at_plivo",
     "mark_left_queue",
     "notify_work",
@@ -230,7 +232,6 @@ __all__ = [
     "redial_contacts",
     "redial_counts",
     "redials",
-    "reject_staged_time_zones",
     "release_claims",
     "release_idempotency_key",
     "reopen_campaign",
@@ -245,7 +246,6 @@ __all__ = [
     "set_campaign_status",
     "set_pacing",
     "stage_suppressions",
-    "staged_time_zone_sets",
     "store_idempotent_answer",
     "suppressed_number_chunks",
     "suppression_lists",

@@ -1,34 +1,79 @@
-"""Loading a CSV: a staging table COPYed into, then moved into the campaign's contacts."""
+"""Loading a CSV: what the campaign has of its numbers already, then a COPY into contacts."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from campaign.queries.base import Connection, sql
 
+# The columns a load COPYs into `contacts`, in the order of a row of `copy_contacts`.
+CONTACT_COLUMNS = (
+    "campaign_id",
+    "line_number",
+    "raw_destination",
+    "destination",
+    "fields",
+    "time_zones",
+    "status",
+    "last_error",
+    "suppressions_version",
+    "caller_id_group",
+)
 
-async def create_load_staging(connection: Connection) -> None:
-    """A temporary table, dropped at commit, that a load COPYs its rows into."""
-    await connection.execute(sql("create_load_staging"))
+
+@dataclass(frozen=True, slots=True)
+class NewContactsLookUp:
+    """What a load needs to know of the numbers it is about to store, seen at one moment."""
+
+    # The suppression lists' version the look-up saw (contacts.suppressions_version).
+    suppressions_version: int
+    # Those the campaign has already.
+    present: frozenset[str]
+    # Those on one of the campaign's suppression lists, with the list (the first by name).
+    suppressed: dict[str, str]
+    # With local presence, each number's group of caller IDs, in the order asked; else None.
+    caller_id_groups: list[str | None] | None
 
 
-async def insert_staged_contacts(
+async def look_up_new_contacts(
     connection: Connection,
     campaign_id: int,
+    destinations: Sequence[str],
     suppression_lists: Sequence[str],
     *,
     local_presence: bool = False,
-) -> tuple[int, int]:
-    """Move the staged rows into the campaign's contacts, skipping duplicates, those on one of
-    `suppression_lists` stored `suppressed`, each matched to its local caller IDs with
-    `local_presence`; return how many were inserted, and how many of them are suppressed."""
+) -> NewContactsLookUp:
+    """Which of `destinations` campaign `campaign_id` has already, which are on one of
+    `suppression_lists`, and (with `local_presence`) which of its caller IDs may call each."""
     row = await connection.fetchrow(
-        sql("insert_staged_contacts"), campaign_id, list(suppression_lists), local_presence
+        sql("look_up_new_contacts"),
+        campaign_id,
+        destinations,
+        list(suppression_lists),
+        local_presence,
     )
-    await connection.execute(sql("truncate_load_staging"))
     assert row is not None
-    return row["inserted"], row["suppressed"]
+    return NewContactsLookUp(
+        suppressions_version=row["suppressions_version"],
+        present=frozenset(row["present"]),
+        suppressed=dict(row["suppressed"]),
+        caller_id_groups=row["caller_id_groups"],
+    )
+
+
+async def copy_contacts(connection: Connection, data: bytes) -> None:
+    """COPY `data` (rows of CONTACT_COLUMNS in COPY's text format) into `contacts`;
+    UniqueViolationError if one of them is there already (another load committed it since the
+    look-up)."""
+
+    async def source() -> AsyncIterator[bytes]:
+        yield data
+
+    await connection.copy_to_table(
+        "contacts", source=source(), columns=CONTACT_COLUMNS, format="text"
+    )
 
 
 async def time_zone_names(connection: Connection) -> list[str]:
@@ -52,11 +97,3 @@ async def first_window_opening(
         sql("first_window_opening"), campaign_id, list(time_zones)
     )
     return opening
-
-
-async def reject_staged_time_zones(
-    connection: Connection, time_zones: Sequence[str]
-) -> list[tuple[int, str]]:
-    """Take the staged rows with these zones out of the load: (line number, value) each."""
-    rows = await connection.fetch(sql("reject_staged_time_zones"), list(time_zones))
-    return [(row["line_number"], row["raw_destination"]) for row in rows]

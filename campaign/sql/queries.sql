@@ -269,51 +269,26 @@ ORDER BY total, calls DESC, call_status;
 
 -- === Loading a CSV =============================================================================
 
--- create_load_staging --
-CREATE TEMPORARY TABLE load_staging (
-    line_number     integer NOT NULL,
-    raw_destination text NOT NULL,
-    destination     text NOT NULL,
-    fields          text NOT NULL,  -- JSON text, made by the validating processes
-    time_zones      text[] NOT NULL
-) ON COMMIT DROP;
-
--- insert_staged_contacts --
--- The first of duplicates wins (by line number); ids follow the line numbers within each set of
--- time zones, and the sets are stored together, so that the claim, which walks one open set at
--- a time, reads few pages. A number on one of the campaign's suppression lists ($2) is stored
--- `suppressed`, naming the list. With local presence ($3), each gets the caller IDs of its
--- campaign's pool that may call it (caller_id_group). Returns (inserted, suppressed).
-WITH staged AS (
-    SELECT DISTINCT ON (s.destination) s.*
-    FROM load_staging s
-    ORDER BY s.destination, s.line_number
-), inserted AS (
-    INSERT INTO contacts (campaign_id, destination, raw_destination, line_number, fields,
-                          time_zones, status, last_error, suppressions_version, caller_id_group)
-    SELECT $1, s.destination, s.raw_destination, s.line_number, s.fields::jsonb, s.time_zones,
-           CASE WHEN x.list IS NULL THEN 'pending' ELSE 'suppressed' END,
-           'suppressed: on list ' || x.list,
-           -- The lists' version this statement sees, as it sees the lists (the claim looks up
-           -- only what was added since).
-           (SELECT v.version FROM suppression_version v),
-           CASE WHEN $3::boolean THEN caller_id_group($1, s.destination) END
-    FROM staged s
-    LEFT JOIN LATERAL (
-        SELECT x.list FROM suppressions x
-        WHERE x.list = ANY ($2::text[]) AND x.destination = s.destination
-        ORDER BY x.list LIMIT 1
-    ) x ON true
-    ORDER BY s.time_zones, s.line_number
-    ON CONFLICT (campaign_id, destination) DO NOTHING
-    RETURNING status
-)
-SELECT count(*) AS inserted, count(*) FILTER (WHERE status = 'suppressed') AS suppressed
-FROM inserted;
-
--- staged_time_zone_sets --
--- The sets of time zones of the rows staged now.
-SELECT DISTINCT time_zones FROM load_staging;
+-- look_up_new_contacts --
+-- What a load needs of the numbers ($2) it is about to COPY into campaign $1, in one statement
+-- (one snapshot): those the campaign has already (they are duplicates), the list of those on one
+-- of its suppression lists ($3; the first by name), with local presence ($4) each number's group
+-- of the campaign's caller IDs (caller_id_group, in the order of $2), and the lists' version
+-- this statement saw them at (contacts.suppressions_version: the claim looks up only what was
+-- added since).
+SELECT (SELECT v.version FROM suppression_version v) AS suppressions_version,
+       ARRAY(SELECT c.destination FROM contacts c
+             WHERE c.campaign_id = $1 AND c.destination = ANY ($2::text[])) AS present,
+       ARRAY(SELECT ARRAY[x.destination, x.list]
+             FROM (SELECT DISTINCT ON (x.destination) x.destination, x.list
+                   FROM suppressions x
+                   WHERE x.list = ANY ($3::text[]) AND x.destination = ANY ($2::text[])
+                   ORDER BY x.destination, x.list) x) AS suppressed,
+       CASE WHEN $4::boolean THEN
+           ARRAY(SELECT caller_id_group($1, d.destination)
+                 FROM unnest($2::text[]) WITH ORDINALITY AS d(destination, position)
+                 ORDER BY d.position)
+       END AS caller_id_groups;
 
 -- first_window_opening --
 -- When the calling window of a set of zones ($2) first opens for campaign $1, from its start
@@ -322,18 +297,9 @@ SELECT next_window_opening(k, $2::text[], greatest(now(), coalesce(k.start_at, n
 FROM campaigns k
 WHERE k.id = $1;
 
--- reject_staged_time_zones --
--- Take the staged rows of a set of zones ($1) out of the load; their lines and values.
-DELETE FROM load_staging
-WHERE time_zones = $1::text[]
-RETURNING line_number, raw_destination;
-
 -- time_zone_names --
 -- The time zones the database knows: a contact's zones must be among them.
 SELECT name FROM pg_timezone_names;
-
--- truncate_load_staging --
-TRUNCATE load_staging;
 
 -- === The worker: what to dial, and completion ==================================================
 

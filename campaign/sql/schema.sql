@@ -124,7 +124,8 @@ CREATE TABLE campaigns (
 
 CREATE TABLE contacts (
     id                bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    campaign_id       bigint NOT NULL REFERENCES campaigns (id) ON DELETE CASCADE,
+    -- Its campaign (checked per statement by note_campaign_time_zones, §3: no per-row foreign key).
+    campaign_id       bigint NOT NULL,
     -- E.164 with a leading + (+14155550123), or a SIP URI (sip:alice@example.com).
     destination       text NOT NULL CHECK (destination <> '' AND strpos(destination, '<') = 0),
     -- The value as it stood in the CSV, and the line it started on (1 = first line of the file).
@@ -268,28 +269,59 @@ CREATE TABLE campaign_time_zones (
     PRIMARY KEY (campaign_id, time_zones)
 );
 
--- Kept by the contacts' triggers, whatever inserts them (a load, a script).
+-- Kept by the contacts' triggers, whatever inserts them (a load, a script). The statement's
+-- trigger also checks contacts.campaign_id as a foreign key would, once per statement rather
+-- than once per row (a load COPYs a million rows): every campaign of the new rows must exist,
+-- held FOR KEY SHARE until the transaction ends; the error is a foreign key's (23503,
+-- contacts_campaign_id_fkey). Deleting or truncating campaigns deletes their contacts.
 CREATE FUNCTION note_campaign_time_zones() RETURNS trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+    v_missing  bigint;
+    v_unzoned  boolean;
+    v_zones    bigint;
 BEGIN
-    -- Every zone must be one the database knows: AT TIME ZONE raises for another, here, rather
-    -- than in every later claim and status of the campaign.
-    PERFORM now() AT TIME ZONE z.zone
-    FROM (SELECT DISTINCT u.zone
-          FROM new_contacts n CROSS JOIN LATERAL unnest(n.time_zones) AS u(zone)) z;
-    -- A contact without zones is never dialled by a campaign with rules in local time.
-    IF EXISTS (
-        SELECT 1 FROM new_contacts n JOIN campaigns k ON k.id = n.campaign_id
-        WHERE n.status = 'pending' AND cardinality(n.time_zones) = 0
-          AND campaign_has_local_rules(k)
-    ) THEN
+    -- The new rows, read once: their campaigns (held as a foreign key holds them) and sets of
+    -- zones. Every zone must be one the database knows: AT TIME ZONE raises for another, here,
+    -- rather than in every later claim and status of the campaign.
+    WITH sets AS (
+        SELECT n.campaign_id, n.time_zones,
+               bool_or(n.status = 'pending' AND cardinality(n.time_zones) = 0) AS unzoned
+        FROM new_contacts n
+        GROUP BY n.campaign_id, n.time_zones
+    ), held AS (
+        SELECT k.id, campaign_has_local_rules(k) AS local_rules
+        FROM campaigns k
+        WHERE k.id IN (SELECT s.campaign_id FROM sets s)
+        FOR KEY SHARE
+    ), noted AS (
+        INSERT INTO campaign_time_zones (campaign_id, time_zones)
+        SELECT s.campaign_id, s.time_zones FROM sets s JOIN held h ON h.id = s.campaign_id
+        ON CONFLICT DO NOTHING
+    )
+    SELECT (SELECT min(s.campaign_id) FROM sets s
+            WHERE NOT EXISTS (SELECT 1 FROM held h WHERE h.id = s.campaign_id)),
+           -- A contact without zones is never dialled by a campaign with rules in local time.
+           EXISTS (SELECT 1 FROM sets s JOIN held h ON h.id = s.campaign_id
+                   WHERE s.unzoned AND h.local_rules),
+           (SELECT count(now() AT TIME ZONE z.zone)
+            FROM (SELECT DISTINCT u.zone
+                  FROM sets s CROSS JOIN LATERAL unnest(s.time_zones) AS u(zone)) z)
+    INTO v_missing, v_unzoned, v_zones;
+    IF v_missing IS NOT NULL THEN
+        RAISE EXCEPTION 'insert or update on table "contacts" violates foreign key constraint '
+                        '"contacts_campaign_id_fkey"'
+            USING ERRCODE = 'foreign_key_violation',
+                  DETAIL = format('Key (campaign_id)=(%s) is not present in table "campaigns".',
+                                  v_missing),
+                  TABLE = 'contacts', COLUMN = 'campaign_id',
+                  CONSTRAINT = 'contacts_campaign_id_fkey';
+    END IF;
+    IF v_unzoned THEN
         RAISE EXCEPTION 'contacts.time_zones is empty for a contact of a campaign with calling '
                         'hours, days or skipped dates: give each contact its time zones'
             USING ERRCODE = 'check_violation';
     END IF;
-    INSERT INTO campaign_time_zones (campaign_id, time_zones)
-    SELECT DISTINCT n.campaign_id, n.time_zones FROM new_contacts n
-    ON CONFLICT DO NOTHING;
     RETURN NULL;
 END;
 $$;
@@ -314,6 +346,55 @@ $$;
 CREATE TRIGGER contacts_time_zones_updated
     AFTER UPDATE OF time_zones ON contacts
     FOR EACH ROW EXECUTE FUNCTION note_contact_time_zones();
+
+-- A contact moved to another campaign (nothing in the engine does it) is checked row by row.
+CREATE FUNCTION check_contact_campaign() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM 1 FROM campaigns k WHERE k.id = NEW.campaign_id FOR KEY SHARE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'insert or update on table "contacts" violates foreign key constraint '
+                        '"contacts_campaign_id_fkey"'
+            USING ERRCODE = 'foreign_key_violation',
+                  DETAIL = format('Key (campaign_id)=(%s) is not present in table "campaigns".',
+                                  NEW.campaign_id),
+                  TABLE = 'contacts', COLUMN = 'campaign_id',
+                  CONSTRAINT = 'contacts_campaign_id_fkey';
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER contacts_campaign_changed
+    AFTER UPDATE OF campaign_id ON contacts
+    FOR EACH ROW WHEN (NEW.campaign_id IS DISTINCT FROM OLD.campaign_id)
+    EXECUTE FUNCTION check_contact_campaign();
+
+-- Deleting a campaign deletes its contacts (as ON DELETE CASCADE did); truncating `campaigns`
+-- truncates them.
+CREATE FUNCTION delete_campaign_contacts() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM contacts WHERE campaign_id = OLD.id;
+    RETURN OLD;
+END;
+$$;
+
+CREATE TRIGGER campaigns_contacts_deleted
+    BEFORE DELETE ON campaigns
+    FOR EACH ROW EXECUTE FUNCTION delete_campaign_contacts();
+
+CREATE FUNCTION truncate_campaign_contacts() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    TRUNCATE contacts;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER campaigns_contacts_truncated
+    BEFORE TRUNCATE ON campaigns
+    FOR EACH STATEMENT EXECUTE FUNCTION truncate_campaign_contacts();
 
 -- Do-not-call lists: a number on a list a campaign honours is never dialled by it (a load stores
 -- it `suppressed`; the claim settles one suppressed since). The list `default` is every

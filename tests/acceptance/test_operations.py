@@ -21,10 +21,11 @@ from campaign.worker import Worker
 
 pytestmark = pytest.mark.slow
 
-# Whether another backend is inside a load (its staging table in use).
+# Whether another backend is inside a load (looking its numbers up, or COPYing contacts).
 LOADING = (
     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-    "AND pid <> pg_backend_pid() AND query ILIKE '%load_staging%'"
+    "AND pid <> pg_backend_pid() AND xact_start IS NOT NULL "
+    "AND (query ILIKE 'COPY %contacts%' OR query ILIKE '%suppression_version%AS present%')"
 )
 
 

@@ -23,7 +23,6 @@ from campaign.destinations import (
     CsvLayout,
     InvalidDestination,
     LoadError,
-    SourceRow,
     normalise_destination,
     validate_rows,
 )
@@ -173,7 +172,7 @@ def test_region_of_the_caller_id() -> None:
 def test_validate_rows_refuses_the_chunk_naming_the_line() -> None:
     """An ambiguous row stops validation with one line: the row's line, value, and the fix."""
     layout = CsvLayout(0, ("phone",))
-    rows = [SourceRow(2, ["14155552671"]), SourceRow(3, ["4155552671"])]
+    rows = [(2, ["14155552671"]), (3, ["4155552671"])]
     with pytest.raises(LoadError) as raised:
         validate_rows(rows, layout, None, "+14155550100")
     assert str(raised.value) == (

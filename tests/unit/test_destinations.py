@@ -12,7 +12,6 @@ from campaign.destinations import (
     CsvLayout,
     InvalidDestination,
     LoadError,
-    SourceRow,
     ZoneRule,
     bare_number,
     destination_of,
@@ -156,10 +155,10 @@ def test_a_nul_byte_in_any_field_rejects_its_row() -> None:
     other rows load."""
     layout = CsvLayout(1, ("name", "phone", "notes"))
     rows = [
-        SourceRow(2, ["Ada\x00", "+14155550123", "x"]),
-        SourceRow(3, ["Bob", "+1415555\x000124", "y"]),
-        SourceRow(4, ["Cy", "+14155550125", "z", "\x00"]),
-        SourceRow(5, ["Di", "+14155550126", "fine"]),
+        (2, ["Ada\x00", "+14155550123", "x"]),
+        (3, ["Bob", "+1415555\x000124", "y"]),
+        (4, ["Cy", "+14155550125", "z", "\x00"]),
+        (5, ["Di", "+14155550126", "fine"]),
     ]
     valid, rejected = validate_rows(rows, layout, None, None)
     assert [record[0] for record in valid] == [5]
@@ -180,10 +179,10 @@ def test_validate_rows_keeps_other_columns_and_rejects_from_number() -> None:
     """Other columns go to fields by header; the campaign's own from number is rejected."""
     layout = CsvLayout(1, ("name", "phone", "slot"))
     rows = [
-        SourceRow(2, ["Ada", "(415) 555-0123", "10:00"]),
-        SourceRow(3, ["Bob", "+1 415 555 0100", "11:00"]),
-        SourceRow(4, ["Cy"]),
-        SourceRow(5, ["Di", "+1 415 555 0124", "12:00", "extra"]),
+        (2, ["Ada", "(415) 555-0123", "10:00"]),
+        (3, ["Bob", "+1 415 555 0100", "11:00"]),
+        (4, ["Cy"]),
+        (5, ["Di", "+1 415 555 0124", "12:00", "extra"]),
     ]
     valid, rejected = validate_rows(rows, layout, "US", "+14155550100")
     assert valid[0] == (
@@ -213,7 +212,7 @@ def test_fields_json_is_json_dumps_character_for_character() -> None:
     for fields in samples:
         assert fields_json(fields) == json.dumps(fields, ensure_ascii=False)
         assert json.loads(fields_json(fields)) == fields
-    rows = [SourceRow(2, ["Ada", "+14155550123"]), SourceRow(5, ["Bob", "x"])]
+    rows = [(2, ["Ada", "+14155550123"]), (5, ["Bob", "x"])]
     assert pickle.loads(pickle.dumps(rows)) == rows  # noqa: S301  # our own bytes
 
 
@@ -249,7 +248,7 @@ def test_a_numbers_zone_the_database_does_not_know_rejects_only_where_hours_appl
     """A zone of the number's prefix that the database does not know: with calling hours the
     row is rejected (its hours could not be checked); without, it loads with no zones."""
     layout = CsvLayout(0, ("phone",))
-    rows = [SourceRow(2, ["+14155550123"])]
+    rows = [(2, ["+14155550123"])]
     names = ZoneNames(["Europe/London"])  # no America/Los_Angeles
     valid, rejected = validate_rows(rows, layout, None, None, ZoneRule(names, required=True))
     assert valid == []
