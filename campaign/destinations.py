@@ -512,11 +512,11 @@ def validate_rows(
     return valid, rejected
 
 
-# A validated row as a load COPYs it: line number, value as written, destination, time zones,
-# and the text of its columns line_number, raw_destination, destination, fields and time_zones
-# in COPY's text format (tab-separated, escaped), made here, in the validating processes, so
-# that the loader's one process only joins it with the campaign's columns.
-CopyRecord = tuple[int, str, str, list[str], str]
+# A validated row as a load COPYs it: line number, destination, time zones, and the text of its
+# columns line_number, raw_destination, destination, fields and time_zones in COPY's text format
+# (tab-separated, escaped), made here, in the validating processes, so that the loader's one
+# process only joins it with the campaign's columns (its value as written: copy_raw_value).
+CopyRecord = tuple[int, str, list[str], str]
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
@@ -526,6 +526,17 @@ def copy_text(value: str) -> str:
     if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
         return value.translate(_COPY_ESCAPES)
     return value
+
+
+_COPY_UNESCAPES = {"\\\\": "\\", "\\t": "\t", "\\n": "\n", "\\r": "\r"}
+
+
+def copy_raw_value(record: CopyRecord) -> str:
+    """The value of the phone column as written, from a CopyRecord's columns."""
+    escaped = record[3].split("\t", 2)[1]
+    if "\\" not in escaped:
+        return escaped
+    return re.sub(r"\\[\\tnr]", lambda match: _COPY_UNESCAPES[match[0]], escaped)
 
 
 def array_copy_text(values: list[str]) -> str:
@@ -559,7 +570,6 @@ def validate_rows_for_copy(
         records.append(
             (
                 line_number,
-                raw,
                 destination,
                 zones,
                 f"{line_number}\t{copy_text(raw)}\t{copy_text(destination)}\t"

@@ -14,7 +14,7 @@ import dataclasses
 import io
 import multiprocessing
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
@@ -30,6 +30,7 @@ from campaign.destinations import (
     Rejected,
     SourceRow,
     ZoneRule,
+    copy_raw_value,
     copy_text,
     time_zone_column,
     validate_rows_for_copy,
@@ -40,7 +41,7 @@ from campaign.timezones import ZoneNames
 
 # Rows per chunk a validating process reads: small enough that the loader and its processes
 # stay under 150 MB together (1M rows: 131 MB with 2,500, 153 MB with 5,000).
-CHUNK_ROWS = 2500
+CHUNK_ROWS = 1250
 # Validated rows are COPYed into `contacts` this many at a time (at least), grouped by their sets
 # of time zones and in line order within each, so that the claim, which walks one open set at a
 # time, reads few heap pages (docs/benchmarks.md: the claim of the open 1 % of 1M contacts ran at
@@ -172,16 +173,26 @@ class LoadOptions:
 
 
 def validation_executor(size_bytes: int, jobs: int | None) -> concurrent.futures.Executor:
-    """Where chunks of a file of `size_bytes` are validated: `jobs` processes (None: one per
-    core for large files), or one thread for small ones."""
+    """Where chunks of a file of `size_bytes` are validated: `jobs` processes, or one thread for
+    `jobs` 1. By default, for large files, one process per core but one: the load's
+    PostgreSQL backend needs a core of its own on a machine that runs both (on two cores, one
+    validating process loaded 1M rows as fast as two, in 33 MiB less: docs/benchmarks.md);
+    a thread for small files."""
     if jobs is None:
-        jobs = (multiprocessing.cpu_count() or 1) if size_bytes >= PARALLEL_MIN_BYTES else 1
+        if size_bytes < PARALLEL_MIN_BYTES:
+            jobs = 1
+        else:
+            return _process_pool(max(1, (multiprocessing.cpu_count() or 1) - 1))
     if jobs <= 1:
         # A thread still lets the event loop stream the previous chunk to Postgres meanwhile.
         return concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    return _process_pool(jobs)
+
+
+def _process_pool(processes: int) -> concurrent.futures.ProcessPoolExecutor:
     # spawn: the loader process holds database connections and threads, which fork would copy.
     return concurrent.futures.ProcessPoolExecutor(
-        max_workers=jobs, mp_context=multiprocessing.get_context("spawn")
+        max_workers=processes, mp_context=multiprocessing.get_context("spawn")
     )
 
 
@@ -227,38 +238,56 @@ def _never_open_reason(campaign: Campaign, zones: tuple[str, ...]) -> str:
 
 
 def _zones_of(record: CopyRecord) -> list[str]:
-    return record[3]
+    return record[2]
 
 
-def _copy_data(
-    campaign_id: int, records: list[CopyRecord], found: queries.NewContactsLookUp
-) -> tuple[bytes, int, int]:
+class _CopyData:
     """The rows to COPY for `records` (each number once; CONTACT_COLUMNS in COPY's text
-    format), less those the campaign has; with how many rows, and how many suppressed."""
-    present = found.present
-    suppressed = found.suppressed
-    groups = found.caller_id_groups
-    head = f"{campaign_id}\t"
-    version = found.suppressions_version
-    pending = f"\tpending\t\\N\t{version}\t\\N\n"
-    lines: list[str] = []
-    suppressed_rows = 0
-    for index, (_line, _raw, destination, _zones, columns) in enumerate(records):
-        if destination in present:
-            continue
-        listed = suppressed.get(destination) if suppressed else None
-        group = None if groups is None else groups[index]
-        if listed is None and group is None:
-            lines.append(head + columns + pending)
-            continue
-        if listed is None:
-            status, error = "pending", "\\N"
-        else:
-            status, error = "suppressed", copy_text(f"suppressed: on list {listed}")
-            suppressed_rows += 1
-        group_text = "\\N" if group is None else copy_text(group)
-        lines.append(f"{head}{columns}\t{status}\t{error}\t{version}\t{group_text}\n")
-    return "".join(lines).encode(), len(lines), suppressed_rows
+    format), less those the campaign has, made piece by piece as the COPY sends them (a batch's
+    whole text would be a few MiB more at the load's peak); how many rows, how many suppressed,
+    once sent."""
+
+    PIECE_ROWS = 500
+
+    def __init__(
+        self, campaign_id: int, records: list[CopyRecord], found: queries.NewContactsLookUp
+    ) -> None:
+        self._campaign_id = campaign_id
+        self._records = records
+        self._found = found
+        self.rows = 0
+        self.suppressed = 0
+
+    async def pieces(self) -> AsyncIterator[bytes]:
+        found = self._found
+        present = found.present
+        suppressed = found.suppressed
+        groups = found.caller_id_groups
+        head = f"{self._campaign_id}\t"
+        version = found.suppressions_version
+        pending = f"\tpending\t\\N\t{version}\t\\N\n"
+        records = self._records
+        for start in range(0, len(records), self.PIECE_ROWS):
+            lines: list[str] = []
+            for index in range(start, min(start + self.PIECE_ROWS, len(records))):
+                _line, destination, _zones, columns = records[index]
+                if destination in present:
+                    continue
+                listed = suppressed.get(destination) if suppressed else None
+                group = None if groups is None else groups[index]
+                if listed is None and group is None:
+                    lines.append(head + columns + pending)
+                    continue
+                if listed is None:
+                    status, error = "pending", "\\N"
+                else:
+                    status, error = "suppressed", copy_text(f"suppressed: on list {listed}")
+                    self.suppressed += 1
+                group_text = "\\N" if group is None else copy_text(group)
+                lines.append(f"{head}{columns}\t{status}\t{error}\t{version}\t{group_text}\n")
+            self.rows += len(lines)
+            if lines:
+                yield "".join(lines).encode()
 
 
 def _placeholder_columns(
@@ -310,6 +339,38 @@ async def _open_target(connection: queries.Connection, target: CampaignSpec | st
 Validated = tuple[list[CopyRecord], list[Rejected]]
 
 
+class NumbersSeen:
+    """The numbers a load has stored in a campaign it created, as a Bloom filter: a number it
+    has not seen is never taken for one it has (no false negatives), so only the few it may
+    have seen (its duplicates, and about 0.3 % more) are looked up in `contacts`, where a
+    look-up of every number cost PostgreSQL 2.6 µs a row (docs/benchmarks.md). Nobody else can
+    add contacts to a campaign its transaction has not committed yet."""
+
+    def __init__(self, expected: int) -> None:
+        # 16 to 32 bits per number expected (two probes: 0.4 to 1.4 % false positives when
+        # full), at most 16 MiB.
+        size = 1 << max(20, min(27, (expected * 4).bit_length()))
+        self._bits = bytearray(size >> 3)
+        self._mask = size - 1
+
+    def maybe_seen(self, numbers: list[str]) -> list[str]:
+        """Of `numbers` (distinct), those that may have been seen before; all are seen after."""
+        bits = self._bits
+        mask = self._mask
+        maybe = []
+        for number in numbers:
+            key = hash(number)
+            first = key & mask
+            second = (key >> 32) & mask
+            first_byte, first_bit = first >> 3, 1 << (first & 7)
+            second_byte, second_bit = second >> 3, 1 << (second & 7)
+            if bits[first_byte] & first_bit and bits[second_byte] & second_bit:
+                maybe.append(number)
+            bits[first_byte] |= first_bit
+            bits[second_byte] |= second_bit
+        return maybe
+
+
 class _ContactWriter:
     """Stores a load's validated rows in its campaign's contacts, at least ROWS_PER_COPY at a
     time: those whose window never opens rejected, the first row of each number kept (the others
@@ -324,8 +385,11 @@ class _ContactWriter:
         strict: bool,
         observer: LoadObserver,
         summary: LoadSummary,
+        seen: NumbersSeen | None = None,
     ) -> None:
         self._connection = connection
+        # For a campaign this load creates: the numbers stored so far (else: look every one up).
+        self._seen = seen
         self._campaign = campaign
         self._source = source
         self._strict = strict
@@ -335,63 +399,80 @@ class _ContactWriter:
         # Sets of zones whose window was found to open (or not) for this campaign.
         self._opens: dict[tuple[str, ...], bool] = {}
         self._batch: list[CopyRecord] = []
-        # The COPY under way (at most one: the connection does one thing at a time).
-        self._copying: asyncio.Future[tuple[int, int, int]] | None = None
+        # The task that stores batches, one after the other (the connection does one thing at a
+        # time), and the batch that waits for it (at most one: each is thousands of rows).
+        self._storing: asyncio.Future[None] | None = None
+        self._batches: asyncio.Queue[list[CopyRecord] | None] = asyncio.Queue(maxsize=1)
 
     async def add(self, records: list[CopyRecord]) -> None:
         """Store `records` (the next in line order), or keep them for the next COPY."""
         self._batch.extend(records)
         if len(self._batch) >= ROWS_PER_COPY:
-            await self._store()
+            await self._hand_over()
 
     async def finish(self) -> None:
         """Store the rows kept, and wait until every COPY is done."""
-        await self._store()
-        await self._copied()
+        await self._hand_over()
+        await self._hand(None)
+        if self._storing is not None:
+            await self._storing
 
     async def abandon(self) -> None:
-        """Stop the COPY under way, if any (the load failed)."""
-        if self._copying is not None:
-            self._copying.cancel()
+        """Stop storing (the load failed)."""
+        if self._storing is not None:
+            self._storing.cancel()
             with contextlib.suppress(BaseException):
-                await self._copying
-            self._copying = None
+                await self._storing
 
-    async def _store(self) -> None:
-        """Start the COPY of the rows kept, once the one before it is done: this coroutine
-        goes back to the file and the validating processes while PostgreSQL stores them."""
+    async def _hand_over(self) -> None:
+        """Give the rows kept to the task that stores them, waiting only while another batch
+        waits for it already: this coroutine goes back to the file and the validating processes
+        while PostgreSQL stores the rows before (the database, the load's slowest part, is
+        never kept waiting for them, nor they for it)."""
         records, self._batch = self._batch, []
-        # The connection is free, and the look-up will see the rows of every COPY before.
-        await self._copied()
-        if not records:
+        if records:
+            await self._hand(records)
+
+    async def _hand(self, records: list[CopyRecord] | None) -> None:
+        """Queue `records` (None: the end) for the storing task; raise what stopped it."""
+        if self._storing is None:
+            self._storing = asyncio.ensure_future(self._store_batches())
+        elif self._storing.done():
+            self._storing.result()  # raises what it failed with
             return
+        queued = asyncio.ensure_future(self._batches.put(records))
+        await asyncio.wait({queued, self._storing}, return_when=asyncio.FIRST_COMPLETED)
+        if not queued.done():
+            queued.cancel()
+            self._storing.result()
+
+    async def _store_batches(self) -> None:
+        """Store the batches queued, one after the other, until the end."""
+        while (records := await self._batches.get()) is not None:
+            await self._store(records)
+
+    async def _store(self, records: list[CopyRecord]) -> None:
+        """COPY `records` into the campaign's contacts."""
         if self._campaign.schedule.has_local_rules:
             records = await self._without_never_open(records)
         seen: set[str] = set()
         kept: list[CopyRecord] = []
         for record in records:
-            if record[2] not in seen:
-                seen.add(record[2])
+            if record[1] not in seen:
+                seen.add(record[1])
                 kept.append(record)
         # Stable: in line order within each set of zones.
         kept.sort(key=_zones_of)
-        self._summary.duplicates += len(records) - len(kept)
-        self._copying = asyncio.ensure_future(self._copy(kept))
-
-    async def _copied(self) -> None:
-        """Wait for the COPY under way, if any, and count what it stored."""
-        if self._copying is None:
-            return
-        copying, self._copying = self._copying, None
-        stored, suppressed, duplicates = await copying
+        stored, suppressed, present = await self._copy(kept)
         self._summary.loaded += stored
         self._summary.suppressed += suppressed
-        self._summary.duplicates += duplicates
+        self._summary.duplicates += len(records) - len(kept) + present
 
     async def _copy(self, records: list[CopyRecord]) -> tuple[int, int, int]:
         """COPY those of `records` (each number once) the campaign has not; how many were
         stored, how many of them suppressed, and how many the campaign had already."""
-        destinations = [record[2] for record in records]
+        destinations = [record[1] for record in records]
+        maybe_present = None if self._seen is None else self._seen.maybe_seen(destinations)
         for _try in range(COPY_TRIES):
             found = await queries.look_up_new_contacts(
                 self._connection,
@@ -399,14 +480,17 @@ class _ContactWriter:
                 destinations,
                 self._campaign.suppression_lists,
                 local_presence=self._local_presence,
+                maybe_present=maybe_present,
             )
-            data, stored, suppressed = _copy_data(self._campaign.id, records, found)
+            data = _CopyData(self._campaign.id, records, found)
             try:
                 async with self._connection.transaction():
-                    await queries.copy_contacts(self._connection, data)
+                    await queries.copy_contacts(self._connection, data.pieces())
             except asyncpg.UniqueViolationError:
-                continue  # another load into the campaign committed one of them first
-            return stored, suppressed, len(records) - stored
+                # Another load into the campaign committed one of them first: look them all up.
+                maybe_present = None
+                continue
+            return data.rows, data.suppressed, len(records) - data.rows
         raise LoadError(
             f"{self._source.path}: other loads into campaign {self._campaign.name!r} kept "
             "adding the same numbers at the same time; nothing was loaded: load the file again"
@@ -417,7 +501,7 @@ class _ContactWriter:
         kept = []
         opens = self._opens
         for record in records:
-            zones = tuple(record[3])
+            zones = tuple(record[2])
             if opens.get(zones) or await self._opening(zones):
                 kept.append(record)
                 continue
@@ -427,7 +511,7 @@ class _ContactWriter:
                     f"{self._source.path}: line {record[0]}: {reason}; nothing was loaded "
                     "(--strict)"
                 )
-            self._observer.rejected(Rejected(record[0], record[1], reason))
+            self._observer.rejected(Rejected(record[0], copy_raw_value(record), reason))
             self._summary.rejected += 1
         return kept
 
@@ -481,13 +565,18 @@ async def load_csv(
             number for number, _calls in await queries.caller_ids(connection, campaign.id)
         )
         loop = asyncio.get_running_loop()
-        writer = _ContactWriter(connection, campaign, source, options.strict, observer, summary)
+        # A campaign created by this load has only the contacts it stores.
+        # (Rows of a name, a number and a note are 40 to 60 bytes.)
+        seen = NumbersSeen(source.size_bytes // 40) if isinstance(target, CampaignSpec) else None
+        writer = _ContactWriter(
+            connection, campaign, source, options.strict, observer, summary, seen
+        )
         with (
             validation_executor(source.size_bytes, options.jobs) as executor,
             concurrent.futures.ThreadPoolExecutor(max_workers=1) as file_reader,
         ):
             in_flight: deque[asyncio.Future[Validated]] = deque()
-            ahead = max(2, getattr(executor, "_max_workers", 1) * 2)
+            ahead = max(4, getattr(executor, "_max_workers", 1) * 4)
 
             file_chunks = chunks(rows(), CHUNK_ROWS)
             # The next chunk is read from the file in a thread while this coroutine waits for

@@ -330,7 +330,8 @@ async def _with_webhook(spec: CampaignSpec, settings: Settings, *, given: bool) 
 @click.option(
     "--jobs",
     type=click.IntRange(1, 64),
-    help="Processes that validate numbers (default: all cores for large files).",
+    help="Processes that validate numbers; 1: a thread of the loader (default: one per core "
+    "but one, for large files).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @run_command

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -44,8 +44,10 @@ async def look_up_new_contacts(
     suppression_lists: Sequence[str],
     *,
     local_presence: bool = False,
+    maybe_present: Sequence[str] | None = None,
 ) -> NewContactsLookUp:
-    """Which of `destinations` campaign `campaign_id` has already, which are on one of
+    """Which of `destinations` campaign `campaign_id` has already (looking only among
+    `maybe_present` when given: the others it cannot have), which are on one of
     `suppression_lists`, and (with `local_presence`) which of its caller IDs may call each."""
     row = await connection.fetchrow(
         sql("look_up_new_contacts"),
@@ -53,6 +55,7 @@ async def look_up_new_contacts(
         destinations,
         list(suppression_lists),
         local_presence,
+        destinations if maybe_present is None else maybe_present,
     )
     assert row is not None
     return NewContactsLookUp(
@@ -63,17 +66,11 @@ async def look_up_new_contacts(
     )
 
 
-async def copy_contacts(connection: Connection, data: bytes) -> None:
+async def copy_contacts(connection: Connection, data: AsyncIterable[bytes]) -> None:
     """COPY `data` (rows of CONTACT_COLUMNS in COPY's text format) into `contacts`;
     UniqueViolationError if one of them is there already (another load committed it since the
     look-up)."""
-
-    async def source() -> AsyncIterator[bytes]:
-        yield data
-
-    await connection.copy_to_table(
-        "contacts", source=source(), columns=CONTACT_COLUMNS, format="text"
-    )
+    await connection.copy_to_table("contacts", source=data, columns=CONTACT_COLUMNS, format="text")
 
 
 async def time_zone_names(connection: Connection) -> list[str]:

@@ -271,14 +271,14 @@ ORDER BY total, calls DESC, call_status;
 
 -- look_up_new_contacts --
 -- What a load needs of the numbers ($2) it is about to COPY into campaign $1, in one statement
--- (one snapshot): those the campaign has already (they are duplicates), the list of those on one
--- of its suppression lists ($3; the first by name), with local presence ($4) each number's group
--- of the campaign's caller IDs (caller_id_group, in the order of $2), and the lists' version
--- this statement saw them at (contacts.suppressions_version: the claim looks up only what was
--- added since).
+-- (one snapshot): which of $5 (those of $2 it may have) the campaign has already (they are
+-- duplicates), the list of those on one of its suppression lists ($3; the first by name), with
+-- local presence ($4) each number's group of the campaign's caller IDs (caller_id_group, in the
+-- order of $2), and the lists' version this statement saw them at
+-- (contacts.suppressions_version: the claim looks up only what was added since).
 SELECT (SELECT v.version FROM suppression_version v) AS suppressions_version,
        ARRAY(SELECT c.destination FROM contacts c
-             WHERE c.campaign_id = $1 AND c.destination = ANY ($2::text[])) AS present,
+             WHERE c.campaign_id = $1 AND c.destination = ANY ($5::text[])) AS present,
        ARRAY(SELECT ARRAY[x.destination, x.list]
              FROM (SELECT DISTINCT ON (x.destination) x.destination, x.list
                    FROM suppressions x
