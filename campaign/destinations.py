@@ -512,11 +512,12 @@ def validate_rows(
     return valid, rejected
 
 
-# A validated row as a load COPYs it: line number, destination, time zones, and the text of its
-# columns line_number, raw_destination, destination, fields and time_zones in COPY's text format
+# A validated row as a load COPYs it: destination, time zones, and the text of its columns
+# line_number, raw_destination, destination, fields and time_zones in COPY's text format
 # (tab-separated, escaped), made here, in the validating processes, so that the loader's one
-# process only joins it with the campaign's columns (its value as written: copy_raw_value).
-CopyRecord = tuple[int, str, list[str], str]
+# process only joins it with the campaign's columns (its line and value as written:
+# copy_line_number, copy_raw_value). No more: a load holds thousands of them.
+CopyRecord = tuple[str, list[str], str]
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
@@ -531,9 +532,14 @@ def copy_text(value: str) -> str:
 _COPY_UNESCAPES = {"\\\\": "\\", "\\t": "\t", "\\n": "\n", "\\r": "\r"}
 
 
+def copy_line_number(record: CopyRecord) -> int:
+    """The line a CopyRecord's row starts on."""
+    return int(record[2].split("\t", 1)[0])
+
+
 def copy_raw_value(record: CopyRecord) -> str:
     """The value of the phone column as written, from a CopyRecord's columns."""
-    escaped = record[3].split("\t", 2)[1]
+    escaped = record[2].split("\t", 2)[1]
     if "\\" not in escaped:
         return escaped
     return re.sub(r"\\[\\tnr]", lambda match: _COPY_UNESCAPES[match[0]], escaped)
@@ -569,7 +575,6 @@ def validate_rows_for_copy(
             zones_column = zones_text[id(zones)] = array_copy_text(zones)
         records.append(
             (
-                line_number,
                 destination,
                 zones,
                 f"{line_number}\t{copy_text(raw)}\t{copy_text(destination)}\t"

@@ -30,6 +30,7 @@ from campaign.destinations import (
     Rejected,
     SourceRow,
     ZoneRule,
+    copy_line_number,
     copy_raw_value,
     copy_text,
     time_zone_column,
@@ -39,14 +40,17 @@ from campaign.formulas import neutralise, neutralise_phone
 from campaign.models import Campaign, CampaignSpec, CampaignStatus
 from campaign.timezones import ZoneNames
 
-# Rows per chunk a validating process reads: small enough that the loader and its processes
-# stay under 150 MB together (1M rows: 131 MB with 2,500, 153 MB with 5,000).
+# Rows per chunk a validating process (or thread) reads: small, so that little waits in memory.
 CHUNK_ROWS = 1250
 # Validated rows are COPYed into `contacts` this many at a time (at least), grouped by their sets
 # of time zones and in line order within each, so that the claim, which walks one open set at a
 # time, reads few heap pages (docs/benchmarks.md: the claim of the open 1 % of 1M contacts ran at
-# 0.92 of an all-open campaign's with groups of 50,000 rows, 0.84 with 5,000).
+# 0.92 of an all-open campaign's with groups of 50,000 rows, 0.84 with 5,000). While one batch
+# is stored, the next one is gathered, and with validating processes one more may wait.
 ROWS_PER_COPY = 10_000
+# With validation in a thread of the loader's process (small files, the API: its process serves
+# callbacks too), fewer at a time, and none waits: that process's memory stays a few MB.
+ROWS_PER_COPY_IN_PROCESS = 2500
 # How many times a COPY is tried again after a concurrent load into the same campaign committed
 # one of its numbers first (each try looks the numbers up again).
 COPY_TRIES = 10
@@ -196,6 +200,17 @@ def _process_pool(processes: int) -> concurrent.futures.ProcessPoolExecutor:
     )
 
 
+def _chunks_ahead(executor: concurrent.futures.Executor) -> int:
+    """How many chunks a load keeps submitted to its validating `executor`: four per process,
+    so that they work on while the loader waits for PostgreSQL; one to a thread, which shares
+    the loader's process (and the API's memory: tests/integration/test_api_upload.py) and
+    validates the next chunk while the loader stores the one before."""
+    if isinstance(executor, concurrent.futures.ProcessPoolExecutor):
+        processes: int = executor._max_workers  # type: ignore[attr-defined]  # its size
+        return 4 * processes
+    return 1
+
+
 def chunks(records: Iterator[SourceRow], size: int) -> Iterator[list[SourceRow]]:
     """`records` in lists of `size` (the last one shorter)."""
     chunk: list[SourceRow] = []
@@ -238,7 +253,7 @@ def _never_open_reason(campaign: Campaign, zones: tuple[str, ...]) -> str:
 
 
 def _zones_of(record: CopyRecord) -> list[str]:
-    return record[2]
+    return record[1]
 
 
 class _CopyData:
@@ -270,7 +285,7 @@ class _CopyData:
         for start in range(0, len(records), self.PIECE_ROWS):
             lines: list[str] = []
             for index in range(start, min(start + self.PIECE_ROWS, len(records))):
-                _line, destination, _zones, columns = records[index]
+                destination, _zones, columns = records[index]
                 if destination in present:
                     continue
                 listed = suppressed.get(destination) if suppressed else None
@@ -342,14 +357,14 @@ Validated = tuple[list[CopyRecord], list[Rejected]]
 class NumbersSeen:
     """The numbers a load has stored in a campaign it created, as a Bloom filter: a number it
     has not seen is never taken for one it has (no false negatives), so only the few it may
-    have seen (its duplicates, and about 0.3 % more) are looked up in `contacts`, where a
+    have seen (its duplicates, and 1 to 5 % of the others) are looked up in `contacts`, where a
     look-up of every number cost PostgreSQL 2.6 µs a row (docs/benchmarks.md). Nobody else can
     add contacts to a campaign its transaction has not committed yet."""
 
     def __init__(self, expected: int) -> None:
-        # 16 to 32 bits per number expected (two probes: 0.4 to 1.4 % false positives when
-        # full), at most 16 MiB.
-        size = 1 << max(20, min(27, (expected * 4).bit_length()))
+        # 8 to 16 bits per number expected (two hashes: 1.4 to 5 % false positives when full,
+        # half that on average over the load), at most 16 MiB.
+        size = 1 << max(20, min(27, (expected * 8).bit_length()))
         self._bits = bytearray(size >> 3)
         self._mask = size - 1
 
@@ -386,6 +401,8 @@ class _ContactWriter:
         observer: LoadObserver,
         summary: LoadSummary,
         seen: NumbersSeen | None = None,
+        *,
+        in_process: bool = False,
     ) -> None:
         self._connection = connection
         # For a campaign this load creates: the numbers stored so far (else: look every one up).
@@ -400,14 +417,17 @@ class _ContactWriter:
         self._opens: dict[tuple[str, ...], bool] = {}
         self._batch: list[CopyRecord] = []
         # The task that stores batches, one after the other (the connection does one thing at a
-        # time), and the batch that waits for it (at most one: each is thousands of rows).
+        # time), and the batch handed to it.
         self._storing: asyncio.Future[None] | None = None
         self._batches: asyncio.Queue[list[CopyRecord] | None] = asyncio.Queue(maxsize=1)
+        self._rows_per_copy = ROWS_PER_COPY_IN_PROCESS if in_process else ROWS_PER_COPY
+        # Whether a batch may wait for the task (validating processes keep working meanwhile).
+        self._may_wait = not in_process
 
     async def add(self, records: list[CopyRecord]) -> None:
         """Store `records` (the next in line order), or keep them for the next COPY."""
         self._batch.extend(records)
-        if len(self._batch) >= ROWS_PER_COPY:
+        if len(self._batch) >= self._rows_per_copy:
             await self._hand_over()
 
     async def finish(self) -> None:
@@ -425,31 +445,35 @@ class _ContactWriter:
                 await self._storing
 
     async def _hand_over(self) -> None:
-        """Give the rows kept to the task that stores them, waiting only while another batch
-        waits for it already: this coroutine goes back to the file and the validating processes
-        while PostgreSQL stores the rows before (the database, the load's slowest part, is
-        never kept waiting for them, nor they for it)."""
+        """Give the rows kept to the task that stores them: while it stores a batch, this
+        coroutine goes back to the file and the validating processes for the next (the
+        database, the load's slowest part, is not kept waiting for them, nor they for it)."""
         records, self._batch = self._batch, []
         if records:
             await self._hand(records)
 
     async def _hand(self, records: list[CopyRecord] | None) -> None:
-        """Queue `records` (None: the end) for the storing task; raise what stopped it."""
+        """Give `records` (None: the end) to the storing task: to wait for it while it stores
+        the batch before, or (in process) once it is done with it; raise what stopped it."""
         if self._storing is None:
             self._storing = asyncio.ensure_future(self._store_batches())
-        elif self._storing.done():
+        ready = asyncio.ensure_future(
+            self._batches.put(records) if self._may_wait else self._batches.join()
+        )
+        await asyncio.wait({ready, self._storing}, return_when=asyncio.FIRST_COMPLETED)
+        if not ready.done():
+            ready.cancel()
+        if self._storing.done():
             self._storing.result()  # raises what it failed with
             return
-        queued = asyncio.ensure_future(self._batches.put(records))
-        await asyncio.wait({queued, self._storing}, return_when=asyncio.FIRST_COMPLETED)
-        if not queued.done():
-            queued.cancel()
-            self._storing.result()
+        if not self._may_wait:
+            self._batches.put_nowait(records)
 
     async def _store_batches(self) -> None:
-        """Store the batches queued, one after the other, until the end."""
+        """Store the batches handed over, one after the other, until the end."""
         while (records := await self._batches.get()) is not None:
             await self._store(records)
+            self._batches.task_done()
 
     async def _store(self, records: list[CopyRecord]) -> None:
         """COPY `records` into the campaign's contacts."""
@@ -458,8 +482,8 @@ class _ContactWriter:
         seen: set[str] = set()
         kept: list[CopyRecord] = []
         for record in records:
-            if record[1] not in seen:
-                seen.add(record[1])
+            if record[0] not in seen:
+                seen.add(record[0])
                 kept.append(record)
         # Stable: in line order within each set of zones.
         kept.sort(key=_zones_of)
@@ -471,7 +495,7 @@ class _ContactWriter:
     async def _copy(self, records: list[CopyRecord]) -> tuple[int, int, int]:
         """COPY those of `records` (each number once) the campaign has not; how many were
         stored, how many of them suppressed, and how many the campaign had already."""
-        destinations = [record[1] for record in records]
+        destinations = [record[0] for record in records]
         maybe_present = None if self._seen is None else self._seen.maybe_seen(destinations)
         for _try in range(COPY_TRIES):
             found = await queries.look_up_new_contacts(
@@ -501,17 +525,19 @@ class _ContactWriter:
         kept = []
         opens = self._opens
         for record in records:
-            zones = tuple(record[2])
+            zones = tuple(record[1])
             if opens.get(zones) or await self._opening(zones):
                 kept.append(record)
                 continue
             reason = _never_open_reason(self._campaign, zones)
             if self._strict:
                 raise LoadError(
-                    f"{self._source.path}: line {record[0]}: {reason}; nothing was loaded "
-                    "(--strict)"
+                    f"{self._source.path}: line {copy_line_number(record)}: {reason}; nothing "
+                    "was loaded (--strict)"
                 )
-            self._observer.rejected(Rejected(record[0], copy_raw_value(record), reason))
+            self._observer.rejected(
+                Rejected(copy_line_number(record), copy_raw_value(record), reason)
+            )
             self._summary.rejected += 1
         return kept
 
@@ -568,15 +594,23 @@ async def load_csv(
         # A campaign created by this load has only the contacts it stores.
         # (Rows of a name, a number and a note are 40 to 60 bytes.)
         seen = NumbersSeen(source.size_bytes // 40) if isinstance(target, CampaignSpec) else None
+        executor = validation_executor(source.size_bytes, options.jobs)
         writer = _ContactWriter(
-            connection, campaign, source, options.strict, observer, summary, seen
+            connection,
+            campaign,
+            source,
+            options.strict,
+            observer,
+            summary,
+            seen,
+            in_process=not isinstance(executor, concurrent.futures.ProcessPoolExecutor),
         )
         with (
-            validation_executor(source.size_bytes, options.jobs) as executor,
+            executor,
             concurrent.futures.ThreadPoolExecutor(max_workers=1) as file_reader,
         ):
             in_flight: deque[asyncio.Future[Validated]] = deque()
-            ahead = max(4, getattr(executor, "_max_workers", 1) * 4)
+            ahead = _chunks_ahead(executor)
 
             file_chunks = chunks(rows(), CHUNK_ROWS)
             # The next chunk is read from the file in a thread while this coroutine waits for

@@ -13,11 +13,16 @@ from campaign.destinations import (
     InvalidDestination,
     LoadError,
     ZoneRule,
+    array_copy_text,
     bare_number,
+    copy_line_number,
+    copy_raw_value,
+    copy_text,
     destination_of,
     fields_json,
     normalise_destination,
     validate_rows,
+    validate_rows_for_copy,
 )
 from campaign.timezones import ZoneNames
 
@@ -255,3 +260,27 @@ def test_a_numbers_zone_the_database_does_not_know_rejects_only_where_hours_appl
     assert "America/Los_Angeles is unknown to the database" in rejected[0].reason
     valid, rejected = validate_rows(rows, layout, None, None, ZoneRule(names, required=False))
     assert (rejected, [record[4] for record in valid]) == ([], [[]])
+
+
+def test_rows_for_copy_carry_their_columns_in_copy_s_text_format() -> None:
+    """validate_rows_for_copy gives each valid row its columns as COPY's text format reads
+    them (tab-separated; backslash, tab, newline and return escaped; zones as a quoted array),
+    from which the loader recovers the line and the value as written."""
+    layout = CsvLayout.detect(["name", "phone"], None, "f.csv")
+    rows = [(2, ["a\tb\\c\nd\re", "(415) 555-0123"]), (3, ["x", "sip:al\\ice@example.com"])]
+    names = ZoneNames(["America/Los_Angeles", "Etc/UTC"])
+    valid, rejected = validate_rows_for_copy(
+        rows, layout, "US", None, ZoneRule(names, None, "Etc/UTC", required=True)
+    )
+    assert rejected == []
+    first, second = valid
+    assert first[0] == "+14155550123"
+    assert first[2] == (
+        '2\t(415) 555-0123\t+14155550123\t{"name": "a\\\\tb\\\\\\\\c\\\\nd\\\\re"}'
+        '\t{"America/Los_Angeles"}'
+    )
+    assert (copy_line_number(first), copy_raw_value(first)) == (2, "(415) 555-0123")
+    assert second[2].split("\t")[1] == "sip:al\\\\ice@example.com"
+    assert copy_raw_value(second) == "sip:al\\ice@example.com"
+    assert copy_text("\\N") == "\\\\N"
+    assert array_copy_text(['a"b', "c\\d"]) == '{"a\\\\"b","c\\\\\\\\d"}'

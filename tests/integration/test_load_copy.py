@@ -1,0 +1,189 @@
+"""A load COPYs its contacts straight into `contacts` (issue 11, "Loading stays fast"): the text
+its validating processes make is stored exactly, numbers are looked up only when they may be
+there already, a number another load commits meanwhile is a duplicate, and contacts.campaign_id
+is checked per statement as its foreign key checked it per row (migration 0019)."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+from pathlib import Path
+
+import asyncpg
+import pytest
+from test_importer import Recorder, load
+from worker_fixtures import make_campaign, numbers
+
+from campaign import importer
+from campaign.importer import CsvSource, LoadOptions, NumbersSeen, load_csv
+
+
+async def test_cells_with_copy_s_special_characters_are_stored_as_written(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """Tabs, backslashes, newlines, returns, quotes, `\\N` and non-ASCII text in a row's cells
+    (COPY's text format escapes the first four and reads `\\N` as NULL) reach `contacts` as
+    they were written, in the phone column's raw value and in the fields."""
+    hostile = ["a\tb", "back\\slash \\N", "line one\nline two", "cr\rhere", 'say "hi"', "Zoë 😀"]
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(["name", "phone", "note"])
+    for index, value in enumerate(hostile):
+        writer.writerow([value, f"+1 415 555 02{index:02d}", value + "x"])
+    content = text.getvalue()
+    summary, recorder = await load(pool, tmp_path / "hostile.csv", content)
+    assert recorder.rejects == []
+    assert summary.loaded == len(hostile)
+    rows = await pool.fetch("SELECT raw_destination, fields FROM contacts ORDER BY line_number")
+    assert [row["fields"] for row in rows] == [
+        {"name": value, "note": value + "x"} for value in hostile
+    ]
+    assert [row["raw_destination"] for row in rows] == [
+        f"+1 415 555 02{index:02d}" for index in range(len(hostile))
+    ]
+
+
+async def test_duplicates_far_apart_are_found_across_copies(
+    pool: asyncpg.Pool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a campaign the load creates (numbers looked up only when its filter of numbers seen
+    says they may be there), a number repeated many COPYs later is a duplicate: the first line
+    wins, every repeat is counted, and no number is stored twice."""
+    monkeypatch.setattr(importer, "ROWS_PER_COPY", 7)
+    monkeypatch.setattr(importer, "ROWS_PER_COPY_IN_PROCESS", 7)
+    destinations = numbers(300)
+    lines = [f"p{index},{number}" for index, number in enumerate(destinations)]
+    # Every tenth number again, 150 to 290 rows after its first line.
+    lines += [f"again{index},{destinations[index]}" for index in range(0, 150, 10)]
+    summary, _ = await load(pool, tmp_path / "dups.csv", "name,phone\n" + "\n".join(lines))
+    assert (summary.loaded, summary.duplicates, summary.rejected) == (300, 15, 0)
+    rows = await pool.fetch("SELECT destination, fields FROM contacts ORDER BY destination")
+    assert [row["destination"] for row in rows] == destinations
+    assert all(not row["fields"]["name"].startswith("again") for row in rows)
+
+
+async def test_into_an_existing_campaign_every_number_is_looked_up(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """A load into a campaign that has contacts already (no filter: it did not store them)
+    counts the numbers it has as duplicates and stores the others."""
+    await make_campaign(pool, numbers(3), name="reminders")
+    content = "phone\n" + "\n".join(numbers(5))
+    summary, _ = await load(pool, tmp_path / "more.csv", content, target="reminders")
+    assert (summary.loaded, summary.duplicates) == (2, 3)
+    assert await pool.fetchval("SELECT count(*) FROM contacts") == 5
+
+
+async def test_a_number_another_load_commits_meanwhile_is_a_duplicate(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """Two loads into one campaign at once: the other one's uncommitted contact holds this
+    load's COPY (the unique key waits for it); once it commits, the COPY fails, is looked up
+    and sent again, and the number counts as a duplicate, stored once."""
+    campaign_id = await make_campaign(pool, numbers(1, first=14155559000), name="reminders")
+    mine = numbers(4)
+    async with pool.acquire() as other:
+        transaction = other.transaction()
+        await transaction.start()
+        await other.execute(
+            "INSERT INTO contacts (campaign_id, destination, raw_destination, time_zones) "
+            "VALUES ($1, $2, $2, '{America/Los_Angeles}')",
+            campaign_id,
+            mine[2],
+        )
+        path = tmp_path / "concurrent.csv"
+        path.write_text("phone\n" + "\n".join(mine))  # a small test file
+        source = CsvSource(path)
+        loading = asyncio.create_task(
+            load_csv(pool, source, "reminders", LoadOptions(default_region="US"), Recorder())
+        )
+        try:
+            # The load's COPY waits for the other transaction's contact.
+            for _ in range(200):
+                waiting = await pool.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND query ILIKE 'COPY %contacts%'"
+                )
+                if waiting:
+                    break
+                await asyncio.sleep(0.02)
+            assert waiting == 1
+            assert not loading.done()
+            await transaction.commit()
+            summary = await asyncio.wait_for(loading, 10)
+        finally:
+            if not loading.done():
+                loading.cancel()
+            source.close()
+    assert (summary.loaded, summary.duplicates) == (3, 1)
+    stored = await pool.fetch("SELECT destination FROM contacts WHERE destination = ANY ($1)", mine)
+    assert sorted(row["destination"] for row in stored) == mine
+
+
+def test_the_filter_of_numbers_seen_never_misses_one() -> None:
+    """NumbersSeen answers "maybe seen" for every number seen before (a number it missed would
+    be stored twice, or fail the load), and for few others: under 3 % of 1M numbers in the size
+    a 40 MB file gets (about 2 % expected)."""
+    seen = NumbersSeen(40_000_000 // 40)
+    first = [f"+1415{index:07d}" for index in range(1_000_000)]
+    false_positives = len(seen.maybe_seen(first))
+    assert false_positives < 0.03 * len(first)
+    again = first[::997]
+    assert seen.maybe_seen(again) == again
+
+
+async def test_contacts_campaign_is_checked_as_a_foreign_key(pool: asyncpg.Pool) -> None:
+    """contacts.campaign_id has no per-row foreign key since migration 0019, but the same
+    guarantees: a contact of no campaign is refused with the foreign key's error, whether
+    inserted or moved; deleting a campaign deletes its contacts; truncating campaigns (with
+    CASCADE) truncates them."""
+    campaign_id = await make_campaign(pool, numbers(2))
+    with pytest.raises(asyncpg.ForeignKeyViolationError) as refused:
+        await pool.execute(
+            "INSERT INTO contacts (campaign_id, destination, raw_destination) "
+            "VALUES ($1, '+14155550199', 'x')",
+            campaign_id + 1000,
+        )
+    assert refused.value.constraint_name == "contacts_campaign_id_fkey"
+    assert f"Key (campaign_id)=({campaign_id + 1000})" in (refused.value.detail or "")
+    with pytest.raises(asyncpg.ForeignKeyViolationError):
+        await pool.execute("UPDATE contacts SET campaign_id = campaign_id + 1000")
+    await pool.execute("DELETE FROM campaigns WHERE id = $1", campaign_id)
+    assert await pool.fetchval("SELECT count(*) FROM contacts") == 0
+    await make_campaign(pool, numbers(2), name="second")
+    await pool.execute("TRUNCATE campaigns CASCADE")
+    assert await pool.fetchval("SELECT count(*) FROM contacts") == 0
+
+
+async def test_new_contacts_hold_their_campaign_until_they_commit(pool: asyncpg.Pool) -> None:
+    """As a foreign key does, inserting contacts holds their campaign (FOR KEY SHARE) until the
+    transaction ends: a DELETE of the campaign meanwhile waits, so it cannot leave them
+    without one."""
+    campaign_id = await make_campaign(pool, numbers(1))
+    async with pool.acquire() as inserting, pool.acquire() as deleting, inserting.transaction():
+        await inserting.execute(
+            "INSERT INTO contacts (campaign_id, destination, raw_destination, time_zones) "
+            "VALUES ($1, '+14155550199', 'x', '{America/Los_Angeles}')",
+            campaign_id,
+        )
+        await deleting.execute("SET lock_timeout = '200ms'")
+        with pytest.raises(asyncpg.LockNotAvailableError):
+            await deleting.execute("DELETE FROM campaigns WHERE id = $1", campaign_id)
+        await deleting.execute("RESET lock_timeout")
+    assert await pool.fetchval("SELECT count(*) FROM contacts") == 2
+
+
+def test_large_files_leave_postgresql_a_core() -> None:
+    """By default a large file is validated by one process per core but one (at least one
+    process), a small one in a thread; --jobs 1 is a thread, --jobs N N processes."""
+    large = importer.PARALLEL_MIN_BYTES
+    with importer.validation_executor(large, None) as executor:
+        assert type(executor).__name__ == "ProcessPoolExecutor"
+        assert executor._max_workers == max(1, (importer.multiprocessing.cpu_count() or 1) - 1)  # type: ignore[attr-defined]
+    with importer.validation_executor(large - 1, None) as executor:
+        assert type(executor).__name__ == "ThreadPoolExecutor"
+    with importer.validation_executor(large, 1) as executor:
+        assert type(executor).__name__ == "ThreadPoolExecutor"
+    with importer.validation_executor(large, 3) as executor:
+        assert executor._max_workers == 3  # type: ignore[attr-defined]
