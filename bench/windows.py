@@ -34,7 +34,7 @@ import asyncpg
 import psutil
 
 from campaign import db, queries
-from campaign.importer import ROWS_PER_COPY
+from campaign.importer import ROWS_PER_COPY, ROWS_PER_COPY_IN_PROCESS
 from campaign.ratelimit import SHARED_SLOT_SLACK_S
 
 # Prime, above any contact count: g * PERMUTATION_MULTIPLIER % it is a permutation. The multiplier
@@ -45,8 +45,6 @@ from campaign.ratelimit import SHARED_SLOT_SLACK_S
 # fell on one page each: the claim of the open 1 % measured 0.77 of all-open for that alone.
 PERMUTATION_MODULUS = 99_999_989
 PERMUTATION_MULTIPLIER = 2_654_435_761
-# Rows per COPY of a load into contacts (grouped by zones within each).
-LOAD_CHUNK_ROWS = ROWS_PER_COPY
 # Zones tried for "day" and "night" now, whatever the hour the benchmark runs at.
 CANDIDATE_ZONES = (
     "Pacific/Honolulu",
@@ -96,6 +94,7 @@ async def make_campaign(
     contacts: int,
     open_share: float,
     zones: tuple[str, str],
+    load_rows: int,
 ) -> int:
     day, night = zones
     campaign_id: int = await connection.fetchval(
@@ -105,9 +104,9 @@ async def make_campaign(
         name,
     )
     open_every = round(1 / open_share)
-    # As `campaign load` writes them: ROWS_PER_COPY rows at a time, each COPY's rows
-    # grouped by their set of zones (so a set's contacts share heap pages, as the claim reads).
-    for first in range(1, contacts + 1, LOAD_CHUNK_ROWS):
+    # As `campaign load` writes them: `load_rows` rows at a time, each COPY's rows grouped by
+    # their set of zones (so a set's contacts share heap pages, as the claim reads).
+    for first in range(1, contacts + 1, load_rows):
         await connection.execute(
             "INSERT INTO contacts (campaign_id, destination, raw_destination, time_zones) "
             # Numbers in no order (a multiplicative permutation), as in a real file: the
@@ -118,7 +117,7 @@ async def make_campaign(
             "FROM generate_series($2::bigint, $3::bigint) AS g ORDER BY zones, g",
             campaign_id,
             first,
-            min(first + LOAD_CHUNK_ROWS - 1, contacts),
+            min(first + load_rows - 1, contacts),
             open_every,
             day,
             night,
@@ -173,10 +172,20 @@ async def main_async(arguments: argparse.Namespace) -> None:
         try:
             started = time.perf_counter()
             mostly_closed = await make_campaign(
-                connection, "mostly-closed", arguments.contacts, arguments.open_share, zones
+                connection,
+                "mostly-closed",
+                arguments.contacts,
+                arguments.open_share,
+                zones,
+                arguments.load_rows,
             )
             all_open = await make_campaign(
-                connection, "all-open", arguments.contacts, 1.0, (zones[0], zones[0])
+                connection,
+                "all-open",
+                arguments.contacts,
+                1.0,
+                (zones[0], zones[0]),
+                arguments.load_rows,
             )
             await connection.execute("ANALYZE contacts")
             # The build's dirty pages written now, not by the first claims that evict them.
@@ -223,6 +232,14 @@ def main() -> None:
     parser.add_argument("--open-share", type=float, default=0.01)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--load-rows",
+        type=int,
+        default=ROWS_PER_COPY,
+        help=f"rows per COPY of the load that built the campaigns (default {ROWS_PER_COPY}, "
+        f"as `campaign load` with validating processes; {ROWS_PER_COPY_IN_PROCESS} with a "
+        "validating thread: small files and the API)",
+    )
     asyncio.run(main_async(parser.parse_args()))
 
 

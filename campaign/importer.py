@@ -51,9 +51,6 @@ ROWS_PER_COPY = 10_000
 # With validation in a thread of the loader's process (small files, the API: its process serves
 # callbacks too), fewer at a time, and none waits: that process's memory stays a few MB.
 ROWS_PER_COPY_IN_PROCESS = 2500
-# How many times a COPY is tried again after a concurrent load into the same campaign committed
-# one of its numbers first (each try looks the numbers up again).
-COPY_TRIES = 10
 # Files at least this big are validated in worker processes: below it, starting them costs more
 # than it saves.
 PARALLEL_MIN_BYTES = 2_000_000
@@ -497,28 +494,26 @@ class _ContactWriter:
         stored, how many of them suppressed, and how many the campaign had already."""
         destinations = [record[0] for record in records]
         maybe_present = None if self._seen is None else self._seen.maybe_seen(destinations)
-        for _try in range(COPY_TRIES):
-            found = await queries.look_up_new_contacts(
-                self._connection,
-                self._campaign.id,
-                destinations,
-                self._campaign.suppression_lists,
-                local_presence=self._local_presence,
-                maybe_present=maybe_present,
-            )
-            data = _CopyData(self._campaign.id, records, found)
-            try:
-                async with self._connection.transaction():
-                    await queries.copy_contacts(self._connection, data.pieces())
-            except asyncpg.UniqueViolationError:
-                # Another load into the campaign committed one of them first: look them all up.
-                maybe_present = None
-                continue
-            return data.rows, data.suppressed, len(records) - data.rows
-        raise LoadError(
-            f"{self._source.path}: other loads into campaign {self._campaign.name!r} kept "
-            "adding the same numbers at the same time; nothing was loaded: load the file again"
+        found = await queries.look_up_new_contacts(
+            self._connection,
+            self._campaign.id,
+            destinations,
+            self._campaign.suppression_lists,
+            local_presence=self._local_presence,
+            maybe_present=maybe_present,
         )
+        data = _CopyData(self._campaign.id, records, found)
+        try:
+            await queries.copy_contacts(self._connection, data.pieces())
+        except asyncpg.UniqueViolationError as error:
+            # Loads into one campaign wait for each other (hold_campaign_for_load): another
+            # session inserted the number by hand meanwhile.
+            raise LoadError(
+                f"{self._source.path}: a number of the file was added to campaign "
+                f"{self._campaign.name!r} by another session while it loaded "
+                f"({error.detail or error}); nothing was loaded: load the file again"
+            ) from None
+        return data.rows, data.suppressed, len(records) - data.rows
 
     async def _without_never_open(self, records: list[CopyRecord]) -> list[CopyRecord]:
         """`records` less those whose zones' window never opens (rejected)."""
@@ -577,6 +572,9 @@ async def load_csv(
             target = dataclasses.replace(
                 target, default_time_zone=_known_zone(names, target.default_time_zone)
             )
+        if not isinstance(target, CampaignSpec):
+            # (A campaign created here is seen by no other session until this load commits.)
+            await queries.hold_campaign_for_load(connection, target)
         campaign = await _open_target(connection, target)
         zone_rule = ZoneRule(
             names,

@@ -138,6 +138,12 @@ async def campaign_for_load(connection: Connection, name: str) -> Campaign | Non
     return None if record is None else Campaign.from_record(record)
 
 
+async def hold_campaign_for_load(connection: Connection, name: str) -> None:
+    """Wait until no other load into campaign `name` is under way, and hold it until this
+    transaction ends."""
+    await connection.execute(sql("hold_campaign_for_load"), name)
+
+
 async def lock_campaign_status(connection: Connection, campaign_id: int) -> CampaignStatus:
     """The campaign's status now, its row locked until the transaction ends."""
     status: str = await connection.fetchval(sql("lock_campaign_status"), campaign_id)

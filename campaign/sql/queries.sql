@@ -78,6 +78,14 @@ SELECT * FROM campaigns WHERE name = $1 FOR UPDATE;
 -- added, without holding up pause, resume or cancel (an UPDATE of its status).
 SELECT * FROM campaigns WHERE name = $1 FOR KEY SHARE;
 
+-- hold_campaign_for_load --
+-- Loads into one campaign ($1, its name) run one after the other: a load into an existing
+-- campaign waits here, before it takes any lock on the campaign's row, until any other load
+-- into it commits or rolls back, so that its look-ups see every number the other stored (they
+-- COPY, which cannot skip a number another transaction holds) and the two never wait for each
+-- other's hold on the row (each takes it FOR UPDATE as it ends).
+SELECT pg_advisory_xact_lock(hashtextextended('load:campaign:' || $1::text, 0));
+
 -- lock_campaign_status --
 -- The campaign's status now, its row locked until the transaction ends (waiting for a status
 -- change in progress): what a load reads before it commits.

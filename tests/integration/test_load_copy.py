@@ -1,7 +1,7 @@
 """A load COPYs its contacts straight into `contacts` (issue 11, "Loading stays fast"): the text
 its validating processes make is stored exactly, numbers are looked up only when they may be
-there already, a number another load commits meanwhile is a duplicate, and contacts.campaign_id
-is checked per statement as its foreign key checked it per row (migration 0019)."""
+there already, loads into one campaign run one after the other, and contacts.campaign_id is
+checked per statement as its foreign key checked it per row (migration 0019)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from test_importer import Recorder, load
 from worker_fixtures import make_campaign, numbers
 
 from campaign import importer
+from campaign.destinations import LoadError
 from campaign.importer import CsvSource, LoadOptions, NumbersSeen, load_csv
 
 
@@ -75,20 +76,49 @@ async def test_into_an_existing_campaign_every_number_is_looked_up(
     assert await pool.fetchval("SELECT count(*) FROM contacts") == 5
 
 
-async def test_a_number_another_load_commits_meanwhile_is_a_duplicate(
+async def test_loads_into_one_campaign_run_one_after_the_other(
     pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
-    """Two loads into one campaign at once: the other one's uncommitted contact holds this
-    load's COPY (the unique key waits for it); once it commits, the COPY fails, is looked up
-    and sent again, and the number counts as a duplicate, stored once."""
+    """Two loads at once into one campaign, their files sharing 1,000 numbers: the second waits
+    for the first to commit (its COPY could not skip a number the other holds, and each takes
+    the campaign's row as it ends), then counts the shared numbers as duplicates; both succeed
+    and every number is stored once (before: one of them failed on a deadlock)."""
+    await make_campaign(pool, numbers(1, first=14155559000), name="reminders")
+    first, second = numbers(3000), numbers(3000, first=14155553000)
+    paths = []
+    for name, rows in (("first", first), ("second", second)):
+        path = tmp_path / f"{name}.csv"
+        path.write_text("phone\n" + "\n".join(rows))  # a small test file
+        paths.append(path)
+    sources = [CsvSource(path) for path in paths]
+    try:
+        summaries = await asyncio.gather(
+            *(
+                load_csv(pool, source, "reminders", LoadOptions(default_region="US"), Recorder())
+                for source in sources
+            )
+        )
+    finally:
+        for source in sources:
+            source.close()
+    assert sum(summary.loaded for summary in summaries) == 5000
+    assert sorted(summary.duplicates for summary in summaries) == [0, 1000]
+    assert await pool.fetchval("SELECT count(*) FROM contacts") == 5001
+
+
+async def test_a_number_inserted_by_hand_meanwhile_fails_the_load_clearly(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """A number another session inserts into the campaign (not a load) while the load runs:
+    the load's COPY waits for it, then fails with a message naming the campaign and the number,
+    and nothing of the file is stored."""
     campaign_id = await make_campaign(pool, numbers(1, first=14155559000), name="reminders")
     mine = numbers(4)
     async with pool.acquire() as other:
         transaction = other.transaction()
         await transaction.start()
         await other.execute(
-            "INSERT INTO contacts (campaign_id, destination, raw_destination, time_zones) "
-            "VALUES ($1, $2, $2, '{America/Los_Angeles}')",
+            "INSERT INTO contacts (campaign_id, destination, raw_destination) VALUES ($1, $2, $2)",
             campaign_id,
             mine[2],
         )
@@ -99,7 +129,7 @@ async def test_a_number_another_load_commits_meanwhile_is_a_duplicate(
             load_csv(pool, source, "reminders", LoadOptions(default_region="US"), Recorder())
         )
         try:
-            # The load's COPY waits for the other transaction's contact.
+            waiting = 0
             for _ in range(200):
                 waiting = await pool.fetchval(
                     "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
@@ -109,16 +139,18 @@ async def test_a_number_another_load_commits_meanwhile_is_a_duplicate(
                     break
                 await asyncio.sleep(0.02)
             assert waiting == 1
-            assert not loading.done()
             await transaction.commit()
-            summary = await asyncio.wait_for(loading, 10)
+            with pytest.raises(LoadError) as failed:
+                await asyncio.wait_for(loading, 10)
         finally:
             if not loading.done():
                 loading.cancel()
             source.close()
-    assert (summary.loaded, summary.duplicates) == (3, 1)
-    stored = await pool.fetch("SELECT destination FROM contacts WHERE destination = ANY ($1)", mine)
-    assert sorted(row["destination"] for row in stored) == mine
+    message = str(failed.value)
+    assert "campaign 'reminders'" in message
+    assert mine[2] in message
+    assert "nothing was loaded" in message
+    assert await pool.fetchval("SELECT count(*) FROM contacts") == 2
 
 
 def test_the_filter_of_numbers_seen_never_misses_one() -> None:
