@@ -492,6 +492,8 @@ class _ContactWriter:
     async def _copy(self, records: list[CopyRecord]) -> tuple[int, int, int]:
         """COPY those of `records` (each number once) the campaign has not; how many were
         stored, how many of them suppressed, and how many the campaign had already."""
+        if not records:
+            return 0, 0, 0
         destinations = [record[0] for record in records]
         maybe_present = None if self._seen is None else self._seen.maybe_seen(destinations)
         found = await queries.look_up_new_contacts(

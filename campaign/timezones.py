@@ -18,11 +18,10 @@ from collections.abc import Iterable, Mapping
 
 import phonenumbers
 from phonenumbers import PhoneNumber, PhoneNumberType
-from phonenumbers.tzdata import TIMEZONE_DATA, TIMEZONE_LONGEST_PREFIX
+from phonenumbers.tzdata import TIMEZONE_DATA
 
 # phonenumbers' answer for a number it knows no zone of.
 UNKNOWN_ZONE = "Etc/Unknown"
-_LONGEST = TIMEZONE_LONGEST_PREFIX
 
 
 # phonenumbers' zones by prefix, without its "unknown" marker (filtered once, not per number).
@@ -32,12 +31,30 @@ _ZONES_BY_PREFIX: dict[str, tuple[str, ...]] = {
 }
 
 
+def _prefix_lengths() -> dict[str, tuple[int, ...]]:
+    """By the first two digits of a number: the lengths of the prefixes in phonenumbers' data
+    it can start with, longest first (the others need no look-up: most of +1's are 7 or 4
+    digits long, so a US number takes two or three look-ups, not six)."""
+    lengths: dict[str, set[int]] = {}
+    for prefix in _ZONES_BY_PREFIX:
+        starts = [prefix[:2]] if len(prefix) >= 2 else [prefix + digit for digit in "0123456789"]
+        for start in starts:
+            lengths.setdefault(start, set()).add(len(prefix))
+    return {start: tuple(sorted(found, reverse=True)) for start, found in lengths.items()}
+
+
+_PREFIX_LENGTHS = _prefix_lengths()
+
+
 def _by_prefix(digits: str) -> tuple[str, ...]:
     """The zones of the longest prefix of `digits` in phonenumbers' data (none: unknown)."""
-    for length in range(min(_LONGEST, len(digits)), 0, -1):
-        zones = _ZONES_BY_PREFIX.get(digits[:length])
-        if zones is not None:
-            return zones
+    if len(digits) < 2:
+        return _ZONES_BY_PREFIX.get(digits, ())
+    for length in _PREFIX_LENGTHS.get(digits[:2], ()):
+        if length <= len(digits):
+            zones = _ZONES_BY_PREFIX.get(digits[:length])
+            if zones is not None:
+                return zones
     return ()
 
 

@@ -68,8 +68,8 @@ async def look_up_new_contacts(
 
 async def copy_contacts(connection: Connection, data: AsyncIterable[bytes]) -> None:
     """COPY `data` (rows of CONTACT_COLUMNS in COPY's text format) into `contacts`;
-    UniqueViolationError if one of them is there already (another load committed it since the
-    look-up)."""
+    UniqueViolationError if one of them is there already (another session inserted it since
+    the look-up)."""
     await connection.copy_to_table("contacts", source=data, columns=CONTACT_COLUMNS, format="text")
 
 
