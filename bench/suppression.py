@@ -10,8 +10,9 @@ other, --suppressed rows of the list `default` (every campaign's), random +1 num
 --in-file numbers of the CSV, then `VACUUM ANALYZE`. The CSV: --contacts distinct US numbers in
 E.164, in no order. Then --rounds times, in turn in each database, each after a `CHECKPOINT`:
   (a) `campaign load` of the CSV as a subprocess (as bench/import.py runs it; the default calling
-      hours, so every number's time zones are computed; each 50,000-row move into contacts looks
-      its numbers up in `suppressions`): wall time, start-up of the process included;
+      hours, so every number's time zones are computed; each COPY of 10,000 rows into contacts
+      first looks its numbers up in `suppressions`): wall time, start-up of the process
+      included;
   (b) the claim: the campaign set running with calling hours 00:00-24:00 (open at any hour, the
       zones still read), then --claim of its contacts claimed with the SQL function claim_batch
       (one round trip each, batches of --batch-size, no rate limit, contacts left `claimed`), each

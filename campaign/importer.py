@@ -254,10 +254,9 @@ def _zones_of(record: CopyRecord) -> list[str]:
 
 
 class _CopyData:
-    """The rows to COPY for `records` (each number once; CONTACT_COLUMNS in COPY's text
-    format), less those the campaign has, made piece by piece as the COPY sends them (a batch's
-    whole text would be a few MiB more at the load's peak); how many rows, how many suppressed,
-    once sent."""
+    """The rows to COPY for `records` (CONTACT_COLUMNS in COPY's text format), made piece by
+    piece as the COPY sends them (a batch's whole text would be a few MiB more at the load's
+    peak); how many rows, and how many suppressed, once sent."""
 
     PIECE_ROWS = 500
 
@@ -272,7 +271,6 @@ class _CopyData:
 
     async def pieces(self) -> AsyncIterator[bytes]:
         found = self._found
-        present = found.present
         suppressed = found.suppressed
         groups = found.caller_id_groups
         head = f"{self._campaign_id}\t"
@@ -281,12 +279,9 @@ class _CopyData:
         records = self._records
         for start in range(0, len(records), self.PIECE_ROWS):
             lines: list[str] = []
-            for index in range(start, min(start + self.PIECE_ROWS, len(records))):
-                destination, _zones, columns = records[index]
-                if destination in present:
-                    continue
+            for destination, _zones, columns in records[start : start + self.PIECE_ROWS]:
                 listed = suppressed.get(destination) if suppressed else None
-                group = None if groups is None else groups[index]
+                group = None if groups is None else groups[destination]
                 if listed is None and group is None:
                     lines.append(head + columns + pending)
                     continue
@@ -298,8 +293,7 @@ class _CopyData:
                 group_text = "\\N" if group is None else copy_text(group)
                 lines.append(f"{head}{columns}\t{status}\t{error}\t{version}\t{group_text}\n")
             self.rows += len(lines)
-            if lines:
-                yield "".join(lines).encode()
+            yield "".join(lines).encode()
 
 
 def _placeholder_columns(
@@ -353,10 +347,10 @@ Validated = tuple[list[CopyRecord], list[Rejected]]
 
 class NumbersSeen:
     """The numbers a load has stored in a campaign it created, as a Bloom filter: a number it
-    has not seen is never taken for one it has (no false negatives), so only the few it may
-    have seen (its duplicates, and 1 to 5 % of the others) are looked up in `contacts`, where a
-    look-up of every number cost PostgreSQL 2.6 µs a row (docs/benchmarks.md). Nobody else can
-    add contacts to a campaign its transaction has not committed yet."""
+    has not seen is never taken for one it has (no false negatives), so only the others (its
+    duplicates, and 1 to 5 % more) are looked up in `contacts` (a look-up of every number cost
+    PostgreSQL 2.6 µs a row). Nobody else can add contacts to a campaign its transaction has not
+    committed yet."""
 
     def __init__(self, expected: int) -> None:
         # 8 to 16 bits per number expected (two hashes: 1.4 to 5 % false positives when full,
@@ -417,6 +411,8 @@ class _ContactWriter:
         # time), and the batch handed to it.
         self._storing: asyncio.Future[None] | None = None
         self._batches: asyncio.Queue[list[CopyRecord] | None] = asyncio.Queue(maxsize=1)
+        # Whether the load's staging table exists (made when a batch first needs it).
+        self._staging = False
         self._rows_per_copy = ROWS_PER_COPY_IN_PROCESS if in_process else ROWS_PER_COPY
         # Whether a batch may wait for the task (validating processes keep working meanwhile).
         self._may_wait = not in_process
@@ -490,32 +486,41 @@ class _ContactWriter:
         self._summary.duplicates += len(records) - len(kept) + present
 
     async def _copy(self, records: list[CopyRecord]) -> tuple[int, int, int]:
-        """COPY those of `records` (each number once) the campaign has not; how many were
-        stored, how many of them suppressed, and how many the campaign had already."""
+        """Store those of `records` (each number once) the campaign has not; how many were
+        stored, how many of them suppressed, and how many the campaign had already.
+
+        In a campaign this load creates, only the numbers its filter says it may have stored
+        already are looked up (its duplicates, 1 to 5 % more), and the rest is COPYed straight
+        into `contacts`, in order. Into an existing campaign, every number goes through the
+        staging table and the unique key (insert_staged_contacts), which also skips a number
+        another session inserts meanwhile."""
         if not records:
             return 0, 0, 0
         destinations = [record[0] for record in records]
-        maybe_present = None if self._seen is None else self._seen.maybe_seen(destinations)
         found = await queries.look_up_new_contacts(
             self._connection,
             self._campaign.id,
             destinations,
             self._campaign.suppression_lists,
             local_presence=self._local_presence,
-            maybe_present=maybe_present,
+            maybe_present=() if self._seen is None else self._seen.maybe_seen(destinations),
         )
-        data = _CopyData(self._campaign.id, records, found)
-        try:
+        if self._seen is None:
+            # Every number through the unique key, which also waits for another session's.
+            if not self._staging:
+                await queries.create_load_staging(self._connection)
+                self._staging = True
+            data = _CopyData(self._campaign.id, records, found)
+            await queries.copy_contacts(self._connection, data.pieces(), staged=True)
+            stored, suppressed = await queries.insert_staged_contacts(self._connection)
+        else:
+            new = records
+            if found.present:
+                new = [record for record in records if record[0] not in found.present]
+            data = _CopyData(self._campaign.id, new, found)
             await queries.copy_contacts(self._connection, data.pieces())
-        except asyncpg.UniqueViolationError as error:
-            # Loads into one campaign wait for each other (hold_campaign_for_load): another
-            # session inserted the number by hand meanwhile.
-            raise LoadError(
-                f"{self._source.path}: a number of the file was added to campaign "
-                f"{self._campaign.name!r} by another session while it loaded "
-                f"({error.detail or error}); nothing was loaded: load the file again"
-            ) from None
-        return data.rows, data.suppressed, len(records) - data.rows
+            stored, suppressed = data.rows, data.suppressed
+        return stored, suppressed, len(records) - stored
 
     async def _without_never_open(self, records: list[CopyRecord]) -> list[CopyRecord]:
         """`records` less those whose zones' window never opens (rejected)."""

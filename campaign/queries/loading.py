@@ -29,12 +29,12 @@ class NewContactsLookUp:
 
     # The suppression lists' version the look-up saw (contacts.suppressions_version).
     suppressions_version: int
-    # Those the campaign has already.
+    # Of those it was asked about, those the campaign has already.
     present: frozenset[str]
     # Those on one of the campaign's suppression lists, with the list (the first by name).
     suppressed: dict[str, str]
-    # With local presence, each number's group of caller IDs, in the order asked; else None.
-    caller_id_groups: list[str | None] | None
+    # With local presence, each number's group of caller IDs (None: any); else None.
+    caller_id_groups: dict[str, str | None] | None
 
 
 async def look_up_new_contacts(
@@ -44,33 +44,55 @@ async def look_up_new_contacts(
     suppression_lists: Sequence[str],
     *,
     local_presence: bool = False,
-    maybe_present: Sequence[str] | None = None,
+    maybe_present: Sequence[str] = (),
 ) -> NewContactsLookUp:
-    """Which of `destinations` campaign `campaign_id` has already (looking only among
-    `maybe_present` when given: the others it cannot have), which are on one of
-    `suppression_lists`, and (with `local_presence`) which of its caller IDs may call each."""
+    """Which of `maybe_present` campaign `campaign_id` has already, which of `destinations` are
+    on one of `suppression_lists`, and (with `local_presence`) which of its caller IDs may call
+    each."""
     row = await connection.fetchrow(
         sql("look_up_new_contacts"),
         campaign_id,
         destinations,
         list(suppression_lists),
         local_presence,
-        destinations if maybe_present is None else maybe_present,
+        list(maybe_present),
     )
     assert row is not None
+    groups = row["caller_id_groups"]
     return NewContactsLookUp(
         suppressions_version=row["suppressions_version"],
         present=frozenset(row["present"]),
         suppressed=dict(row["suppressed"]),
-        caller_id_groups=row["caller_id_groups"],
+        caller_id_groups=None if groups is None else dict(zip(destinations, groups, strict=True)),
     )
 
 
-async def copy_contacts(connection: Connection, data: AsyncIterable[bytes]) -> None:
-    """COPY `data` (rows of CONTACT_COLUMNS in COPY's text format) into `contacts`;
-    UniqueViolationError if one of them is there already (another session inserted it since
-    the look-up)."""
-    await connection.copy_to_table("contacts", source=data, columns=CONTACT_COLUMNS, format="text")
+async def copy_contacts(
+    connection: Connection, data: AsyncIterable[bytes], *, staged: bool = False
+) -> None:
+    """COPY `data` (rows of CONTACT_COLUMNS in COPY's text format) into `contacts` (rows its
+    campaign does not have: UniqueViolationError if one is there), or with `staged` into the
+    load's staging table (create_load_staging; then insert_staged_contacts)."""
+    await connection.copy_to_table(
+        "load_staging" if staged else "contacts",
+        source=data,
+        columns=CONTACT_COLUMNS,
+        format="text",
+    )
+
+
+async def create_load_staging(connection: Connection) -> None:
+    """The load's staging table (temporary, dropped at commit)."""
+    await connection.execute(sql("create_load_staging"))
+
+
+async def insert_staged_contacts(connection: Connection) -> tuple[int, int]:
+    """The staged rows into contacts, those the campaign has already skipped; how many were
+    inserted, and how many of them are suppressed. The staging table is emptied."""
+    row = await connection.fetchrow(sql("insert_staged_contacts"))
+    await connection.execute(sql("truncate_load_staging"))
+    assert row is not None
+    return row["inserted"], row["suppressed"]
 
 
 async def time_zone_names(connection: Connection) -> list[str]:

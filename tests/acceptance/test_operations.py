@@ -25,7 +25,8 @@ pytestmark = pytest.mark.slow
 LOADING = (
     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
     "AND pid <> pg_backend_pid() AND xact_start IS NOT NULL "
-    "AND (query ILIKE 'COPY %contacts%' OR query ILIKE '%suppression_version%AS present%')"
+    "AND (query ILIKE 'COPY %' OR query ILIKE '%load_staging%'"
+    " OR query ILIKE '%suppression_version v%')"
 )
 
 
