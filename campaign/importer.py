@@ -576,11 +576,11 @@ async def load_csv(
         # The database reads the zones when it claims: a contact's zones must be its names.
         names = ZoneNames(await queries.time_zone_names(connection))
         if isinstance(target, CampaignSpec):
+            # (A campaign created here is seen by no other session until this load commits.)
             target = dataclasses.replace(
                 target, default_time_zone=_known_zone(names, target.default_time_zone)
             )
-        if not isinstance(target, CampaignSpec):
-            # (A campaign created here is seen by no other session until this load commits.)
+        else:
             await queries.hold_campaign_for_load(connection, target)
         campaign = await _open_target(connection, target)
         zone_rule = ZoneRule(
