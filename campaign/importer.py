@@ -197,11 +197,12 @@ def _process_pool(processes: int) -> concurrent.futures.ProcessPoolExecutor:
     )
 
 
-def _chunks_ahead(executor: concurrent.futures.Executor) -> int:
-    """How many chunks a load keeps submitted to its validating `executor`: four per process,
-    so that they work on while the loader waits for PostgreSQL; one to a thread, which shares
-    the loader's process (and the API's memory: tests/integration/test_api_upload.py) and
-    validates the next chunk while the loader stores the one before."""
+def chunks_ahead(executor: concurrent.futures.Executor) -> int:
+    """How many chunks a load (or `suppress add`) keeps submitted to its validating `executor`:
+    four per process, so that they work on while the loader waits for PostgreSQL; one to a
+    thread, which shares the loader's process (and the API's memory:
+    tests/integration/test_api_upload.py) and validates the next chunk while the loader stores
+    the one before."""
     if isinstance(executor, concurrent.futures.ProcessPoolExecutor):
         processes: int = executor._max_workers  # type: ignore[attr-defined]  # its size
         return 4 * processes
@@ -615,7 +616,7 @@ async def load_csv(
             concurrent.futures.ThreadPoolExecutor(max_workers=1) as file_reader,
         ):
             in_flight: deque[asyncio.Future[Validated]] = deque()
-            ahead = _chunks_ahead(executor)
+            ahead = chunks_ahead(executor)
 
             file_chunks = chunks(rows(), CHUNK_ROWS)
             # The next chunk is read from the file in a thread while this coroutine waits for

@@ -35,7 +35,13 @@ from campaign.destinations import (
     SourceRow,
     normalise_destination,
 )
-from campaign.importer import CHUNK_ROWS, CsvSource, chunks, validation_executor
+from campaign.importer import (
+    CHUNK_ROWS,
+    CsvSource,
+    chunks,
+    chunks_ahead,
+    validation_executor,
+)
 from campaign.specs import SpecError
 
 DEFAULT_LIST = "default"
@@ -222,7 +228,7 @@ class _Adding:
         loop = asyncio.get_running_loop()
         with validation_executor(size_bytes, jobs) as executor:
             in_flight: deque[asyncio.Future[tuple[list[str], list[BadValue]]]] = deque()
-            ahead = max(2, getattr(executor, "_max_workers", 1) * 2)
+            ahead = chunks_ahead(executor)
 
             def submit_next() -> bool:
                 chunk = next(row_chunks, None)

@@ -15,6 +15,20 @@
 
 ALTER TABLE contacts DROP CONSTRAINT contacts_campaign_id_fkey;
 
+-- The foreign key's error for a contact of campaign p_campaign_id, which does not exist.
+CREATE FUNCTION raise_missing_campaign(p_campaign_id bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'insert or update on table "contacts" violates foreign key constraint '
+                    '"contacts_campaign_id_fkey"'
+        USING ERRCODE = 'foreign_key_violation',
+              DETAIL = format('Key (campaign_id)=(%s) is not present in table "campaigns".',
+                              p_campaign_id),
+              TABLE = 'contacts', COLUMN = 'campaign_id',
+              CONSTRAINT = 'contacts_campaign_id_fkey';
+END;
+$$;
+
 CREATE OR REPLACE FUNCTION note_campaign_time_zones() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -50,13 +64,7 @@ BEGIN
                   FROM sets s CROSS JOIN LATERAL unnest(s.time_zones) AS u(zone)) z)
     INTO v_missing, v_unzoned, v_zones;
     IF v_missing IS NOT NULL THEN
-        RAISE EXCEPTION 'insert or update on table "contacts" violates foreign key constraint '
-                        '"contacts_campaign_id_fkey"'
-            USING ERRCODE = 'foreign_key_violation',
-                  DETAIL = format('Key (campaign_id)=(%s) is not present in table "campaigns".',
-                                  v_missing),
-                  TABLE = 'contacts', COLUMN = 'campaign_id',
-                  CONSTRAINT = 'contacts_campaign_id_fkey';
+        PERFORM raise_missing_campaign(v_missing);
     END IF;
     IF v_unzoned THEN
         RAISE EXCEPTION 'contacts.time_zones is empty for a contact of a campaign with calling '
@@ -73,13 +81,7 @@ LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM 1 FROM campaigns k WHERE k.id = NEW.campaign_id FOR KEY SHARE;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'insert or update on table "contacts" violates foreign key constraint '
-                        '"contacts_campaign_id_fkey"'
-            USING ERRCODE = 'foreign_key_violation',
-                  DETAIL = format('Key (campaign_id)=(%s) is not present in table "campaigns".',
-                                  NEW.campaign_id),
-                  TABLE = 'contacts', COLUMN = 'campaign_id',
-                  CONSTRAINT = 'contacts_campaign_id_fkey';
+        PERFORM raise_missing_campaign(NEW.campaign_id);
     END IF;
     RETURN NULL;
 END;
