@@ -73,6 +73,22 @@ def bare_number(destination: str) -> str:
     return destination.removeprefix("+")
 
 
+def e164_number(destination: str) -> int | None:
+    """A destination in E.164 (a `+` and 1 to 15 ASCII digits, the first not 0) as the integer of
+    its digits, else None: the SQL function e164_number, by which a load looks numbers up in the
+    suppression lists (an integer this gives and SQL would not would miss a listed number)."""
+    digits = destination[1:]
+    if (
+        destination[:1] == "+"
+        and 0 < len(digits) <= 15
+        and digits.isascii()
+        and digits.isdigit()
+        and digits[0] != "0"
+    ):
+        return int(digits)
+    return None
+
+
 def destination_of(to: str) -> str:
     """A number as Plivo writes it (a callback's `To`) as contacts store it: with its `+`.
 

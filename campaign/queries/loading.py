@@ -6,6 +6,7 @@ from collections.abc import AsyncIterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from campaign.destinations import e164_number
 from campaign.queries.base import Connection, sql
 
 # The columns a load COPYs into `contacts`, in the order of a row of `copy_contacts`.
@@ -49,6 +50,14 @@ async def look_up_new_contacts(
     """Which of `maybe_present` campaign `campaign_id` has already, which of `destinations` are
     on one of `suppression_lists`, and (with `local_presence`) which of its caller IDs may call
     each."""
+    numbers: list[int] = []
+    others: list[str] = []
+    for destination in destinations:
+        number = e164_number(destination)
+        if number is None:
+            others.append(destination)
+        else:
+            numbers.append(number)
     row = await connection.fetchrow(
         sql("look_up_new_contacts"),
         campaign_id,
@@ -56,6 +65,8 @@ async def look_up_new_contacts(
         list(suppression_lists),
         local_presence,
         list(maybe_present),
+        numbers,
+        others,
     )
     assert row is not None
     groups = row["caller_id_groups"]

@@ -17,6 +17,7 @@ from test_importer import SPEC, Recorder, load
 from worker_fixtures import make_campaign, numbers
 
 from campaign import importer
+from campaign.destinations import e164_number
 from campaign.importer import CsvSource, LoadOptions, NumbersSeen, load_csv
 
 
@@ -241,3 +242,95 @@ def test_large_files_leave_postgresql_a_core() -> None:
         assert type(executor).__name__ == "ThreadPoolExecutor"
     with importer.validation_executor(large, 3) as executor:
         assert executor._max_workers == 3  # type: ignore[attr-defined]
+
+
+# Texts on both sides of every rule of e164_number (a '+', 1 to 15 ASCII digits, no leading 0).
+E164_EDGES = [
+    "+1",
+    "+14155550123",
+    "+123456789012345",
+    "+1234567890123456",
+    "+0123",
+    "+",
+    "",
+    "14155550123",
+    "++14155550123",
+    "+1415555012a",
+    "+1 415 555 0123",
+    "+14155550123\n",
+    " +14155550123",
+    "+١٤١٥٥٥٥٠١٢٣",  # Arabic-Indic digits: digits to str.isdigit, not to [0-9]
+    "+1²",
+    "+\uff19\uff11",  # fullwidth digits
+    "sip:alice@example.com",
+    "sip:+14155550123@example.com",
+    "+999999999999999",
+]
+
+
+async def test_e164_number_is_the_same_in_python_and_in_sql(pool: asyncpg.Pool) -> None:
+    """The loader turns its numbers into integers in Python (destinations.e164_number) and looks
+    them up in the SQL function's index: on every edge of the rule the two agree (an integer
+    Python gave and SQL did not would miss a suppressed number)."""
+    in_sql = await pool.fetch(
+        "SELECT d, e164_number(d) AS n FROM unnest($1::text[]) WITH ORDINALITY AS t(d, i) "
+        "ORDER BY i",
+        E164_EDGES,
+    )
+    assert [(row["d"], row["n"]) for row in in_sql] == [
+        (value, e164_number(value)) for value in E164_EDGES
+    ]
+    assert e164_number("+14155550123") == 14155550123
+    assert e164_number("+0123") is None
+
+
+async def test_numbers_and_sip_uris_on_a_list_are_stored_suppressed(
+    pool: asyncpg.Pool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A load finds its E.164 numbers on the lists by their integers and its SIP URIs by their
+    text, across batches: each listed one is stored `suppressed` naming its list (the first by
+    name when on two), an unlisted one pending, a number on a list the campaign does not honour
+    pending; and the look-up of numbers goes through the index `suppressions_number`."""
+    monkeypatch.setattr(importer, "ROWS_PER_COPY_IN_PROCESS", 3)
+    await pool.executemany(
+        "INSERT INTO suppressions (list, destination) VALUES ($1, $2)",
+        [
+            ("default", "+14155550001"),
+            ("clinic", "+14155550001"),
+            ("clinic", "sip:bob@example.com"),
+            ("default", "+442079460002"),
+            ("other", "+14155550003"),
+            ("default", "sip:carol@example.com"),
+        ],
+    )
+    spec = replace(SPEC, suppression_lists=("default", "clinic"), default_time_zone="UTC")
+    content = (
+        "phone\n+14155550001\nsip:alice@example.com\nsip:bob@example.com\n+442079460002\n"
+        "+14155550003\n+14155550004\nsip:carol@example.com\n"
+    )
+    summary, recorder = await load(pool, tmp_path / "lists.csv", content, target=spec)
+    assert recorder.rejects == []
+    assert (summary.loaded, summary.suppressed) == (7, 4)
+    rows = await pool.fetch("SELECT destination, status, last_error FROM contacts")
+    assert sorted(tuple(row.values()) for row in rows) == [
+        ("+14155550001", "suppressed", "suppressed: on list clinic"),
+        ("+14155550003", "pending", None),
+        ("+14155550004", "pending", None),
+        ("+442079460002", "suppressed", "suppressed: on list default"),
+        ("sip:alice@example.com", "pending", None),
+        ("sip:bob@example.com", "suppressed", "suppressed: on list clinic"),
+        ("sip:carol@example.com", "suppressed", "suppressed: on list default"),
+    ]
+    # With many numbers listed, the planner takes the integers' index for the look-up.
+    await pool.execute(
+        "INSERT INTO suppressions (list, destination) "
+        "SELECT 'default', '+1212' || lpad(g::text, 7, '0') FROM generate_series(1, 20000) g"
+    )
+    await pool.execute("ANALYZE suppressions")
+    plan = await pool.fetch(
+        "EXPLAIN SELECT x.destination FROM suppressions x "
+        "WHERE e164_number(x.destination) = ANY ($1::bigint[]) AND x.list = ANY ($2::text[])",
+        [14155550001, 14155550004],
+        ["default"],
+    )
+    assert "suppressions_number" in "\n".join(row[0] for row in plan)
