@@ -88,11 +88,13 @@ from campaign.queries.exporting import contact_outcome_chunks, export_field_name
 from campaign.queries.loading import (
     CONTACT_COLUMNS,
     NewContactsLookUp,
+    SuppressionsLookUp,
     copy_contacts,
     create_load_staging,
     first_window_opening,
     insert_staged_contacts,
     look_up_new_contacts,
+    look_up_suppressions,
     time_zone_names,
 )
 from campaign.queries.ratelimits import (
@@ -165,6 +167,7 @@ __all__ = [
     "StagedAdded",
     "SuppressedNumber",
     "SuppressionList",
+    "SuppressionsLookUp",
     "UnknownContact",
     "UnknownContacts",
     "advisory_unlock",
@@ -215,6 +218,7 @@ __all__ = [
     "lock_campaigns_of_contacts",
     "lock_finished_campaigns",
     "look_up_new_contacts",
+    "look_up_suppressions",
     "mark_cancelled_at_plivo",
     "mark_left_queue",
     "notify_work",

@@ -25,31 +25,34 @@ CONTACT_COLUMNS = (
 
 
 @dataclass(frozen=True, slots=True)
-class NewContactsLookUp:
-    """What a load needs to know of the numbers it is about to store, seen at one moment."""
+class SuppressionsLookUp:
+    """Which numbers of a batch are on the campaign's suppression lists, seen at one moment."""
 
     # The suppression lists' version the look-up saw (contacts.suppressions_version).
     suppressions_version: int
-    # Of those it was asked about, those the campaign has already.
-    present: frozenset[str]
     # Those on one of the campaign's suppression lists, with the list (the first by name).
     suppressed: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class NewContactsLookUp:
+    """What a load needs to know in its own transaction of the numbers it is about to store."""
+
+    # Of those it was asked about, those the campaign has already.
+    present: frozenset[str]
     # With local presence, each number's group of caller IDs (None: any); else None.
     caller_id_groups: dict[str, str | None] | None
 
 
-async def look_up_new_contacts(
-    connection: Connection,
-    campaign_id: int,
-    destinations: Sequence[str],
-    suppression_lists: Sequence[str],
-    *,
-    local_presence: bool = False,
-    maybe_present: Sequence[str] = (),
-) -> NewContactsLookUp:
-    """Which of `maybe_present` campaign `campaign_id` has already, which of `destinations` are
-    on one of `suppression_lists`, and (with `local_presence`) which of its caller IDs may call
-    each."""
+NO_NEW_CONTACTS_LOOK_UP = NewContactsLookUp(present=frozenset(), caller_id_groups=None)
+
+
+async def look_up_suppressions(
+    connection: Connection, destinations: Sequence[str], suppression_lists: Sequence[str]
+) -> SuppressionsLookUp:
+    """Which of `destinations` are on one of `suppression_lists` (E.164 numbers looked up by
+    their integers, the others by their text), and the lists' version then. Needs nothing of a
+    load's transaction: any connection will do."""
     numbers: list[int] = []
     others: list[str] = []
     for destination in destinations:
@@ -59,21 +62,38 @@ async def look_up_new_contacts(
         else:
             numbers.append(number)
     row = await connection.fetchrow(
+        sql("look_up_suppressions"), list(suppression_lists), numbers, others
+    )
+    assert row is not None
+    return SuppressionsLookUp(
+        suppressions_version=row["suppressions_version"], suppressed=dict(row["suppressed"])
+    )
+
+
+async def look_up_new_contacts(
+    connection: Connection,
+    campaign_id: int,
+    destinations: Sequence[str],
+    *,
+    local_presence: bool = False,
+    maybe_present: Sequence[str] = (),
+) -> NewContactsLookUp:
+    """Which of `maybe_present` campaign `campaign_id` has already, and (with `local_presence`)
+    which of its caller IDs may call each of `destinations`; on the load's own connection (a
+    campaign the load creates, and its contacts, are seen by no other until it commits)."""
+    if not local_presence and not maybe_present:
+        return NO_NEW_CONTACTS_LOOK_UP
+    row = await connection.fetchrow(
         sql("look_up_new_contacts"),
         campaign_id,
-        destinations,
-        list(suppression_lists),
-        local_presence,
+        destinations if local_presence else [],
         list(maybe_present),
-        numbers,
-        others,
+        local_presence,
     )
     assert row is not None
     groups = row["caller_id_groups"]
     return NewContactsLookUp(
-        suppressions_version=row["suppressions_version"],
         present=frozenset(row["present"]),
-        suppressed=dict(row["suppressed"]),
         caller_id_groups=None if groups is None else dict(zip(destinations, groups, strict=True)),
     )
 

@@ -277,38 +277,43 @@ ORDER BY total, calls DESC, call_status;
 
 -- === Loading a CSV =============================================================================
 
--- look_up_new_contacts --
--- What a load needs of the numbers ($2) it is about to store in campaign $1, in one statement (one
--- snapshot): which of $5 (those of $2 it may have stored already) the campaign has, the list of
--- those on one of its suppression lists ($3; the first by name), with local presence ($4) each
--- number's group of the campaign's caller IDs (caller_id_group, in the order of $2), and the
--- lists' version this statement saw them at (contacts.suppressions_version: the claim looks up
--- only what was added since). The numbers of $2 in E.164 come again as integers ($6, by
+-- look_up_suppressions --
+-- Which of the numbers a load is about to store are on one of the lists ($1) of its
+-- campaign (the first list by name), and the lists' version this statement saw them at
+-- (contacts.suppressions_version: the claim looks up only what was added since); one statement,
+-- one snapshot. The load runs it on a connection of its own, one batch ahead of its COPYs (it
+-- needs nothing of the load's transaction). The numbers in E.164 come as integers ($2, by
 -- e164_number) and are looked up by the index suppressions_number (0.8 µs a number with 10M
--- listed, against 3 µs by the text of the primary key); the others ($7, SIP URIs) by the
--- primary key. The campaign's id reaches the look-up of its contacts as a value the planner
--- cannot see (OFFSET 0): planned with it, on statistics made before the campaign existed, it
--- took the id for a rare one and walked every contact of the campaign through another index,
--- once per batch (a 1M-row load into a second campaign: 27 s instead of 17); unseen, only the
--- unique key (campaign_id, destination) fits.
+-- listed, against 3 µs by the text of the primary key); the others ($3, SIP URIs) by the
+-- primary key.
 SELECT (SELECT v.version FROM suppression_version v) AS suppressions_version,
-       ARRAY(SELECT d.destination
-             FROM (SELECT $1::bigint AS id OFFSET 0) k
-             CROSS JOIN unnest($5::text[]) AS d(destination)
-             WHERE EXISTS (SELECT 1 FROM contacts c
-                           WHERE c.campaign_id = k.id AND c.destination = d.destination))
-           AS present,
        ARRAY(SELECT ARRAY[x.destination, x.list]
              FROM (SELECT DISTINCT ON (x.destination) x.destination, x.list
                    FROM (SELECT x.destination, x.list
                          FROM suppressions x
-                         WHERE e164_number(x.destination) = ANY ($6::bigint[])
-                           AND x.list = ANY ($3::text[])
+                         WHERE e164_number(x.destination) = ANY ($2::bigint[])
+                           AND x.list = ANY ($1::text[])
                          UNION ALL
                          SELECT x.destination, x.list
                          FROM suppressions x
-                         WHERE x.destination = ANY ($7::text[]) AND x.list = ANY ($3::text[])) x
-                   ORDER BY x.destination, x.list) x) AS suppressed,
+                         WHERE x.destination = ANY ($3::text[]) AND x.list = ANY ($1::text[])) x
+                   ORDER BY x.destination, x.list) x) AS suppressed;
+
+-- look_up_new_contacts --
+-- What a load needs to know in its own transaction of numbers it is about to store in campaign
+-- $1: which of $3 (those it may have stored already) the campaign has, and with local presence
+-- ($4) each number of $2's group of the campaign's caller IDs (caller_id_group, in the order of
+-- $2). The campaign's id reaches the look-up of its contacts as a value the planner cannot see
+-- (OFFSET 0): planned with it, on statistics made before the campaign existed, it took the id
+-- for a rare one and walked every contact of the campaign through another index, once per batch
+-- (a 1M-row load into a second campaign: 27 s instead of 17); unseen, only the unique key
+-- (campaign_id, destination) fits.
+SELECT ARRAY(SELECT d.destination
+             FROM (SELECT $1::bigint AS id OFFSET 0) k
+             CROSS JOIN unnest($3::text[]) AS d(destination)
+             WHERE EXISTS (SELECT 1 FROM contacts c
+                           WHERE c.campaign_id = k.id AND c.destination = d.destination))
+           AS present,
        CASE WHEN $4::boolean THEN
            ARRAY(SELECT caller_id_group($1, d.destination)
                  FROM unnest($2::text[]) WITH ORDINALITY AS d(destination, position)

@@ -10,15 +10,19 @@ import csv
 import io
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 from test_importer import SPEC, Recorder, load
 from worker_fixtures import make_campaign, numbers
 
-from campaign import importer
-from campaign.destinations import e164_number
+from campaign import db, importer, queries
+from campaign.destinations import LoadError, e164_number
 from campaign.importer import CsvSource, LoadOptions, NumbersSeen, load_csv
+from campaign.queries import Connection
+
+STRICT = LoadOptions(default_region="US", strict=True)
 
 
 async def test_cells_with_copy_s_special_characters_are_stored_as_written(
@@ -334,3 +338,76 @@ async def test_numbers_and_sip_uris_on_a_list_are_stored_suppressed(
         ["default"],
     )
     assert "suppressions_number" in "\n".join(row[0] for row in plan)
+
+
+async def test_suppressions_are_looked_up_on_a_spare_connection_when_the_pool_has_one(
+    pool: asyncpg.Pool, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A load looks its batches' numbers up in the lists on a second connection of its pool (off
+    the path of its COPYs); with a pool of one connection, which the load holds, on that one.
+    Either way every listed number is stored `suppressed`, the others pending."""
+    monkeypatch.setattr(importer, "ROWS_PER_COPY_IN_PROCESS", 10)
+    monkeypatch.setattr(importer, "CHUNK_ROWS", 10)
+    destinations = numbers(60)
+    listed = destinations[3::7]
+    await pool.executemany(
+        "INSERT INTO suppressions (list, destination) VALUES ('default', $1)",
+        [(number,) for number in listed],
+    )
+    look_up_pids: list[int] = []
+    copy_pids: list[int] = []
+    real_look_up, real_copy = queries.look_up_suppressions, queries.copy_contacts
+
+    async def look_up(connection: Connection, *args: Any) -> Any:
+        look_up_pids.append(connection.get_server_pid())
+        return await real_look_up(connection, *args)
+
+    async def copy(connection: Connection, *args: Any, **kwargs: Any) -> None:
+        copy_pids.append(connection.get_server_pid())
+        await real_copy(connection, *args, **kwargs)
+
+    monkeypatch.setattr(queries, "look_up_suppressions", look_up)
+    monkeypatch.setattr(queries, "copy_contacts", copy)
+    content = "phone\n" + "\n".join(destinations)
+    summary, _ = await load(pool, tmp_path / "a.csv", content, replace(SPEC, name="spare"))
+    assert (summary.loaded, summary.suppressed) == (60, len(listed))
+    assert len(look_up_pids) == 6
+    assert set(look_up_pids).isdisjoint(copy_pids)
+
+    look_up_pids.clear()
+    copy_pids.clear()
+    async with asyncpg.create_pool(
+        database_url, min_size=1, max_size=1, init=db._init_connection
+    ) as single:
+        summary, _ = await load(single, tmp_path / "b.csv", content, replace(SPEC, name="alone"))
+    assert (summary.loaded, summary.suppressed) == (60, len(listed))
+    assert set(look_up_pids) == set(copy_pids)
+    rows = await pool.fetch(
+        "SELECT k.name, c.destination FROM contacts c JOIN campaigns k ON k.id = c.campaign_id "
+        "WHERE c.status = 'suppressed' ORDER BY 1, 2"
+    )
+    assert [tuple(row.values()) for row in rows] == [
+        (name, number) for name in ("alone", "spare") for number in sorted(listed)
+    ]
+
+
+async def test_a_load_that_fails_mid_way_gives_its_spare_connection_back(
+    pool: asyncpg.Pool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A load that fails (a bad row with --strict) after several batches, look-ups started on the
+    spare connection, stores nothing and gives both its connections back to the pool idle:
+    the next statements on the pool run."""
+    monkeypatch.setattr(importer, "ROWS_PER_COPY_IN_PROCESS", 5)
+    monkeypatch.setattr(importer, "CHUNK_ROWS", 5)
+    content = "phone\n" + "\n".join(numbers(40)) + "\nnot a number\n"
+    with pytest.raises(LoadError, match="line 42"):
+        await load(pool, tmp_path / "bad.csv", content, options=STRICT)
+    assert pool.get_idle_size() == pool.get_size()
+    assert await pool.fetchval("SELECT count(*) FROM contacts") == 0
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+            "AND datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        == 0
+    )
