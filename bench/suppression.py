@@ -18,7 +18,8 @@ E.164, in no order. Then --rounds times, in turn in each database, each after a 
       (one round trip each, batches of --batch-size, no rate limit, contacts left `claimed`), each
       batch's numbers looked up in `suppressions`: contacts per second;
 then the round's contacts are truncated, so that every load starts from an empty table. Printed:
-each run, the medians, and the cost with 10M over the cost with none (goal: at most 1.10).
+each run, the medians, and the cost with 10M over the cost with none (goal: at most 1.10); and
+the load's ratio round by round (its two loads run one after the other), with its median.
 """
 
 from __future__ import annotations
@@ -212,6 +213,14 @@ async def main_async(arguments: argparse.Namespace) -> None:
     empty_s, full_s = statistics.median(load_s[EMPTY]), statistics.median(load_s[FULL])
     print(
         f"\nmedian load: empty {empty_s:.2f} s, filled {full_s:.2f} s; {verdict(empty_s, full_s)}"
+    )
+    # Each round's two loads run one after the other, in the same phase of a machine whose speed
+    # drifts by tens of percent over minutes: their ratio is the steadier figure.
+    ratios = [full / empty for empty, full in zip(load_s[EMPTY], load_s[FULL], strict=True)]
+    print(
+        "load, filled over empty round by round: "
+        + " · ".join(f"{ratio:.3f}" for ratio in ratios)
+        + f"; median {statistics.median(ratios):.3f}"
     )
     # The claim's cost per contact is 1 / its rate.
     empty_rate = statistics.median(claim_rate[EMPTY])

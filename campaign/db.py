@@ -344,7 +344,8 @@ async def open_pool(settings: Settings, *, min_connections: int = 0) -> AsyncIte
 # connections are all their pool ever needs, whatever the number of HTTP requests.
 STATUS_POOL_CONNECTIONS = 2
 # The HTTP API's requests share this many connections (a load through the API holds one while
-# it runs); more requests wait for one, never for a connection of the dialing pool.
+# it runs, and a second for its suppression look-ups when one is free); more requests wait for
+# one, never for a connection of the dialing pool.
 API_POOL_CONNECTIONS = 4
 # The webhook deliverer's claims and records are short statements; endpoints drained at once
 # share these few connections.

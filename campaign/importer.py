@@ -418,12 +418,12 @@ class _SuppressionLookUps:
     async def stop(self) -> None:
         """Cancel the look-ups not taken, and wait for them (the connection then goes back to
         its pool idle)."""
-        for future in self._running:
+        running, self._running = self._running, set()
+        for future in running:
             future.cancel()
-        for future in self._running:
+        for future in running:
             with contextlib.suppress(BaseException):
                 await future
-        self._running.clear()
 
     async def _look_up(self, destinations: list[str]) -> queries.SuppressionsLookUp:
         async with self._turn:
