@@ -59,6 +59,13 @@ ANALYZE_AFTER_ROWS = 10_000
 # How long a load waits for a second connection of its pool, for its suppression look-ups, when
 # the pool says one is free (none: it looks its numbers up on its own connection).
 SPARE_CONNECTION_WAIT_S = 1.0
+# What opening that connection may fail with (the load then goes on without it).
+_SPARE_CONNECTION_ERRORS = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
 
 
 class CountingReader(io.RawIOBase):
@@ -432,20 +439,26 @@ class _SuppressionLookUps:
 
 @contextlib.asynccontextmanager
 async def _spare_connection(pool: asyncpg.Pool) -> AsyncIterator[queries.Connection | None]:
-    """A second connection of `pool` for the load's suppression look-ups when one is free now;
+    """A second connection of `pool` for the load's suppression look-ups when two are free now
+    (one stays free for whatever else shares the pool: the API's requests, the dashboard);
     else None (the load looks its numbers up on its own connection, as it did before)."""
-    if pool.get_idle_size() == 0 and pool.get_size() >= pool.get_max_size():
+    if pool.get_idle_size() + pool.get_max_size() - pool.get_size() < 2:
         yield None
         return
     try:
-        connection = await pool.acquire(timeout=SPARE_CONNECTION_WAIT_S)
-    except (TimeoutError, OSError, asyncpg.PostgresError):
+        # (A timeout given to acquire() would be kept for the release as well.)
+        async with asyncio.timeout(SPARE_CONNECTION_WAIT_S):
+            connection = await pool.acquire()
+    except (TimeoutError, *_SPARE_CONNECTION_ERRORS):
         yield None
         return
     try:
         yield connection
     finally:
-        await pool.release(connection)
+        # Its look-ups are done or cancelled and awaited; how it goes back cannot change the
+        # load's outcome (the pool closes a connection that does not reset).
+        with contextlib.suppress(Exception):
+            await pool.release(connection)
 
 
 class _ContactWriter:
@@ -567,10 +580,12 @@ class _ContactWriter:
         if look_up is not None:
             assert self._look_ups is not None
             suppressions = await self._look_ups.take(look_up)
-        else:
+        elif kept:
             suppressions = await queries.look_up_suppressions(
                 self._connection, [record[0] for record in kept], self._campaign.suppression_lists
             )
+        else:
+            return  # every row's window never opens: nothing to store, nor to count
         stored, suppressed, present = await self._copy(kept, suppressions)
         self._summary.loaded += stored
         self._summary.suppressed += suppressed
@@ -665,11 +680,7 @@ async def load_csv(
             yield first
         yield from records
 
-    async with (
-        contextlib.AsyncExitStack() as stack,
-        pool.acquire() as connection,
-        connection.transaction(),
-    ):
+    async with pool.acquire() as connection, connection.transaction():
         # The database reads the zones when it claims: a contact's zones must be its names.
         names = ZoneNames(await queries.time_zone_names(connection))
         if isinstance(target, CampaignSpec):
@@ -697,24 +708,26 @@ async def load_csv(
         # (Rows of a name, a number and a note are 40 to 60 bytes.)
         seen = NumbersSeen(source.size_bytes // 40) if isinstance(target, CampaignSpec) else None
         executor = validation_executor(source.size_bytes, options.jobs)
-        spare = await stack.enter_async_context(_spare_connection(pool))
-        writer = _ContactWriter(
-            connection,
-            campaign,
-            source,
-            options.strict,
-            observer,
-            summary,
-            seen,
-            in_process=not isinstance(executor, concurrent.futures.ProcessPoolExecutor),
-            look_ups=(
-                None if spare is None else _SuppressionLookUps(spare, campaign.suppression_lists)
-            ),
-        )
-        with (
-            executor,
-            concurrent.futures.ThreadPoolExecutor(max_workers=1) as file_reader,
-        ):
+        async with contextlib.AsyncExitStack() as storing:
+            storing.enter_context(executor)
+            file_reader = storing.enter_context(concurrent.futures.ThreadPoolExecutor(1))
+            # Given back as the rows are stored, before the commit.
+            spare = await storing.enter_async_context(_spare_connection(pool))
+            writer = _ContactWriter(
+                connection,
+                campaign,
+                source,
+                options.strict,
+                observer,
+                summary,
+                seen,
+                in_process=not isinstance(executor, concurrent.futures.ProcessPoolExecutor),
+                look_ups=(
+                    None
+                    if spare is None
+                    else _SuppressionLookUps(spare, campaign.suppression_lists)
+                ),
+            )
             in_flight: deque[asyncio.Future[Validated]] = deque()
             ahead = chunks_ahead(executor)
 

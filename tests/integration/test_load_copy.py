@@ -21,6 +21,7 @@ from campaign import db, importer, queries
 from campaign.destinations import LoadError, e164_number
 from campaign.importer import CsvSource, LoadOptions, NumbersSeen, load_csv
 from campaign.queries import Connection
+from campaign.queries.base import sql
 
 STRICT = LoadOptions(default_region="US", strict=True)
 
@@ -296,6 +297,7 @@ async def test_numbers_and_sip_uris_on_a_list_are_stored_suppressed(
     name when on two), an unlisted one pending, a number on a list the campaign does not honour
     pending; and the look-up of numbers goes through the index `suppressions_number`."""
     monkeypatch.setattr(importer, "ROWS_PER_COPY_IN_PROCESS", 3)
+    monkeypatch.setattr(importer, "CHUNK_ROWS", 3)
     await pool.executemany(
         "INSERT INTO suppressions (list, destination) VALUES ($1, $2)",
         [
@@ -332,10 +334,10 @@ async def test_numbers_and_sip_uris_on_a_list_are_stored_suppressed(
     )
     await pool.execute("ANALYZE suppressions")
     plan = await pool.fetch(
-        "EXPLAIN SELECT x.destination FROM suppressions x "
-        "WHERE e164_number(x.destination) = ANY ($1::bigint[]) AND x.list = ANY ($2::text[])",
+        "EXPLAIN " + sql("look_up_suppressions"),
+        ["default", "clinic"],
         [14155550001, 14155550004],
-        ["default"],
+        ["sip:bob@example.com"],
     )
     assert "suppressions_number" in "\n".join(row[0] for row in plan)
 
@@ -343,9 +345,9 @@ async def test_numbers_and_sip_uris_on_a_list_are_stored_suppressed(
 async def test_suppressions_are_looked_up_on_a_spare_connection_when_the_pool_has_one(
     pool: asyncpg.Pool, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A load looks its batches' numbers up in the lists on a second connection of its pool (off
-    the path of its COPYs); with a pool of one connection, which the load holds, on that one.
-    Either way every listed number is stored `suppressed`, the others pending."""
+    """A load looks its batches' numbers up in the lists on a second connection of its pool,
+    never on the one it COPYs on; with a pool of one connection, which the load holds, on that
+    one. Either way every listed number is stored `suppressed`, the others pending."""
     monkeypatch.setattr(importer, "ROWS_PER_COPY_IN_PROCESS", 10)
     monkeypatch.setattr(importer, "CHUNK_ROWS", 10)
     destinations = numbers(60)
@@ -394,20 +396,33 @@ async def test_suppressions_are_looked_up_on_a_spare_connection_when_the_pool_ha
 async def test_a_load_that_fails_mid_way_gives_its_spare_connection_back(
     pool: asyncpg.Pool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A load that fails (a bad row with --strict) after several batches, look-ups started on the
-    spare connection, stores nothing and gives both its connections back to the pool idle:
-    the next statements on the pool run."""
+    """A load that fails (a bad row with --strict) while the look-up of its last batch is still
+    running on the spare connection (held there by a pg_sleep) cancels that query, stores
+    nothing, and gives both its connections back to the pool idle, no query left running."""
     monkeypatch.setattr(importer, "ROWS_PER_COPY_IN_PROCESS", 5)
     monkeypatch.setattr(importer, "CHUNK_ROWS", 5)
-    content = "phone\n" + "\n".join(numbers(40)) + "\nnot a number\n"
+    destinations = numbers(40)
+    real_look_up = queries.look_up_suppressions
+    cancelled: list[str] = []
+
+    async def look_up(connection: Connection, batch: list[str], *args: Any) -> Any:
+        if destinations[-1] in batch:
+            try:
+                await connection.execute("SELECT pg_sleep(60)")
+            except asyncio.CancelledError:
+                cancelled.append(batch[-1])
+                raise
+        return await real_look_up(connection, batch, *args)
+
+    monkeypatch.setattr(queries, "look_up_suppressions", look_up)
+    content = "phone\n" + "\n".join(destinations) + "\nnot a number\n"
     with pytest.raises(LoadError, match="line 42"):
-        await load(pool, tmp_path / "bad.csv", content, options=STRICT)
+        await asyncio.wait_for(load(pool, tmp_path / "bad.csv", content, options=STRICT), 30)
+    assert cancelled == [destinations[-1]]
     assert pool.get_idle_size() == pool.get_size()
     assert await pool.fetchval("SELECT count(*) FROM contacts") == 0
-    assert (
-        await pool.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
-            "AND datname = current_database() AND pid <> pg_backend_pid()"
-        )
-        == 0
+    running = await pool.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+        "AND datname = current_database() AND pid <> pg_backend_pid()"
     )
+    assert running == 0
