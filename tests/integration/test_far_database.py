@@ -100,7 +100,9 @@ async def test_a_far_worker_tells_the_database_clock_across_the_round_trip(
     truth_s = time.time() + SKEW_S
     assert abs(clock.now_s() - truth_s) < 0.01
     assert 0.07 <= clock.round_trip_s <= 0.12
-    assert abs(batch.slot.seconds_until_slot() - (batch.slot.send_at_s - truth_s)) < 0.01
+    # (Until the batch's send time, kept out of the first moments of its second: fire_at_s. Against
+    # send_at_s this failed whenever the slot fell in those moments, 3 % of runs.)
+    assert abs(batch.slot.seconds_until_slot() - (batch.slot.fire_at_s - truth_s)) < 0.01
     # The claim's own reading of the clock, as it arrived: a one-way trip behind.
     replied = await far_pool.fetchval(
         "SELECT extract(epoch FROM clock_timestamp())::float8 FROM pg_sleep(0)"
