@@ -21,7 +21,7 @@ from typing import IO, Protocol
 
 import asyncpg
 
-from campaign import queries
+from campaign import db, queries
 from campaign.callerids import CallerIdMode
 from campaign.destinations import (
     CopyRecord,
@@ -59,13 +59,7 @@ ANALYZE_AFTER_ROWS = 10_000
 # How long a load waits for a second connection of its pool, for its suppression look-ups, when
 # the pool says one is free (none: it looks its numbers up on its own connection).
 SPARE_CONNECTION_WAIT_S = 1.0
-# What opening that connection may fail with (the load then goes on without it).
-_SPARE_CONNECTION_ERRORS = (
-    OSError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-)
+_SPARE_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *db.DATABASE_ERRORS)
 
 
 class CountingReader(io.RawIOBase):
@@ -449,7 +443,7 @@ async def _spare_connection(pool: asyncpg.Pool) -> AsyncIterator[queries.Connect
         # (A timeout given to acquire() would be kept for the release as well.)
         async with asyncio.timeout(SPARE_CONNECTION_WAIT_S):
             connection = await pool.acquire()
-    except (TimeoutError, *_SPARE_CONNECTION_ERRORS):
+    except _SPARE_CONNECTION_ERRORS:  # the load goes on without it
         yield None
         return
     try:
