@@ -7,16 +7,19 @@ with 10,000,000 numbers in it.
 Two scratch databases on the local server, alike but for `suppressions`: empty in one; in the
 other, --suppressed rows of the list `default` (every campaign's), random +1 numbers written with
 `INSERT … SELECT generate_series` (in key order, one random number in each run of 799), then
---in-file numbers of the CSV, then `VACUUM ANALYZE`. The CSV: --contacts distinct US numbers in
-E.164, in no order. Then --rounds times, in turn in each database, each after a `CHECKPOINT`:
+--in-file numbers of the CSV, then `VACUUM ANALYZE`, then the list's Bloom filter built and
+saved (campaign/suppression_filter.py; as `campaign suppress add` of that many numbers leaves
+it). The CSV: --contacts distinct US numbers in E.164, in no order. Then --rounds times, in turn
+in each database, each after a `CHECKPOINT`:
   (a) `campaign load` of the CSV as a subprocess (as bench/import.py runs it; the default calling
       hours, so every number's time zones are computed; each COPY of 10,000 rows into contacts
-      first looks its numbers up in `suppressions`): wall time, start-up of the process
-      included;
+      first looks up in `suppressions` the numbers the list's filter may hold): wall time,
+      start-up of the process included;
   (b) the claim: the campaign set running with calling hours 00:00-24:00 (open at any hour, the
       zones still read), then --claim of its contacts claimed with the SQL function claim_batch
       (one round trip each, batches of --batch-size, no rate limit, contacts left `claimed`), each
-      batch's numbers looked up in `suppressions`: contacts per second;
+      batch's numbers looked up in `suppressions`: contacts per second (before it, untimed, the
+      contacts stored `suppressed` are checked to be exactly those on the list, by a join);
 then the round's contacts are truncated, so that every load starts from an empty table. Printed:
 each run, the medians, and the cost with 10M over the cost with none (goal: at most 1.10); and
 the load's ratio round by round (its two loads run one after the other), with its median.
@@ -44,6 +47,7 @@ import psutil
 from windows import claim_all, scratch_database
 
 from campaign.destinations import normalise_destination
+from campaign.suppression_filter import refresh_filters
 
 # Numbers of the CSV: +1, one of these area codes, an exchange 200-999, a line 0000-9999.
 AREA_CODES = (201, 212, 213, 305, 312, 415, 503, 617, 646, 702, 713, 818, 917, 972)
@@ -99,6 +103,11 @@ async def fill_suppressions(url: str, rows: int, from_file: list[str]) -> int:
         )
         await connection.execute("VACUUM ANALYZE suppressions")
         count: int = await connection.fetchval("SELECT count(*) FROM suppressions")
+        # The list's filter, as `campaign suppress add` of that many numbers leaves it (else the
+        # first load would build it: read the 10M numbers, several seconds).
+        started = time.perf_counter()
+        await refresh_filters(connection, ["default"])
+        print(f"its filter built and saved in {time.perf_counter() - started:.1f} s")
         return count
     finally:
         await connection.close()
@@ -140,7 +149,8 @@ async def checkpoint(url: str) -> None:
 
 async def claim_round(url: str, wanted: int, batch_size: int) -> tuple[int, float, int]:
     """Claim `wanted` contacts of the campaign just loaded; (contacts, seconds, suppressed at load).
-    Then empty the contacts for the next load."""
+    Then empty the contacts for the next load. Exits if the contacts stored `suppressed` are not
+    exactly those on the list (a SQL join, not timed)."""
     connection = await asyncpg.connect(url)
     try:
         campaign_id: int = await connection.fetchval(
@@ -151,6 +161,14 @@ async def claim_round(url: str, wanted: int, batch_size: int) -> tuple[int, floa
             "SELECT count(*) FROM contacts WHERE campaign_id = $1 AND status = 'suppressed'",
             campaign_id,
         )
+        wrong: int = await connection.fetchval(
+            "SELECT count(*) FROM contacts c WHERE c.campaign_id = $1 AND (c.status = 'suppressed')"
+            " <> EXISTS (SELECT 1 FROM suppressions s"
+            "            WHERE s.list = 'default' AND s.destination = c.destination)",
+            campaign_id,
+        )
+        if wrong:
+            raise SystemExit(f"{wrong} contacts suppressed and not listed, or the other way")
         async with asyncpg.create_pool(url, min_size=1, max_size=1) as pool:
             _, contacts, seconds = await claim_all(pool, campaign_id, wanted, batch_size)
         await connection.execute("TRUNCATE contacts")

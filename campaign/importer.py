@@ -38,6 +38,7 @@ from campaign.destinations import (
 )
 from campaign.formulas import neutralise, neutralise_phone
 from campaign.models import Campaign, CampaignSpec, CampaignStatus
+from campaign.suppression_filter import SuppressionFilters, read_filters, save_filters
 from campaign.timezones import ZoneNames
 
 # Rows per chunk a validating process (or thread) reads: small, so that little waits in memory.
@@ -386,9 +387,10 @@ class NumbersSeen:
         return maybe
 
 
-# A batch of validated rows handed to the task that stores them, with its suppression look-up
-# when one was started (on the look-ups' connection).
-_Batch = tuple[list[CopyRecord], "asyncio.Future[queries.SuppressionsLookUp] | None"]
+# A batch of validated rows handed to the task that stores them, with those of its destinations a
+# suppression list may hold (by the lists' filters), and their look-up when one was started (on
+# the look-ups' connection).
+_Batch = tuple[list[CopyRecord], list[str], "asyncio.Future[queries.SuppressionsLookUp] | None"]
 
 
 class _SuppressionLookUps:
@@ -471,10 +473,13 @@ class _ContactWriter:
         summary: LoadSummary,
         seen: NumbersSeen | None = None,
         *,
+        filters: SuppressionFilters,
         in_process: bool = False,
         look_ups: _SuppressionLookUps | None = None,
     ) -> None:
         self._connection = connection
+        # The campaign's lists' filters: only the numbers they may hold are looked up.
+        self._filters = filters
         # Suppression look-ups on a connection of their own (None: on this one, in turn).
         self._look_ups = look_ups
         # For a campaign this load creates: the numbers stored so far (else: look every one up).
@@ -526,10 +531,11 @@ class _ContactWriter:
         database, the load's slowest part, is not kept waiting for them, nor they for it)."""
         records, self._batch = self._batch, []
         if records:
+            maybe = self._filters.maybe_listed([record[0] for record in records])
             look_up = None
-            if self._look_ups is not None:
-                look_up = self._look_ups.start([record[0] for record in records])
-            await self._hand((records, look_up))
+            if maybe and self._look_ups is not None:
+                look_up = self._look_ups.start(maybe)
+            await self._hand((records, maybe, look_up))
 
     async def _hand(self, batch: _Batch | None) -> None:
         """Give `records` (None: the end) to the storing task: to wait for it while it stores
@@ -557,10 +563,12 @@ class _ContactWriter:
     async def _store(
         self,
         records: list[CopyRecord],
+        maybe_listed: list[str],
         look_up: asyncio.Future[queries.SuppressionsLookUp] | None,
     ) -> None:
-        """COPY `records` into the campaign's contacts (`look_up`: their suppression look-up,
-        when it was started on the look-ups' connection)."""
+        """COPY `records` into the campaign's contacts (`maybe_listed`: those of their
+        destinations a suppression list may hold; `look_up`: their look-up, when it was started
+        on the look-ups' connection)."""
         if self._campaign.schedule.has_local_rules:
             records = await self._without_never_open(records)
         seen: set[str] = set()
@@ -573,13 +581,19 @@ class _ContactWriter:
         kept.sort(key=_zones_of)
         if look_up is not None:
             assert self._look_ups is not None
-            suppressions = await self._look_ups.take(look_up)
-        elif kept:
-            suppressions = await queries.look_up_suppressions(
-                self._connection, [record[0] for record in kept], self._campaign.suppression_lists
-            )
-        else:
+            listed = (await self._look_ups.take(look_up)).suppressed
+        elif not kept:
             return  # every row's window never opens: nothing to store, nor to count
+        elif maybe_listed:
+            looked_up = await queries.look_up_suppressions(
+                self._connection, maybe_listed, self._campaign.suppression_lists
+            )
+            listed = looked_up.suppressed
+        else:
+            listed = {}
+        # Seen at the version the filters reached: the claim looks up whatever was added after
+        # (a look-up sees a later version, but the numbers the filters ruled out were not).
+        suppressions = queries.SuppressionsLookUp(self._filters.version, listed)
         stored, suppressed, present = await self._copy(kept, suppressions)
         self._summary.loaded += stored
         self._summary.suppressed += suppressed
@@ -707,6 +721,11 @@ async def load_csv(
             file_reader = storing.enter_context(concurrent.futures.ThreadPoolExecutor(1))
             # Given back as the rows are stored, before the commit.
             spare = await storing.enter_async_context(_spare_connection(pool))
+            filters = await read_filters(connection, campaign.suppression_lists)
+            if spare is not None:
+                # (Without a spare connection, not in the load's transaction: the row would
+                # stay locked until it commits.)
+                await save_filters(spare, filters)
             writer = _ContactWriter(
                 connection,
                 campaign,
@@ -715,6 +734,7 @@ async def load_csv(
                 observer,
                 summary,
                 seen,
+                filters=filters,
                 in_process=not isinstance(executor, concurrent.futures.ProcessPoolExecutor),
                 look_ups=(
                     None

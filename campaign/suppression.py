@@ -18,6 +18,7 @@ The claim (schema.sql §3) reads the lists; nothing here needs to wake a worker.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import asyncpg
 
-from campaign import queries
+from campaign import db, queries
 from campaign.destinations import (
     NUL,
     CsvLayout,
@@ -43,6 +44,9 @@ from campaign.importer import (
     validation_executor,
 )
 from campaign.specs import SpecError
+from campaign.suppression_filter import SAVE_AFTER_NUMBERS, refresh_filters
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_LIST = "default"
 # Bad values listed one by one; the rest are counted.
@@ -284,6 +288,13 @@ async def add_to_list(
         if adding.bad.count:
             raise adding.bad.refuse(f"nothing was added to list {list_name!r}")
         staged = await queries.insert_staged_suppressions(connection, list_name, reason)
+    if staged.added >= SAVE_AFTER_NUMBERS:
+        # The list's filter, brought up to date now, so that the next load need not.
+        try:
+            async with pool.acquire() as connection:
+                await refresh_filters(connection, [list_name])
+        except db.DATABASE_ERRORS as error:  # the numbers are added: a load will do it
+            logger.warning("list %r: its filter was not brought up to date: %s", list_name, error)
     return AddSummary(list_name, adding.read, staged.distinct_numbers, staged.added)
 
 

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from campaign.destinations import e164_number
 from campaign.queries.base import Connection, Executor, sql
 
 
@@ -39,6 +40,17 @@ class SuppressedNumber:
             "reason": self.reason,
             "created_at": self.created_at.isoformat(),
         }
+
+
+@dataclass(frozen=True, slots=True)
+class SavedSuppressionFilter:
+    """A list's Bloom filter as saved (campaign/suppression_filter.py)."""
+
+    version: int
+    size_log2: int
+    numbers: int
+    scheme: int
+    bits: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,3 +107,59 @@ async def suppressed_number_chunks(
     cursor = await connection.cursor(sql("suppressed_numbers"), list_name)
     while records := await cursor.fetch(chunk_rows):
         yield [SuppressedNumber(r["destination"], r["reason"], r["created_at"]) for r in records]
+
+
+async def suppression_filter(
+    connection: Connection, list_name: str
+) -> SavedSuppressionFilter | None:
+    """`list_name`'s Bloom filter as last saved, if it has one."""
+    record = await connection.fetchrow(sql("suppression_filter"), list_name)
+    if record is None:
+        return None
+    return SavedSuppressionFilter(
+        record["version"], record["size_log2"], record["numbers"], record["scheme"], record["bits"]
+    )
+
+
+async def count_suppressions(connection: Connection, list_name: str) -> int:
+    """How many numbers `list_name` holds."""
+    count: int = await connection.fetchval(sql("count_suppressions"), list_name)
+    return count
+
+
+async def suppression_lists_version(executor: Executor) -> int:
+    """The suppression lists' version now."""
+    version: int = await executor.fetchval(sql("suppression_lists_version"))
+    return version
+
+
+async def suppressions_added_since(
+    connection: Connection, list_name: str, version: int, chunk_rows: int
+) -> AsyncIterator[tuple[int, list[int]]]:
+    """The integers of `list_name`'s E.164 numbers (e164_number) added after `version` (-1:
+    all), `chunk_rows` at a time, each chunk with the lists' version of the snapshot they were
+    read in (one snapshot: at least one chunk, maybe empty). Through a server-side cursor: the
+    caller holds the transaction it lives in."""
+    cursor = await connection.cursor(sql("suppressions_added_since"), list_name, version)
+    while records := await cursor.fetch(chunk_rows):
+        numbers = []
+        for record in records:
+            destination = record["destination"]
+            if destination is not None and (number := e164_number(destination)) is not None:
+                numbers.append(number)
+        yield records[0]["version"], numbers
+
+
+async def save_suppression_filter(
+    executor: Executor,
+    list_name: str,
+    version: int,
+    size_log2: int,
+    numbers: int,
+    scheme: int,
+    bits: bytes,
+) -> None:
+    """Keep `list_name`'s filter at `version`, unless one of a later version is kept."""
+    await executor.execute(
+        sql("save_suppression_filter"), list_name, version, size_log2, numbers, scheme, bits
+    )

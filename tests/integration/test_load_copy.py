@@ -402,6 +402,10 @@ async def test_a_load_that_fails_mid_way_gives_its_spare_connection_back(
     monkeypatch.setattr(importer, "ROWS_PER_COPY_IN_PROCESS", 5)
     monkeypatch.setattr(importer, "CHUNK_ROWS", 5)
     destinations = numbers(40)
+    # (Listed, so that the lists' filter sends its batch to the look-up.)
+    await pool.execute(
+        "INSERT INTO suppressions (list, destination) VALUES ('default', $1)", destinations[-1]
+    )
     real_look_up = queries.look_up_suppressions
     cancelled: list[str] = []
 
