@@ -55,16 +55,21 @@ def size_log2_for(numbers: int) -> int:
 
 
 class NumberFilter:
-    """A Bloom filter of E.164 numbers as integers: no false negatives."""
+    """A Bloom filter of a list's E.164 numbers as integers (no false negatives), and how many
+    of its destinations were not numbers (SIP URIs, which it does not hold)."""
 
-    __slots__ = ("bits", "numbers", "size_log2")
+    __slots__ = ("bits", "numbers", "others", "size_log2")
 
-    def __init__(self, size_log2: int, numbers: int = 0, bits: bytearray | None = None) -> None:
+    def __init__(
+        self, size_log2: int, numbers: int = 0, bits: bytearray | None = None, others: int = 0
+    ) -> None:
         if not MIN_SIZE_LOG2 <= size_log2 <= MAX_SIZE_LOG2:
             raise ValueError(f"a filter has 2**{MIN_SIZE_LOG2} to 2**{MAX_SIZE_LOG2} bits")
         self.size_log2 = size_log2
         # How many numbers were put in (a number put in twice counts twice).
         self.numbers = numbers
+        # How many destinations that are not numbers were seen (none: none is looked up).
+        self.others = others
         self.bits = bytearray(1 << (size_log2 - 3)) if bits is None else bits
         if len(self.bits) << 3 != 1 << size_log2:
             raise ValueError("the bits are not the filter's size")
@@ -112,13 +117,21 @@ class SuppressionFilters:
     version: int
     # The lists' filters that hold a number (an empty list has none).
     filters: list[NumberFilter] = field(default_factory=list)
+    # Whether a list holds (or held) a destination that is not a number, a SIP URI.
+    others: bool = False
     # Those brought up to date with many numbers (save_filters).
     to_save: list[FilterToSave] = field(default_factory=list)
 
     def maybe_listed(self, destinations: Sequence[str]) -> list[str]:
         """Of `destinations`, those a list may hold: the E.164 numbers a filter may hold, and
-        every other destination (a SIP URI: filters hold only numbers)."""
+        when a list holds destinations that are not numbers, every other destination (a SIP
+        URI: filters hold only numbers). Lists that hold nothing: none."""
         filters = self.filters
+        others = self.others
+        if not filters:
+            if not others:
+                return []
+            return [destination for destination in destinations if e164_number(destination) is None]
         maybe = []
         if len(filters) == 1:
             only = filters[0]
@@ -127,7 +140,8 @@ class SuppressionFilters:
             for destination in destinations:
                 number = e164_number(destination)
                 if number is None:
-                    maybe.append(destination)
+                    if others:
+                        maybe.append(destination)
                     continue
                 first = ((number * _FIRST) & _M64) >> shift
                 if bits[first >> 3] >> (first & 7) & 1:
@@ -137,7 +151,10 @@ class SuppressionFilters:
             return maybe
         for destination in destinations:
             number = e164_number(destination)
-            if number is None or any(each.may_hold(number) for each in filters):
+            if number is None:
+                if others:
+                    maybe.append(destination)
+            elif any(each.may_hold(number) for each in filters):
                 maybe.append(destination)
         return maybe
 
@@ -157,7 +174,9 @@ async def read_filters(connection: queries.Connection, lists: Sequence[str]) -> 
             and saved.scheme == SCHEME
             and (MIN_SIZE_LOG2 <= saved.size_log2 <= MAX_SIZE_LOG2)
         ):
-            number_filter = NumberFilter(saved.size_log2, saved.numbers, bytearray(saved.bits))
+            number_filter = NumberFilter(
+                saved.size_log2, saved.numbers, bytearray(saved.bits), saved.others
+            )
             reached, added = await _catch_up(connection, list_name, number_filter, saved.version)
         if number_filter is None or number_filter.too_full:
             count = await queries.count_suppressions(connection, list_name)
@@ -166,6 +185,8 @@ async def read_filters(connection: queries.Connection, lists: Sequence[str]) -> 
         versions.append(reached)
         if number_filter.numbers:
             filters.filters.append(number_filter)
+        if number_filter.others:
+            filters.others = True
         if added >= SAVE_AFTER_NUMBERS:
             filters.to_save.append(FilterToSave(list_name, reached, number_filter))
     if versions:
@@ -178,16 +199,18 @@ async def read_filters(connection: queries.Connection, lists: Sequence[str]) -> 
 async def _catch_up(
     connection: queries.Connection, list_name: str, number_filter: NumberFilter, since: int
 ) -> tuple[int, int]:
-    """Put in `number_filter` the numbers of `list_name` added after version `since` (-1: all);
-    the lists' version that reached, and how many numbers were put in."""
+    """Put in `number_filter` the numbers of `list_name` added after version `since` (-1: all),
+    and count its other destinations; the lists' version that reached, and how many
+    destinations were read."""
     reached = since
     added = 0
-    async for seen_at, numbers in queries.suppressions_added_since(
+    async for seen_at, numbers, others in queries.suppressions_added_since(
         connection, list_name, since, FETCH_ROWS
     ):
         reached = seen_at
         number_filter.add(numbers)
-        added += len(numbers)
+        number_filter.others += others
+        added += len(numbers) + others
     return reached, added
 
 
@@ -200,6 +223,7 @@ async def save_filters(connection: queries.Connection, filters: SuppressionFilte
             each.version,
             each.filter.size_log2,
             each.filter.numbers,
+            each.filter.others,
             SCHEME,
             bytes(each.filter.bits),
         )

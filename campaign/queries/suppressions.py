@@ -49,6 +49,7 @@ class SavedSuppressionFilter:
     version: int
     size_log2: int
     numbers: int
+    others: int
     scheme: int
     bits: bytes
 
@@ -117,7 +118,12 @@ async def suppression_filter(
     if record is None:
         return None
     return SavedSuppressionFilter(
-        record["version"], record["size_log2"], record["numbers"], record["scheme"], record["bits"]
+        record["version"],
+        record["size_log2"],
+        record["numbers"],
+        record["others"],
+        record["scheme"],
+        record["bits"],
     )
 
 
@@ -135,19 +141,25 @@ async def suppression_lists_version(executor: Executor) -> int:
 
 async def suppressions_added_since(
     connection: Connection, list_name: str, version: int, chunk_rows: int
-) -> AsyncIterator[tuple[int, list[int]]]:
+) -> AsyncIterator[tuple[int, list[int], int]]:
     """The integers of `list_name`'s E.164 numbers (e164_number) added after `version` (-1:
-    all), `chunk_rows` at a time, each chunk with the lists' version of the snapshot they were
-    read in (one snapshot: at least one chunk, maybe empty). Through a server-side cursor: the
-    caller holds the transaction it lives in."""
+    all), and how many of its other destinations were, `chunk_rows` at a time, each chunk with
+    the lists' version of the snapshot they were read in (one snapshot: at least one chunk,
+    maybe empty). Through a server-side cursor: the caller holds the transaction it lives in."""
     cursor = await connection.cursor(sql("suppressions_added_since"), list_name, version)
     while records := await cursor.fetch(chunk_rows):
         numbers = []
+        others = 0
         for record in records:
             destination = record["destination"]
-            if destination is not None and (number := e164_number(destination)) is not None:
+            if destination is None:
+                continue
+            number = e164_number(destination)
+            if number is None:
+                others += 1
+            else:
                 numbers.append(number)
-        yield records[0]["version"], numbers
+        yield records[0]["version"], numbers, others
 
 
 async def save_suppression_filter(
@@ -156,10 +168,18 @@ async def save_suppression_filter(
     version: int,
     size_log2: int,
     numbers: int,
+    others: int,
     scheme: int,
     bits: bytes,
 ) -> None:
     """Keep `list_name`'s filter at `version`, unless one of a later version is kept."""
     await executor.execute(
-        sql("save_suppression_filter"), list_name, version, size_log2, numbers, scheme, bits
+        sql("save_suppression_filter"),
+        list_name,
+        version,
+        size_log2,
+        numbers,
+        others,
+        scheme,
+        bits,
     )

@@ -800,7 +800,7 @@ ORDER BY list, destination;
 
 -- suppression_filter --
 -- List $1's Bloom filter as last saved (campaign/suppression_filter.py), if it has one.
-SELECT version, size_log2, numbers, scheme, bits FROM suppression_filters WHERE list = $1;
+SELECT version, size_log2, numbers, others, scheme, bits FROM suppression_filters WHERE list = $1;
 
 -- count_suppressions --
 -- How many numbers list $1 holds (to size a new filter).
@@ -822,11 +822,11 @@ SELECT version FROM suppression_version;
 
 -- save_suppression_filter --
 -- Keep list $1's filter at version $2, unless one of a later version is kept already.
-INSERT INTO suppression_filters (list, version, size_log2, numbers, scheme, bits)
-VALUES ($1, $2, $3, $4, $5, $6)
+INSERT INTO suppression_filters (list, version, size_log2, numbers, others, scheme, bits)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
 ON CONFLICT (list) DO UPDATE
 SET version = EXCLUDED.version, size_log2 = EXCLUDED.size_log2, numbers = EXCLUDED.numbers,
-    scheme = EXCLUDED.scheme, bits = EXCLUDED.bits, built_at = now()
+    others = EXCLUDED.others, scheme = EXCLUDED.scheme, bits = EXCLUDED.bits, built_at = now()
 WHERE suppression_filters.version < EXCLUDED.version;
 
 -- === The HTTP API (campaign/api/) ==============================================================

@@ -476,6 +476,9 @@ CREATE TABLE suppression_filters (
     version   bigint NOT NULL,
     size_log2 smallint NOT NULL CHECK (size_log2 BETWEEN 10 AND 30),
     numbers   bigint NOT NULL CHECK (numbers >= 0),
+    -- How many of its destinations were not numbers (SIP URIs): with none, a load looks up no
+    -- destination that is not a number either.
+    others    bigint NOT NULL CHECK (others >= 0),
     -- How the numbers set bits (campaign.suppression_filter.SCHEME): another is built again.
     scheme    smallint NOT NULL,
     bits      bytea NOT NULL CHECK (octet_length(bits) * 8 = 2 ^ size_log2),

@@ -46,7 +46,8 @@ async def list_by_sql(pool: asyncpg.Pool, list_name: str, first: int, count: int
 
 async def saved_filter(pool: asyncpg.Pool, list_name: str) -> asyncpg.Record | None:
     return await pool.fetchrow(
-        "SELECT version, size_log2, numbers, scheme, bits FROM suppression_filters WHERE list = $1",
+        "SELECT version, size_log2, numbers, others, scheme, bits FROM suppression_filters"
+        " WHERE list = $1",
         list_name,
     )
 
@@ -80,7 +81,12 @@ async def test_a_load_looks_up_only_what_the_lists_may_hold_and_saves_their_filt
     saved = await saved_filter(pool, "default")
     assert saved is not None
     version = await pool.fetchval("SELECT version FROM suppression_version")
-    assert (saved["version"], saved["numbers"], saved["scheme"]) == (version, 3_010, 1)
+    assert (saved["version"], saved["numbers"], saved["others"], saved["scheme"]) == (
+        version,
+        3_010,
+        1,
+        1,
+    )
     number_filter = NumberFilter(saved["size_log2"], saved["numbers"], bytearray(saved["bits"]))
     may_hold = [d for d in destinations if number_filter.may_hold(int(d[1:]))]
     assert set(may_hold) >= listed

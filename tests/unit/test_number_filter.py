@@ -53,25 +53,32 @@ def test_sizes_are_powers_of_two_within_bounds() -> None:
         NumberFilter(16, bits=bytearray(10))
 
 
-def test_destinations_that_are_not_numbers_are_always_looked_up() -> None:
-    """With one filter or several, a SIP URI (filters hold only E.164 numbers) is always among
-    those a list may hold, a listed number too, and an unlisted one is not (these miss)."""
+def test_destinations_that_are_not_numbers_are_looked_up_when_a_list_holds_some() -> None:
+    """Filters hold only E.164 numbers: a SIP URI (or any destination that is not one) is
+    looked up when a list holds such a destination, and not otherwise; with one filter or
+    several, a listed number is looked up and an unlisted one is not (these miss); lists that
+    hold nothing at all: nothing is looked up."""
     first = NumberFilter(MIN_SIZE_LOG2)
     first.add([14155550001])
     second = NumberFilter(MIN_SIZE_LOG2 + 1)
     second.add([442079460002])
     asked = ["sip:alice@example.com", "+14155550001", "+14155550009", "+442079460002", "+0123"]
     one = SuppressionFilters(version=1, filters=[first])
+    assert one.maybe_listed(asked) == ["+14155550001"]
+    one.others = True
     assert one.maybe_listed(asked) == ["sip:alice@example.com", "+14155550001", "+0123"]
     both = SuppressionFilters(version=1, filters=[first, second])
+    assert both.maybe_listed(asked) == ["+14155550001", "+442079460002"]
+    both.others = True
     assert both.maybe_listed(asked) == [
         "sip:alice@example.com",
         "+14155550001",
         "+442079460002",
         "+0123",
     ]
-    # No list holds a number: only what is not a number is looked up.
-    assert SuppressionFilters(version=1).maybe_listed(asked) == ["sip:alice@example.com", "+0123"]
+    assert SuppressionFilters(version=1).maybe_listed(asked) == []
+    only_others = SuppressionFilters(version=1, others=True)
+    assert only_others.maybe_listed(asked) == ["sip:alice@example.com", "+0123"]
 
 
 def test_the_bits_a_number_sets_are_those_of_filters_saved_before() -> None:
