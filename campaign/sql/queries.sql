@@ -224,7 +224,9 @@ SELECT k.*,
             WHERE z.campaign_id = k.id
               AND NOT zone_set_open(k, z.time_zones, now())
               AND EXISTS (SELECT 1 FROM contacts t
-                          WHERE t.campaign_id = k.id AND t.time_zones = z.time_zones
+                          WHERE t.campaign_id = k.id
+                            AND hash_array(t.time_zones) = hash_array(z.time_zones)
+                            AND t.time_zones = z.time_zones
                             AND t.status = 'pending')
         ), candidates AS (
             SELECT greatest(now(), k.start_at) AS at
@@ -1267,7 +1269,9 @@ CROSS JOIN LATERAL (
 ) z
 CROSS JOIN LATERAL (
     SELECT count(*) AS n FROM contacts t
-    WHERE t.campaign_id = k.id AND t.time_zones = z.time_zones
+    WHERE t.campaign_id = k.id
+      AND hash_array(t.time_zones) = hash_array(z.time_zones)
+      AND t.time_zones = z.time_zones
       AND t.status = 'pending' AND t.next_attempt_at <= now()
 ) w
 WHERE k.id = $1 AND w.n > 0

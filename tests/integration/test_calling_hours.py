@@ -212,6 +212,48 @@ async def test_a_paused_campaign_completes_at_its_end(
     assert status == "completed"
 
 
+async def _contacts_due_reads(connection: queries.Connection) -> int:
+    """Index entries read from contacts_due so far (this backend's statistics flushed first)."""
+    await connection.execute("SELECT pg_stat_force_next_flush()")
+    await connection.execute("SELECT pg_stat_clear_snapshot()")
+    reads: int = await connection.fetchval(
+        "SELECT idx_tup_read FROM pg_stat_user_indexes WHERE indexrelname = 'contacts_due'"
+    )
+    return reads
+
+
+async def test_the_claim_reads_only_open_sets_of_zones_from_its_index(
+    clocked_pool: asyncpg.Pool, clock: Clock
+) -> None:
+    """With 2,000 contacts due in Tokyo, where it is night, and 20 in New York, where it is day,
+    a claim takes the 20 and reads a few dozen entries of contacts_due, not the 2,000: the index
+    is keyed by each set's hash of zones (hash_array), and the claim finds an open set by it."""
+    pool = clocked_pool
+    await clock.set(at("2026-12-02T17:00:00+00:00"))  # 12:00 in New York, 02:00 in Tokyo
+    zones = [["Asia/Tokyo"]] * 2_000 + [["America/New_York"]] * 20
+    campaign_id = await campaign_with(pool, zones, batch_size=100)
+    await pool.execute("ANALYZE contacts")
+    async with pool.acquire() as connection:
+        before = await _contacts_due_reads(connection)
+        claim = await queries.claim_batch(
+            connection,
+            campaign_id=campaign_id,
+            worker_id="w",
+            wanted=100,
+            lease_s=60,
+            pace_window_s=1.0,
+            call_limiters=(),
+            request_limiters=(),
+            own_limiters=(),
+            shared_slot_slack_s=SHARED_SLOT_SLACK_S,
+            write_ahead_within_s=-1.0,
+        )
+        read = await _contacts_due_reads(connection) - before
+    assert len(claim.destinations) == 20
+    assert all(int(d[1:]) >= 14155551000 + 2_000 for d in claim.destinations)
+    assert read < 100
+
+
 async def test_a_number_suppressed_after_the_load_is_never_dialled(
     clocked_pool: asyncpg.Pool, clock: Clock
 ) -> None:
