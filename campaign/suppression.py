@@ -44,7 +44,7 @@ from campaign.importer import (
     validation_executor,
 )
 from campaign.specs import SpecError
-from campaign.suppression_filter import SAVE_AFTER_NUMBERS, refresh_filters
+from campaign.suppression_filter import SAVE_AFTER, refresh_filters
 
 logger = logging.getLogger(__name__)
 
@@ -288,7 +288,7 @@ async def add_to_list(
         if adding.bad.count:
             raise adding.bad.refuse(f"nothing was added to list {list_name!r}")
         staged = await queries.insert_staged_suppressions(connection, list_name, reason)
-    if staged.added >= SAVE_AFTER_NUMBERS:
+    if staged.added >= SAVE_AFTER:
         # The list's filter, brought up to date now, so that the next load need not.
         try:
             async with pool.acquire() as connection:

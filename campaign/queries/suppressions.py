@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from campaign.destinations import e164_number
 from campaign.queries.base import Connection, Executor, sql
 
 
@@ -48,8 +47,7 @@ class SavedSuppressionFilter:
 
     version: int
     size_log2: int
-    numbers: int
-    others: int
+    destinations: int
     scheme: int
     bits: bytes
 
@@ -120,8 +118,7 @@ async def suppression_filter(
     return SavedSuppressionFilter(
         record["version"],
         record["size_log2"],
-        record["numbers"],
-        record["others"],
+        record["destinations"],
         record["scheme"],
         record["bits"],
     )
@@ -141,25 +138,15 @@ async def suppression_lists_version(executor: Executor) -> int:
 
 async def suppressions_added_since(
     connection: Connection, list_name: str, version: int, chunk_rows: int
-) -> AsyncIterator[tuple[int, list[int], int]]:
-    """The integers of `list_name`'s E.164 numbers (e164_number) added after `version` (-1:
-    all), and how many of its other destinations were, `chunk_rows` at a time, each chunk with
-    the lists' version of the snapshot they were read in (one snapshot: at least one chunk,
-    maybe empty). Through a server-side cursor: the caller holds the transaction it lives in."""
+) -> AsyncIterator[tuple[int, list[str]]]:
+    """`list_name`'s destinations added after `version` (-1: all), `chunk_rows` at a time, each
+    chunk with the lists' version of the snapshot they were read in (one snapshot: at least one
+    chunk, maybe empty). Through a server-side cursor: the caller holds the transaction it lives
+    in."""
     cursor = await connection.cursor(sql("suppressions_added_since"), list_name, version)
     while records := await cursor.fetch(chunk_rows):
-        numbers = []
-        others = 0
-        for record in records:
-            destination = record["destination"]
-            if destination is None:
-                continue
-            number = e164_number(destination)
-            if number is None:
-                others += 1
-            else:
-                numbers.append(number)
-        yield records[0]["version"], numbers, others
+        destinations = [r["destination"] for r in records if r["destination"] is not None]
+        yield records[0]["version"], destinations
 
 
 async def save_suppression_filter(
@@ -167,19 +154,11 @@ async def save_suppression_filter(
     list_name: str,
     version: int,
     size_log2: int,
-    numbers: int,
-    others: int,
+    destinations: int,
     scheme: int,
-    bits: bytes,
+    bits: bytes | bytearray,
 ) -> None:
     """Keep `list_name`'s filter at `version`, unless one of a later version is kept."""
     await executor.execute(
-        sql("save_suppression_filter"),
-        list_name,
-        version,
-        size_log2,
-        numbers,
-        others,
-        scheme,
-        bits,
+        sql("save_suppression_filter"), list_name, version, size_log2, destinations, scheme, bits
     )

@@ -802,16 +802,15 @@ ORDER BY list, destination;
 
 -- suppression_filter --
 -- List $1's Bloom filter as last saved (campaign/suppression_filter.py), if it has one.
-SELECT version, size_log2, numbers, others, scheme, bits FROM suppression_filters WHERE list = $1;
+SELECT version, size_log2, destinations, scheme, bits FROM suppression_filters WHERE list = $1;
 
 -- count_suppressions --
--- How many numbers list $1 holds (to size a new filter).
+-- How many destinations list $1 holds (to size a new filter).
 SELECT count(*) FROM suppressions WHERE list = $1;
 
 -- suppressions_added_since --
 -- In one snapshot: the lists' version now, on every row, and list $1's destinations added after
 -- version $2 (-1: all of them), through a cursor. With none, one row with a NULL destination.
--- (The loader turns the numbers into integers: faster than e164_number's pattern here.)
 SELECT v.version, x.destination
 FROM suppression_version v
 LEFT JOIN LATERAL (
@@ -824,11 +823,12 @@ SELECT version FROM suppression_version;
 
 -- save_suppression_filter --
 -- Keep list $1's filter at version $2, unless one of a later version is kept already.
-INSERT INTO suppression_filters (list, version, size_log2, numbers, others, scheme, bits)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+INSERT INTO suppression_filters (list, version, size_log2, destinations, scheme, bits)
+VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (list) DO UPDATE
-SET version = EXCLUDED.version, size_log2 = EXCLUDED.size_log2, numbers = EXCLUDED.numbers,
-    others = EXCLUDED.others, scheme = EXCLUDED.scheme, bits = EXCLUDED.bits, built_at = now()
+SET version = EXCLUDED.version, size_log2 = EXCLUDED.size_log2,
+    destinations = EXCLUDED.destinations, scheme = EXCLUDED.scheme, bits = EXCLUDED.bits,
+    built_at = now()
 WHERE suppression_filters.version < EXCLUDED.version;
 
 -- === The HTTP API (campaign/api/) ==============================================================

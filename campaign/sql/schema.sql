@@ -470,23 +470,21 @@ CREATE TRIGGER suppressions_stamped
     FOR EACH ROW EXECUTE FUNCTION stamp_suppression();
 
 -- A large list's Bloom filter (campaign/suppression_filter.py), so a load looks up only the
--- numbers the list may hold (with 10M listed, a few per cent of them): every E.164 number of the
--- list's rows with added_version <= version is in `bits` (2 ** size_log2 bits, two a number);
--- rows removed since may still be (a false positive, looked up and not found). `numbers`: how
--- many numbers were put in, to know when the filter is too full for its size. `campaign suppress
--- add` and each load bring it up to date with the rows added since, whoever added them.
+-- destinations the list may hold (with 10M listed, the listed ones and 0.2 % of the others):
+-- every destination of the list's rows with added_version <= version is in `bits` (2 **
+-- size_log2 bits, six a destination); rows removed since may still be (a false positive, looked
+-- up and not found). `destinations`: how many were put in, to know when the filter is too full
+-- for its size. `campaign suppress add` and each load bring it up to date with the rows added
+-- since, whoever added them.
 CREATE TABLE suppression_filters (
-    list      text PRIMARY KEY,
-    version   bigint NOT NULL,
-    size_log2 smallint NOT NULL CHECK (size_log2 BETWEEN 10 AND 30),
-    numbers   bigint NOT NULL CHECK (numbers >= 0),
-    -- How many of its destinations were not numbers (SIP URIs): with none, a load looks up no
-    -- destination that is not a number either.
-    others    bigint NOT NULL CHECK (others >= 0),
-    -- How the numbers set bits (campaign.suppression_filter.SCHEME): another is built again.
-    scheme    smallint NOT NULL,
-    bits      bytea NOT NULL CHECK (octet_length(bits) * 8 = 2 ^ size_log2),
-    built_at  timestamptz NOT NULL DEFAULT now()
+    list         text PRIMARY KEY,
+    version      bigint NOT NULL,
+    size_log2    smallint NOT NULL CHECK (size_log2 BETWEEN 10 AND 30),
+    destinations bigint NOT NULL CHECK (destinations >= 0),
+    -- How destinations set bits (campaign.suppression_filter.SCHEME): another is built again.
+    scheme       smallint NOT NULL,
+    bits         bytea NOT NULL CHECK (octet_length(bits) * 8 = 2 ^ size_log2),
+    built_at     timestamptz NOT NULL DEFAULT now()
 );
 -- Random bits do not compress: stored as they are, without trying.
 ALTER TABLE suppression_filters ALTER COLUMN bits SET STORAGE EXTERNAL;
