@@ -12,6 +12,7 @@ import contextlib
 import csv
 import dataclasses
 import io
+import logging
 import multiprocessing
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -40,6 +41,8 @@ from campaign.formulas import neutralise, neutralise_phone
 from campaign.models import Campaign, CampaignSpec, CampaignStatus
 from campaign.suppression_filter import SuppressionFilters, read_filters, save_filters
 from campaign.timezones import ZoneNames
+
+logger = logging.getLogger(__name__)
 
 # Rows per chunk a validating process (or thread) reads: small, so that little waits in memory.
 CHUNK_ROWS = 1250
@@ -724,8 +727,11 @@ async def load_csv(
             filters = await read_filters(connection, campaign.suppression_lists)
             if spare is not None:
                 # (Without a spare connection, not in the load's transaction: the row would
-                # stay locked until it commits.)
-                await save_filters(spare, filters)
+                # stay locked until it commits.) A filter not saved is built again next time.
+                try:
+                    await save_filters(spare, filters)
+                except db.DATABASE_ERRORS as error:
+                    logger.warning("a suppression list's filter was not saved: %s", error)
             writer = _ContactWriter(
                 connection,
                 campaign,

@@ -158,3 +158,26 @@ async def test_a_number_listed_while_the_load_runs_is_settled_by_the_claim(
     assert await claimed(pool, summary.campaign.id) == ["+14155551000", "+14155551002"]
     status = await pool.fetchval("SELECT status FROM contacts WHERE destination = '+14155551001'")
     assert status == "suppressed"
+
+
+async def test_a_filter_that_cannot_be_saved_does_not_fail_the_load(
+    pool: asyncpg.Pool,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The filter is a cache: when saving it fails (here a lock timeout), the load goes on,
+    stores every listed number `suppressed`, and says so in a warning; the next load builds
+    the filter again."""
+    monkeypatch.setattr(suppression_filter, "SAVE_AFTER", 10)
+    await list_by_sql(pool, "default", 14155551000, 20)
+
+    async def refuse(*args: Any) -> None:
+        raise asyncpg.LockNotAvailableError("canceling statement due to lock timeout")
+
+    monkeypatch.setattr(queries, "save_suppression_filter", refuse)
+    content = "phone\n" + "\n".join(numbers(30)) + "\n"
+    summary, _ = await load(pool, tmp_path / "e.csv", content, replace(SPEC, name="e"))
+    assert (summary.loaded, summary.suppressed) == (30, 20)
+    assert await saved_filter(pool, "default") is None
+    assert "filter was not saved: canceling statement due to lock timeout" in caplog.text
