@@ -125,7 +125,7 @@ async def suppression_filter(
 
 
 async def count_suppressions(connection: Connection, list_name: str) -> int:
-    """How many numbers `list_name` holds."""
+    """How many destinations `list_name` holds."""
     count: int = await connection.fetchval(sql("count_suppressions"), list_name)
     return count
 
