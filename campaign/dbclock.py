@@ -84,7 +84,11 @@ class DatabaseClock:
 
         The true offset lies within delay / 2 of each sample's; a sample whose range does not
         meet the chosen one's means the database's clock was stepped (or, in the tests, moved
-        by hand): the samples from before are dropped, and the estimate follows at once.
+        by hand): the samples from before are dropped, and the estimate follows at once. Unless
+        that sample is the older reading: a statement sent before the latest one kept, and
+        answered after it, read the clock before the step (its answer came late, as a step's
+        straggler does); taken for a step back, it would put the estimate hours behind and a
+        batch written ahead would wait for them.
         """
         if sample.received_at < sample.sent_at:
             return
@@ -92,6 +96,8 @@ class DatabaseClock:
         if chosen is not None and abs(sample.offset_s - chosen.offset_s) > (
             (sample.delay_s + chosen.delay_s) / 2 + STEP_TOLERANCE_S
         ):
+            if sample.sent_at < max(kept.sent_at for kept in self._samples):
+                return
             self._samples.clear()
         self._samples.append(sample)
         self._best = None

@@ -107,6 +107,32 @@ def test_a_stepped_clock_is_followed_at_once() -> None:
     assert clock.offset_s == pytest.approx(SKEW_S + 3600, abs=1e-6)
 
 
+def test_a_reading_from_before_a_step_that_comes_back_after_it_is_not_a_step_back() -> None:
+    """The clock jumps 11 hours ahead while two statements are in flight: the one sent last
+    reads the new time and comes back first; the one sent before it read the old time and comes
+    back just after. The estimate keeps the new time (it went back 11 hours, and a batch
+    written ahead at the new time waited for them: test_calling_hours' worker test, 1 run in
+    10); a statement sent after both that reads the old time again is a step back, followed."""
+    link = FakeLink()
+    clock = DatabaseClock(monotonic=lambda: link.monotonic)
+    for _ in range(5):
+        clock.observe(link.statement(out_s=0.001, served_s=0.0, back_s=0.001))
+    straggler_sent_at = link.monotonic
+    link.monotonic += 0.003
+    stepped = link.statement(out_s=0.001, served_s=0.0, back_s=0.001)
+    clock.observe(
+        ClockSample(stepped.sent_at, stepped.received_at, stepped.db_replied_at_s + 39_600, 0.0)
+    )
+    assert clock.offset_s == pytest.approx(SKEW_S + 39_600, abs=0.01)
+    straggler = ClockSample(
+        straggler_sent_at, link.monotonic, straggler_sent_at + 0.001 + SKEW_S, 0.0
+    )
+    clock.observe(straggler)
+    assert clock.offset_s == pytest.approx(SKEW_S + 39_600, abs=0.01)
+    clock.observe(link.statement(out_s=0.001, served_s=0.0, back_s=0.001))
+    assert clock.offset_s == pytest.approx(SKEW_S, abs=0.01)
+
+
 def test_before_any_sample_the_clock_says_so() -> None:
     """No statement yet: not synchronised, no offset, no round trip."""
     clock = DatabaseClock(monotonic=lambda: 5.0)
