@@ -562,7 +562,10 @@ async def test_a_worker_dials_only_inside_the_window_and_cancels_queued_calls_at
             stop.set()
             await asyncio.wait_for(worker, 15)
         requests = plivo.ledger.make_call_requests()
-    assert [request.destinations for request in requests] == [5, 4]
+    # The morning's four in one request, or in two when a claim skipped one another statement
+    # held locked for a moment (FOR UPDATE SKIP LOCKED): four calls either way.
+    assert requests[0].destinations == 5
+    assert sum(request.destinations for request in requests[1:]) == 4
 
 
 async def _statuses_are(pool: asyncpg.Pool, expected: dict[str, int]) -> bool:
