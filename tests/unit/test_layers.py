@@ -32,7 +32,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"destinations"}),
     frozenset({"specs", "db", "metrics"}),
     frozenset({"queries", "plivo"}),
-    frozenset({"ratelimit"}),
+    frozenset({"ratelimit", "suppression_filter"}),
     frozenset({"sending"}),
     frozenset({"recording"}),
     frozenset({"dialing"}),
