@@ -59,6 +59,12 @@ class ClockSample:
         """The network's share of the round trip (NTP's delta): the two one-way delays."""
         return max((self.received_at - self.sent_at) - self.served_s, 0.0)
 
+    @property
+    def read_at(self) -> float:
+        """When, on the monotonic clock, the server read its clock for this answer: half the
+        network's delay before the answer came back."""
+        return self.received_at - self.delay_s / 2
+
 
 class DatabaseClock:
     """The database's clock now, from recent statements' samples, without asking it."""
@@ -85,10 +91,11 @@ class DatabaseClock:
         The true offset lies within delay / 2 of each sample's; a sample whose range does not
         meet the chosen one's means the database's clock was stepped (or, in the tests, moved
         by hand): the samples from before are dropped, and the estimate follows at once. Unless
-        that sample is the older reading: a statement sent before the latest one kept, and
-        answered after it, read the clock before the step (its answer came late, as a step's
-        straggler does); taken for a step back, it would put the estimate hours behind and a
-        batch written ahead would wait for them.
+        that sample is the older reading: a statement whose answer left the server (half its
+        delay before it came back) before the latest kept one's read the clock before the step,
+        a straggler, though it came back after; taken for a step back, it would put the
+        estimate hours behind and a batch written ahead would wait for them. (Which was sent
+        first says nothing: a claim sent before a short statement may read the clock after it.)
         """
         if sample.received_at < sample.sent_at:
             return
@@ -96,7 +103,7 @@ class DatabaseClock:
         if chosen is not None and abs(sample.offset_s - chosen.offset_s) > (
             (sample.delay_s + chosen.delay_s) / 2 + STEP_TOLERANCE_S
         ):
-            if sample.sent_at < max(kept.sent_at for kept in self._samples):
+            if sample.read_at < max(kept.read_at for kept in self._samples):
                 return
             self._samples.clear()
         self._samples.append(sample)

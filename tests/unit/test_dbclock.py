@@ -109,10 +109,11 @@ def test_a_stepped_clock_is_followed_at_once() -> None:
 
 def test_a_reading_from_before_a_step_that_comes_back_after_it_is_not_a_step_back() -> None:
     """The clock jumps 11 hours ahead while two statements are in flight: the one sent last
-    reads the new time and comes back first; the one sent before it read the old time and comes
-    back just after. The estimate keeps the new time (it went back 11 hours, and a batch
-    written ahead at the new time waited for them: test_calling_hours' worker test, 1 run in
-    10); a statement sent after both that reads the old time again is a step back, followed."""
+    reads the new time and comes back first; the one sent before it read the old time (its
+    answer left the server earlier) and comes back just after. The estimate keeps the new time
+    (it went back 11 hours, and a batch written ahead at the new time waited for them:
+    test_calling_hours' worker test, 1 run in 10); a statement sent after both that reads the
+    old time again is a step back, followed."""
     link = FakeLink()
     clock = DatabaseClock(monotonic=lambda: link.monotonic)
     for _ in range(5):
@@ -131,6 +132,24 @@ def test_a_reading_from_before_a_step_that_comes_back_after_it_is_not_a_step_bac
     assert clock.offset_s == pytest.approx(SKEW_S + 39_600, abs=0.01)
     clock.observe(link.statement(out_s=0.001, served_s=0.0, back_s=0.001))
     assert clock.offset_s == pytest.approx(SKEW_S, abs=0.01)
+
+
+def test_a_long_statement_sent_first_that_reads_the_stepped_clock_last_is_followed() -> None:
+    """A claim is sent, works 50 ms on the server and reads the clock as it answers, after the
+    clock jumped 10 minutes ahead; a short statement sent after it read the old time and came
+    back first. The claim's reading is the newer one, though it was sent first: the estimate
+    follows it (its batch is timed on it)."""
+    link = FakeLink()
+    clock = DatabaseClock(monotonic=lambda: link.monotonic)
+    for _ in range(5):
+        clock.observe(link.statement(out_s=0.001, served_s=0.0, back_s=0.001))
+    claim_sent_at = link.monotonic
+    link.monotonic += 0.002
+    clock.observe(link.statement(out_s=0.001, served_s=0.0, back_s=0.001))  # old time
+    link.monotonic = claim_sent_at + 0.052
+    claim = ClockSample(claim_sent_at, link.monotonic, claim_sent_at + 0.051 + SKEW_S + 600, 0.05)
+    clock.observe(claim)
+    assert clock.offset_s == pytest.approx(SKEW_S + 600, abs=0.01)
 
 
 def test_before_any_sample_the_clock_says_so() -> None:
