@@ -91,7 +91,7 @@ def free_port() -> int:
 
 
 async def claim_now(
-    pool: asyncpg.Pool,
+    pool: queries.Executor,
     campaign_id: int,
     *,
     wanted: int = 100,

@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 from clock_fixtures import Clock
 from plivo_fixtures import FakeClock, client_config, simulator_config
-from worker_fixtures import claimed, wait_for, worker_config
+from worker_fixtures import claim_now, claimed, wait_for, worker_config
 
 from campaign import queries
 from campaign.models import CampaignSpec, Schedule
@@ -235,19 +235,7 @@ async def test_the_claim_reads_only_open_sets_of_zones_from_its_index(
     await pool.execute("ANALYZE contacts")
     async with pool.acquire() as connection:
         before = await _contacts_due_reads(connection)
-        claim = await queries.claim_batch(
-            connection,
-            campaign_id=campaign_id,
-            worker_id="w",
-            wanted=100,
-            lease_s=60,
-            pace_window_s=1.0,
-            call_limiters=(),
-            request_limiters=(),
-            own_limiters=(),
-            shared_slot_slack_s=SHARED_SLOT_SLACK_S,
-            write_ahead_within_s=-1.0,
-        )
+        claim = await claim_now(connection, campaign_id)
         read = await _contacts_due_reads(connection) - before
     assert len(claim.destinations) == 20
     assert all(int(d[1:]) >= 14155551000 + 2_000 for d in claim.destinations)
