@@ -273,21 +273,23 @@ class _CopyData:
         self,
         campaign_id: int,
         records: list[CopyRecord],
-        suppressions: queries.SuppressionsLookUp,
+        suppressions_version: int,
+        suppressed: dict[str, str],
         found: queries.NewContactsLookUp,
     ) -> None:
         self._campaign_id = campaign_id
         self._records = records
-        self._suppressions = suppressions
+        self._suppressions_version = suppressions_version
+        self._suppressed = suppressed
         self._found = found
         self.rows = 0
         self.suppressed = 0
 
     async def pieces(self) -> AsyncIterator[bytes]:
-        suppressed = self._suppressions.suppressed
+        suppressed = self._suppressed
         groups = self._found.caller_id_groups
         head = f"{self._campaign_id}\t"
-        version = self._suppressions.suppressions_version
+        version = self._suppressions_version
         pending = f"\tpending\t\\N\t{version}\t\\N\n"
         records = self._records
         for start in range(0, len(records), self.PIECE_ROWS):
@@ -393,7 +395,7 @@ class NumbersSeen:
 # A batch of validated rows handed to the task that stores them, with those of its destinations a
 # suppression list may hold (by the lists' filters), and their look-up when one was started (on
 # the look-ups' connection).
-_Batch = tuple[list[CopyRecord], list[str], "asyncio.Future[queries.SuppressionsLookUp] | None"]
+_Batch = tuple[list[CopyRecord], list[str], "asyncio.Future[dict[str, str]] | None"]
 
 
 class _SuppressionLookUps:
@@ -407,16 +409,14 @@ class _SuppressionLookUps:
         self._lists = lists
         self._turn = asyncio.Lock()
         # Look-ups started and not yet taken by the batch they are for.
-        self._running: set[asyncio.Future[queries.SuppressionsLookUp]] = set()
+        self._running: set[asyncio.Future[dict[str, str]]] = set()
 
-    def start(self, destinations: list[str]) -> asyncio.Future[queries.SuppressionsLookUp]:
+    def start(self, destinations: list[str]) -> asyncio.Future[dict[str, str]]:
         future = asyncio.ensure_future(self._look_up(destinations))
         self._running.add(future)
         return future
 
-    async def take(
-        self, future: asyncio.Future[queries.SuppressionsLookUp]
-    ) -> queries.SuppressionsLookUp:
+    async def take(self, future: asyncio.Future[dict[str, str]]) -> dict[str, str]:
         """The answer of a look-up started by `start`."""
         self._running.discard(future)
         return await future
@@ -431,7 +431,7 @@ class _SuppressionLookUps:
             with contextlib.suppress(BaseException):
                 await future
 
-    async def _look_up(self, destinations: list[str]) -> queries.SuppressionsLookUp:
+    async def _look_up(self, destinations: list[str]) -> dict[str, str]:
         async with self._turn:
             return await queries.look_up_suppressions(self._connection, destinations, self._lists)
 
@@ -567,7 +567,7 @@ class _ContactWriter:
         self,
         records: list[CopyRecord],
         maybe_listed: list[str],
-        look_up: asyncio.Future[queries.SuppressionsLookUp] | None,
+        look_up: asyncio.Future[dict[str, str]] | None,
     ) -> None:
         """COPY `records` into the campaign's contacts (`maybe_listed`: those of their
         destinations a suppression list may hold; `look_up`: their look-up, when it was started
@@ -584,30 +584,28 @@ class _ContactWriter:
         kept.sort(key=_zones_of)
         if look_up is not None:
             assert self._look_ups is not None
-            listed = (await self._look_ups.take(look_up)).suppressed
+            listed = await self._look_ups.take(look_up)
         elif not kept:
             return  # every row's window never opens: nothing to store, nor to count
         elif maybe_listed:
-            looked_up = await queries.look_up_suppressions(
+            listed = await queries.look_up_suppressions(
                 self._connection, maybe_listed, self._campaign.suppression_lists
             )
-            listed = looked_up.suppressed
         else:
             listed = {}
-        # Seen at the version the filters reached: the claim looks up whatever was added after
-        # (a look-up sees a later version, but the numbers the filters ruled out were not).
-        suppressions = queries.SuppressionsLookUp(self._filters.version, listed)
-        stored, suppressed, present = await self._copy(kept, suppressions)
+        stored, suppressed, present = await self._copy(kept, listed)
         self._summary.loaded += stored
         self._summary.suppressed += suppressed
         self._summary.duplicates += len(records) - len(kept) + present
 
     async def _copy(
-        self, records: list[CopyRecord], suppressions: queries.SuppressionsLookUp
+        self, records: list[CopyRecord], listed: dict[str, str]
     ) -> tuple[int, int, int]:
         """Store those of `records` (each number once) the campaign has not, those on its lists
-        (`suppressions`) `suppressed`; how many were stored, how many of them suppressed, and
-        how many the campaign had already.
+        (`listed`, with the list) `suppressed`; how many were stored, how many of them
+        suppressed, and how many the campaign had already. Each notes the version the lists'
+        filters reached (the claim looks up whatever was added after: a look-up may see a
+        later version, but the numbers the filters ruled out were not looked up).
 
         In a campaign this load creates, only the numbers its filter says it may have stored
         already are looked up (its duplicates, 1 to 5 % more), and the rest is COPYed straight
@@ -629,14 +627,14 @@ class _ContactWriter:
             if not self._staging:
                 await queries.create_load_staging(self._connection)
                 self._staging = True
-            data = _CopyData(self._campaign.id, records, suppressions, found)
+            data = _CopyData(self._campaign.id, records, self._filters.version, listed, found)
             await queries.copy_contacts(self._connection, data.pieces(), staged=True)
             stored, suppressed = await queries.insert_staged_contacts(self._connection)
         else:
             new = records
             if found.present:
                 new = [record for record in records if record[0] not in found.present]
-            data = _CopyData(self._campaign.id, new, suppressions, found)
+            data = _CopyData(self._campaign.id, new, self._filters.version, listed, found)
             await queries.copy_contacts(self._connection, data.pieces())
             stored, suppressed = data.rows, data.suppressed
         return stored, suppressed, len(records) - stored

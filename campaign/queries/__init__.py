@@ -88,7 +88,6 @@ from campaign.queries.exporting import contact_outcome_chunks, export_field_name
 from campaign.queries.loading import (
     CONTACT_COLUMNS,
     NewContactsLookUp,
-    SuppressionsLookUp,
     copy_contacts,
     create_load_staging,
     first_window_opening,
@@ -174,7 +173,6 @@ __all__ = [
     "StagedAdded",
     "SuppressedNumber",
     "SuppressionList",
-    "SuppressionsLookUp",
     "UnknownContact",
     "UnknownContacts",
     "advisory_unlock",

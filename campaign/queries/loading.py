@@ -25,16 +25,6 @@ CONTACT_COLUMNS = (
 
 
 @dataclass(frozen=True, slots=True)
-class SuppressionsLookUp:
-    """Which numbers of a batch are on the campaign's suppression lists, seen at one moment."""
-
-    # The suppression lists' version the look-up saw (contacts.suppressions_version).
-    suppressions_version: int
-    # Those on one of the campaign's suppression lists, with the list (the first by name).
-    suppressed: dict[str, str]
-
-
-@dataclass(frozen=True, slots=True)
 class NewContactsLookUp:
     """What a load needs to know in its own transaction of the numbers it is about to store."""
 
@@ -49,9 +39,9 @@ NO_NEW_CONTACTS_LOOK_UP = NewContactsLookUp(present=frozenset(), caller_id_group
 
 async def look_up_suppressions(
     connection: Connection, destinations: Sequence[str], suppression_lists: Sequence[str]
-) -> SuppressionsLookUp:
-    """Which of `destinations` are on one of `suppression_lists` (E.164 numbers looked up by
-    their integers, the others by their text), and the lists' version then. Needs nothing of a
+) -> dict[str, str]:
+    """Those of `destinations` on one of `suppression_lists`, with the list (the first by name;
+    E.164 numbers looked up by their integers, the others by their text). Needs nothing of a
     load's transaction: any connection will do."""
     numbers: list[int] = []
     others: list[str] = []
@@ -61,13 +51,10 @@ async def look_up_suppressions(
             others.append(destination)
         else:
             numbers.append(number)
-    row = await connection.fetchrow(
+    listed = await connection.fetchval(
         sql("look_up_suppressions"), list(suppression_lists), numbers, others
     )
-    assert row is not None
-    return SuppressionsLookUp(
-        suppressions_version=row["suppressions_version"], suppressed=dict(row["suppressed"])
-    )
+    return dict(listed)
 
 
 async def look_up_new_contacts(

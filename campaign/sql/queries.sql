@@ -280,16 +280,14 @@ ORDER BY total, calls DESC, call_status;
 -- === Loading a CSV =============================================================================
 
 -- look_up_suppressions --
--- Which of the numbers a load is about to store are on one of the lists ($1) of its
--- campaign (the first list by name), and the lists' version this statement saw them at
--- (contacts.suppressions_version: the claim looks up only what was added since); one statement,
--- one snapshot. The load runs it on a connection of its own, one batch ahead of its COPYs (it
--- needs nothing of the load's transaction). The numbers in E.164 come as integers ($2, by
--- e164_number) and are looked up by the index suppressions_number (0.8 µs a number with 10M
--- listed, against 3 µs by the text of the primary key); the others ($3, SIP URIs) by the
--- primary key.
-SELECT (SELECT v.version FROM suppression_version v) AS suppressions_version,
-       ARRAY(SELECT ARRAY[x.destination, x.list]
+-- Which of the destinations a load is about to store (those its lists' filters may hold) are on
+-- one of the lists ($1) of its campaign, with the list (the first by name). The load runs it on
+-- a connection of its own, one batch ahead of its COPYs (it needs nothing of the load's
+-- transaction; the lists' version its contacts note is the one its filters reached,
+-- campaign/suppression_filter.py). The numbers in E.164 come as integers ($2, by e164_number)
+-- and are looked up by the index suppressions_number (0.8 µs a number with 10M listed, against
+-- 3 µs by the text of the primary key); the others ($3, SIP URIs) by the primary key.
+SELECT ARRAY(SELECT ARRAY[x.destination, x.list]
              FROM (SELECT DISTINCT ON (x.destination) x.destination, x.list
                    FROM (SELECT x.destination, x.list
                          FROM suppressions x
